@@ -1,0 +1,1 @@
+"""notices: recurring-problem detection and the performance improvement notice lifecycle."""

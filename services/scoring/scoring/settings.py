@@ -1,0 +1,16 @@
+"""scoring's settings (env prefix YARDSTICK_SCORING_)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from yardstick.settings import ServiceSettings
+
+
+class ScoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="YARDSTICK_SCORING_")
+    service: ClassVar[str] = "scoring"
+    default_port: ClassVar[int] = 8003
+    db_name: ClassVar[str] = "scoring"

@@ -1,0 +1,1 @@
+"""target-tracker: annual targets, daily progress with an audit trail, on-track forecasts."""

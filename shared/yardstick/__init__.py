@@ -1,0 +1,1 @@
+"""Yardstick: the shared contracts and plumbing every service uses."""

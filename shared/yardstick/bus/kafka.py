@@ -1,0 +1,313 @@
+"""Kafka backend (aiokafka): idempotent producer, manual commits, dead-letter topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription, dlq_topic
+from yardstick.events import DOMAIN_TOPICS
+from yardstick.observability import CONSUMER_LAG, DEAD_LETTERED, PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was processed before partitions go to another instance."""
+
+    def __init__(self, runner: _ConsumerRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.runner.lock:
+            await self.runner.commit_processed()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"consumer": self.runner.sub.group,
+                                               "partitions": [f"{tp.topic}:{tp.partition}" for tp in assigned]})
+
+
+class _ConsumerRunner:
+    def __init__(self, bus: KafkaBus, sub: Subscription) -> None:
+        self.bus = bus
+        self.sub = sub
+        self.lock = asyncio.Lock()
+        self.processed: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def commit_processed(self) -> None:
+        if not self.processed or self.consumer is None or self.sub.broadcast:
+            return
+        offsets, self.processed = self.processed, {}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # Harmless: the idempotent consumer skips what is redelivered.
+            log.warning("offset commit failed; messages will be redelivered and skipped",
+                        extra={"consumer": self.sub.group, "error": str(exc)})
+
+    async def run(self) -> None:
+        backoff = self.bus.retry_initial_s
+        while True:
+            try:
+                await self._run_once()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer lost the broker; reconnecting",
+                            extra={"consumer": self.sub.group, "error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.bus.retry_max_s)
+
+    async def _run_once(self) -> None:
+        sub = self.sub
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bus.bootstrap,
+            group_id=None if sub.broadcast else sub.group,
+            client_id=f"{sub.group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=600_000,
+            metadata_max_age_ms=5_000,
+        )
+        self.consumer = consumer
+        await consumer.start()
+        try:
+            if sub.broadcast:
+                parts = [TopicPartition(t, p) for t in sub.topics
+                         for p in (consumer.partitions_for_topic(t) or await self._partitions(consumer, t))]
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+            else:
+                consumer.subscribe(list(sub.topics), listener=_Rebalance(self))
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                async with self.lock:
+                    for tp, records in batch.items():
+                        for record in records:
+                            message = Message(
+                                topic=record.topic, key=record.key, value=record.value,
+                                headers=tuple(record.headers or ()), partition=record.partition,
+                                offset=record.offset,
+                            )
+                            await self.bus.deliver(sub, message)
+                            self.processed[tp] = record.offset + 1
+                    await self.commit_processed()
+                self._record_lag(consumer)
+        finally:
+            with contextlib.suppress(Exception):
+                async with self.lock:
+                    await self.commit_processed()
+            self.consumer = None
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+        for _ in range(50):
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                return set(parts)
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise BusUnavailable(f"topic {topic} has no partitions")
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(Exception):
+                pos = self.processed.get(tp)
+                last = consumer.last_stable_offset(tp) or high
+                committed_pos = pos if pos is not None else last
+                CONSUMER_LAG.labels(consumer=self.sub.group, topic=tp.topic,
+                                    partition=str(tp.partition)).set(max(0, high - committed_pos))
+
+
+class KafkaBus:
+    backend = "kafka"
+
+    def __init__(self, bootstrap: str, *, client_id: str, partitions: int = 6,
+                 retry_initial_s: float = 0.2, retry_max_s: float = 10.0) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.partitions = partitions
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self._producer: AIOKafkaProducer | None = None
+        self._subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._topics_ready = False
+        self._last_error: str | None = None
+        self._last_ok: float | None = None
+        self._producer_lock = asyncio.Lock()
+
+    # lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        for sub in self._subs:
+            self._launch(sub)
+
+    def _launch(self, sub: Subscription) -> None:
+        runner = _ConsumerRunner(self, sub)
+        self._tasks.append(asyncio.create_task(self._supervise(runner), name=f"kafka:{sub.group}"))
+
+    async def _supervise(self, runner: _ConsumerRunner) -> None:
+        backoff = self.retry_initial_s
+        while True:
+            try:
+                await self.ensure_topics()
+                await runner.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._last_error = repr(exc)
+                log.warning("consumer waiting for the broker", extra={"consumer": runner.sub.group,
+                                                                     "error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    def subscribe(self, subscription: Subscription) -> None:
+        self._subs.append(subscription)
+        if self._tasks:
+            self._launch(subscription)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "bootstrap": self.bootstrap,
+            "connected": self._last_error is None and self._last_ok is not None,
+            "last_error": self._last_error,
+        }
+
+    # topics ------------------------------------------------------------------------
+    async def ensure_topics(self) -> None:
+        """Create the domain topics (unlimited retention) and their dead-letter topics."""
+        if self._topics_ready:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                    request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(name=t, num_partitions=self.partitions, replication_factor=1,
+                         topic_configs={"retention.ms": "-1"})
+                for topic in DOMAIN_TOPICS for t in (topic, dlq_topic(topic)) if t not in existing
+            ]
+            if wanted:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    result = await admin.create_topics(wanted)
+                    for name, code, *_ in getattr(result, "topic_errors", []):
+                        if code not in (0, 36):  # 36: already exists (another instance won)
+                            raise BusUnavailable(f"could not create topic {name}: error {code}")
+            self._topics_ready = True
+        except (KafkaError, OSError) as exc:
+            raise BusUnavailable(f"broker at {self.bootstrap} unreachable: {exc!r}") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    # producing ---------------------------------------------------------------------
+    async def _get_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                    enable_idempotence=True, acks="all", linger_ms=5,
+                    request_timeout_ms=15_000, max_batch_size=1024 * 1024,
+                )
+                try:
+                    await producer.start()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        try:
+            await self.ensure_topics()
+            producer = await self._get_producer()
+            futures = [
+                await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                for m in messages
+            ]
+            await asyncio.gather(*futures)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            self._last_error = repr(exc)
+            # A producer that lost the broker is rebuilt; idempotence covers the resend.
+            if self._producer is not None:
+                with contextlib.suppress(Exception):
+                    await self._producer.stop()
+                self._producer = None
+            raise BusUnavailable(f"broker at {self.bootstrap} unreachable: {exc!r}") from exc
+        self._last_error = None
+        self._last_ok = time.monotonic()
+        for m in messages:
+            PUBLISHED.labels(topic=m.topic).inc()
+
+    # consuming ---------------------------------------------------------------------
+    async def deliver(self, sub: Subscription, message: Message) -> None:
+        """Run the handler; dead-letter permanent failures, retry transient ones without limit."""
+        attempts = 0
+        backoff = self.retry_initial_s
+        while True:
+            attempts += 1
+            try:
+                await sub.handler(message)
+                return
+            except DeadLetter as exc:
+                await self._dead_letter(sub, message, str(exc), attempts)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("handler failed (transient); retrying",
+                            extra={"consumer": sub.group, "topic": message.topic,
+                                   "partition": message.partition, "offset": message.offset,
+                                   "error": repr(exc), "attempt": attempts})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    async def _dead_letter(self, sub: Subscription, message: Message, reason: str, attempts: int) -> None:
+        DEAD_LETTERED.labels(consumer=sub.group, topic=message.topic).inc()
+        log.error("dead-lettered", extra={"consumer": sub.group, "topic": message.topic,
+                                          "partition": message.partition, "offset": message.offset,
+                                          "reason": reason[:500]})
+        headers = (*message.headers, ("x-error", reason[:4000].encode()),
+                   ("x-consumer", sub.group.encode()), ("x-attempts", str(attempts).encode()))
+        dead = replace(message, topic=dlq_topic(message.topic), headers=headers)
+        backoff = self.retry_initial_s
+        while True:
+            try:
+                await self.publish([dead])
+                return
+            except BusUnavailable:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)

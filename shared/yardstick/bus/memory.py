@@ -1,0 +1,111 @@
+"""In-process bus for the one-process mode and unit tests: an append-only log per topic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
+from yardstick.observability import DEAD_LETTERED
+
+log = logging.getLogger(__name__)
+
+
+class MemoryBus:
+    """Keeps every message, so a late subscriber (or a rebuild) reads from the beginning.
+
+    Groups keep one offset per topic; a handler that raises DeadLetter sends the message
+    to the topic's dead-letter log, any other exception is retried after a pause (the
+    in-process stand-in for an unreachable database).
+    """
+
+    backend = "memory"
+
+    def __init__(self, retry_s: float = 0.2) -> None:
+        self.logs: dict[str, list[Message]] = defaultdict(list)
+        self._offsets: dict[tuple[str, str], int] = defaultdict(int)
+        self._subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Condition()
+        self._retry_s = retry_s
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+        for sub in self._subs:
+            self._launch(sub)
+
+    def _launch(self, sub: Subscription) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(sub), name=f"memory-bus:{sub.group}"))
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        async with self._changed:
+            for m in messages:
+                log_ = self.logs[m.topic]
+                log_.append(replace(m, partition=0, offset=len(log_)))
+            self._changed.notify_all()
+
+    def subscribe(self, subscription: Subscription) -> None:
+        self._subs.append(subscription)
+        if self._running:
+            self._launch(subscription)
+
+    def state(self) -> dict[str, Any]:
+        return {"backend": self.backend, "connected": True}
+
+    def lag(self, group: str) -> int:
+        return sum(
+            len(self.logs[topic]) - self._offsets[(group, topic)]
+            for sub in self._subs if sub.group == group for topic in sub.topics
+        )
+
+    async def _consume(self, sub: Subscription) -> None:
+        while True:
+            pending = [
+                (topic, self.logs[topic][self._offsets[(sub.group, topic)]])
+                for topic in sub.topics
+                if self._offsets[(sub.group, topic)] < len(self.logs[topic])
+            ]
+            if not pending:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: any(
+                        self._offsets[(sub.group, t)] < len(self.logs[t]) for t in sub.topics))
+                continue
+            for topic, message in pending:
+                await self._deliver(sub, message)
+                self._offsets[(sub.group, topic)] += 1
+
+    async def _deliver(self, sub: Subscription, message: Message) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await sub.handler(message)
+                return
+            except DeadLetter as exc:
+                DEAD_LETTERED.labels(consumer=sub.group, topic=message.topic).inc()
+                log.error("dead-lettered", extra={"consumer": sub.group, "topic": message.topic,
+                                                  "offset": message.offset, "reason": str(exc)})
+                headers = (*message.headers, ("x-error", str(exc).encode()),
+                           ("x-consumer", sub.group.encode()), ("x-attempts", str(attempts).encode()))
+                await self.publish([replace(message, topic=dlq_topic(message.topic), headers=headers)])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handler failed; retrying", extra={"consumer": sub.group})
+                await asyncio.sleep(self._retry_s)

@@ -1,0 +1,160 @@
+"""The `yardstick` command line (city-profile.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from yardstick.services import SERVICES
+
+
+def _token(args: argparse.Namespace) -> int:
+    from yardstick.city import CityProfileError, default_city_path, load_city
+    from yardstick.runtime import make_bus
+    from yardstick.settings import AuthSettings
+    from yardstick.tokens import Registry
+
+    settings = AuthSettings()
+
+    async def main() -> int:
+        registry = Registry(settings)
+        await registry.prepare()
+        try:
+            if args.action == "issue":
+                try:
+                    city = load_city(settings.city or default_city_path())
+                except CityProfileError as exc:
+                    print(exc, file=sys.stderr)
+                    return 2
+                if args.unit and args.unit not in city.unit_ids:
+                    print(f"unit {args.unit!r} is not in the city profile", file=sys.stderr)
+                    return 2
+                if args.window and args.window not in city.window_ids:
+                    print(f"window {args.window!r} is not in the city profile", file=sys.stderr)
+                    return 2
+                try:
+                    token, claims = await registry.issue(role=args.role, subject=args.subject,
+                                                         unit_id=args.unit, window_id=args.window,
+                                                         ttl_s=args.ttl)
+                except (ValueError, RuntimeError) as exc:
+                    print(f"cannot issue: {exc}", file=sys.stderr)
+                    return 2
+                print(f"token id {claims['jti']} role {args.role}", file=sys.stderr)
+                await _announce(registry, settings, make_bus)
+                print(token)
+            elif args.action == "revoke":
+                try:
+                    changed = await registry.revoke(args.token_id)
+                except KeyError:
+                    print(f"no token {args.token_id} in the registry; `yardstick token list` shows them",
+                          file=sys.stderr)
+                    return 2
+                await _announce(registry, settings, make_bus)
+                print("revoked" if changed else "already revoked")
+            elif args.action == "relay":
+                await _announce(registry, settings, make_bus)
+            else:
+                rows = await registry.list(role=args.role, window_id=args.window, unit_id=args.unit)
+                for row in rows:
+                    print(json.dumps(row, default=str, ensure_ascii=False))
+            return 0
+        finally:
+            await registry.close()
+
+    return asyncio.run(main())
+
+
+async def _announce(registry: Any, settings: Any, make_bus: Any) -> None:
+    """Publish the registry's outbox now when Kafka is configured; `yardstick run` relays it otherwise."""
+    if settings.bus != "kafka":
+        print("the running `yardstick run` announces this within a second", file=sys.stderr)
+        return
+    bus = make_bus(settings)
+    relay = registry.relay(bus)
+    try:
+        while await relay.publish_once():
+            pass
+        print("announced on auth.v1", file=sys.stderr)
+    except Exception as exc:
+        print(f"Kafka unreachable ({exc}); the event waits in the registry's outbox: "
+              "run `yardstick token relay` once Kafka is back", file=sys.stderr)
+    finally:
+        await bus.stop()
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from yardstick.events import json_schemas
+
+    root = Path(args.dir)
+    stale = []
+    for event_type, schema in json_schemas().items():
+        path = root / f"{event_type}.json"
+        text = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        if args.action == "write":
+            root.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        elif not path.exists() or path.read_text() != text:
+            stale.append(str(path))
+    if stale:
+        print("stale event schemas (run `yardstick schemas write`):\n  " + "\n  ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="yardstick", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the whole system in one process (in-process bus, SQLite)")
+    run.add_argument("--city", type=Path)
+    run.add_argument("--data-dir", type=Path, default=Path(".data"))
+    run.add_argument("--no-demo", action="store_true")
+    run.add_argument("--host", default="127.0.0.1")
+
+    serve = sub.add_parser("serve", help="one service, configured by environment")
+    serve.add_argument("service", choices=sorted(SERVICES))
+
+    token = sub.add_parser("token", help="issue, list and revoke tokens")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    issue = token_sub.add_parser("issue")
+    issue.add_argument("--role", required=True)
+    issue.add_argument("--subject")
+    issue.add_argument("--unit")
+    issue.add_argument("--window")
+    issue.add_argument("--ttl", type=int)
+    listing = token_sub.add_parser("list")
+    listing.add_argument("--role")
+    listing.add_argument("--window")
+    listing.add_argument("--unit")
+    revoke = token_sub.add_parser("revoke")
+    revoke.add_argument("token_id")
+    token_sub.add_parser("relay", help="publish token events that waited while Kafka was down")
+
+    schemas = sub.add_parser("schemas", help="write or check the event JSON Schemas")
+    schemas.add_argument("action", choices=["write", "check"])
+    schemas.add_argument("--dir", default="shared/schemas/events")
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from yardstick.runner import run as run_all
+
+        run_all(city=args.city, data_dir=args.data_dir, demo=not args.no_demo, host=args.host)
+        return 0
+    if args.command == "serve":
+        from yardstick.runner import serve as serve_one
+
+        serve_one(args.service)
+        return 0
+    if args.command == "token":
+        return _token(args)
+    if args.command == "schemas":
+        return _schemas(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The JSON error shape of api.md and the handlers that produce it for every service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "invalid", 429: "rate_limited", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 details: list[Any] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.details = details or []
+        self.headers = headers
+
+
+def error_body(status: int, message: str, code: str | None = None,
+               details: list[Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code or _CODES.get(status, "error"), "message": message,
+                      "details": details or []}}
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        # Never echo the input back: it may hold a phone number or an e-mail address.
+        out.append({"loc": [str(p) for p in err.get("loc", ())], "message": err.get("msg", ""),
+                    "type": err.get("type", "")})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status, exc.message, exc.code, exc.details),
+                            status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        where = ", ".join(".".join(d["loc"][1:] or d["loc"]) + ": " + d["message"] for d in details[:5])
+        return JSONResponse(error_body(422, f"invalid request: {where}", "invalid", details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+
+class BodyLimit:
+    """413 for bodies over the limit, before anything is parsed (api.md: 1 MiB, surveys 64 MiB)."""
+
+    def __init__(self, app: ASGIApp, limit: int, large_prefixes: tuple[str, ...] = (),
+                 large_limit: int = 64 * 1024 * 1024) -> None:
+        self.app = app
+        self.limit = limit
+        self.large_prefixes = large_prefixes
+        self.large_limit = large_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = self.large_limit if any(path.startswith(p) and path.endswith("/responses")
+                                        for p in self.large_prefixes) else self.limit
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(send, limit)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(send, limit)
+
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = JSONResponse(error_body(413, f"body over {limit} bytes"), status_code=413)
+        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+        await send({"type": "http.response.body", "body": body.body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,346 @@
+"""The event contracts: one pydantic model per event type of events.md, and their topics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FEEDBACK = "feedback.v1"
+SURVEY = "survey.v1"
+TARGETS = "targets.v1"
+NOTICES = "notices.v1"
+SCORES = "scores.v1"
+AUTH = "auth.v1"
+DOMAIN_TOPICS = (FEEDBACK, SURVEY, TARGETS, NOTICES, SCORES, AUTH)
+
+Channel = Literal[
+    "window", "web", "mobile", "hotline", "face_to_face", "exhibit_hall", "social", "open311", "survey"
+]
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    __event_type__: str = ""
+    __topic__: str = ""
+
+
+# feedback.v1 --------------------------------------------------------------------------
+
+
+class FeedbackReceived(_Event):
+    """A rating or feedback item was accepted and counted. Kiosk presses too (channel window)."""
+
+    __event_type__ = "feedback.received"
+    __topic__ = FEEDBACK
+    feedback_id: str
+    unit_id: str
+    channel: Channel
+    occurred_at: datetime = Field(description="rated_at or submitted_at (receipt time when absent)")
+    year: int
+    level: int | None = Field(default=None, ge=1, le=5)
+    window_id: str | None = None
+    category_id: str | None = None
+    district_id: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    has_text: bool = False
+    device: str | None = Field(default=None, description="kiosk device (token subject), never a person")
+
+
+class FeedbackReassigned(_Event):
+    """An item moved to another unit; consumers move its counts from one unit to the other."""
+
+    __event_type__ = "feedback.reassigned"
+    __topic__ = FEEDBACK
+    feedback_id: str
+    from_unit_id: str
+    unit_id: str
+    channel: Channel
+    occurred_at: datetime
+    year: int
+    level: int | None = Field(default=None, ge=1, le=5)
+    category_id: str | None = None
+
+
+class FeedbackResponded(_Event):
+    __event_type__ = "feedback.responded"
+    __topic__ = FEEDBACK
+    feedback_id: str
+    unit_id: str
+    responded_at: datetime
+    due: date
+    overdue: bool
+
+
+class FeedbackFollowUp(_Event):
+    """The citizen's one follow-up rating after the unit responded (counts in the online channel)."""
+
+    __event_type__ = "feedback.follow_up"
+    __topic__ = FEEDBACK
+    feedback_id: str
+    unit_id: str
+    level: int = Field(ge=1, le=5)
+    occurred_at: datetime
+    year: int
+    category_id: str | None = None
+
+
+# survey.v1 ----------------------------------------------------------------------------
+
+
+class Stratum(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    population: int = Field(gt=0)
+
+
+class SurveyDefined(_Event):
+    __event_type__ = "survey.defined"
+    __topic__ = SURVEY
+    survey_id: str
+    year: int
+    title: str
+    strata: list[Stratum]
+
+
+class SurveyResponse(_Event):
+    """One household's answers: a level per unit, or None for "unknown"."""
+
+    __event_type__ = "survey.response"
+    __topic__ = SURVEY
+    survey_id: str
+    year: int
+    respondent_id: str
+    stratum: str
+    ratings: dict[str, int | None]
+
+
+# targets.v1 ---------------------------------------------------------------------------
+
+
+class TargetFields(_Event):
+    target_id: str
+    unit_id: str
+    year: int
+    code: str
+    title: str
+    kind: Literal["numeric", "milestone"]
+    direction: Literal["increase", "decrease"]
+    baseline: float
+    target: float
+    weight: float = Field(gt=0)
+    cadence: Literal["daily", "weekly", "monthly"]
+    due: date | None = None
+    approved: bool
+    withdrawn: bool = False
+    public_commitment: bool = False
+
+
+class TargetDefined(TargetFields):
+    __event_type__ = "target.defined"
+    __topic__ = TARGETS
+
+
+class TargetChanged(TargetFields):
+    __event_type__ = "target.changed"
+    __topic__ = TARGETS
+    changes: list[str] = Field(default_factory=list, description="names of the fields that changed")
+
+
+class Projection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+TargetStatus = Literal["on_track", "at_risk", "off_track", "no_data"]
+
+
+class TargetProgress(_Event):
+    __event_type__ = "target.progress"
+    __topic__ = TARGETS
+    target_id: str
+    unit_id: str
+    year: int
+    date: date
+    value: float
+    correction: bool = False
+    late: bool = False
+    attainment: float
+    status: TargetStatus
+    projection: Projection | None = None
+
+
+class TargetStatusChanged(_Event):
+    __event_type__ = "target.status_changed"
+    __topic__ = TARGETS
+    target_id: str
+    unit_id: str
+    year: int
+    previous: TargetStatus | None
+    status: TargetStatus
+    as_of: date
+
+
+# notices.v1 ---------------------------------------------------------------------------
+
+NoticeState = Literal["issued", "acknowledged", "plan_submitted", "resolved", "verified"]
+
+
+class NoticeIssued(_Event):
+    __event_type__ = "notice.issued"
+    __topic__ = NOTICES
+    notice_id: str
+    unit_id: str
+    rule: str
+    subject: str
+    severity: Literal["normal", "escalated"]
+    issued_at: datetime
+    year: int
+    evidence: dict[str, Any] = Field(default_factory=dict, description="counts and statistics only")
+    linked_notice_id: str | None = None
+    feedback_ids: list[str] = Field(default_factory=list)
+
+
+class NoticeTransitioned(_Event):
+    __event_type__ = "notice.transitioned"
+    __topic__ = NOTICES
+    notice_id: str
+    unit_id: str
+    previous: NoticeState
+    status: NoticeState
+    at: datetime
+    actor_role: str
+
+
+class NoticeOverdue(_Event):
+    __event_type__ = "notice.overdue"
+    __topic__ = NOTICES
+    notice_id: str
+    unit_id: str
+    step: str
+    deadline: date
+
+
+# scores.v1 ----------------------------------------------------------------------------
+
+
+class ScorecardUpdated(_Event):
+    __event_type__ = "scorecard.updated"
+    __topic__ = SCORES
+    unit_id: str
+    year: int
+    group: str
+    total: float
+    components: dict[str, float]
+    final: bool = False
+
+
+class ScorecardPublished(_Event):
+    __event_type__ = "scorecard.published"
+    __topic__ = SCORES
+    unit_id: str
+    year: int
+    total: float
+    rank: int
+    grade: str
+    draft: bool
+
+
+class ScorecardFinalized(_Event):
+    __event_type__ = "scorecard.finalized"
+    __topic__ = SCORES
+    unit_id: str
+    year: int
+    total: float
+    rank: int
+    grade: str
+    digest: str
+
+
+# auth.v1 ------------------------------------------------------------------------------
+
+
+class TokenIssued(_Event):
+    __event_type__ = "token.issued"
+    __topic__ = AUTH
+    token_id: str
+    role: str
+    subject: str | None = None
+    unit_id: str | None = None
+    window_id: str | None = None
+    expires_at: datetime | None = None
+
+
+class TokenRevoked(_Event):
+    __event_type__ = "token.revoked"
+    __topic__ = AUTH
+    token_id: str
+    revoked_at: datetime
+
+
+EVENT_MODELS: dict[str, type[_Event]] = {
+    m.__event_type__: m
+    for m in (
+        FeedbackReceived, FeedbackReassigned, FeedbackResponded, FeedbackFollowUp,
+        SurveyDefined, SurveyResponse,
+        TargetDefined, TargetChanged, TargetProgress, TargetStatusChanged,
+        NoticeIssued, NoticeTransitioned, NoticeOverdue,
+        ScorecardUpdated, ScorecardPublished, ScorecardFinalized,
+        TokenIssued, TokenRevoked,
+    )
+}
+Event = _Event
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def topic_of(data: _Event) -> str:
+    return data.__topic__
+
+
+def type_of(data: _Event) -> str:
+    return data.__event_type__
+
+
+def parse(event_type: str, payload: dict[str, Any]) -> _Event:
+    """Validate an event's data against its model (raises for an unknown type or a broken schema)."""
+    model = EVENT_MODELS.get(event_type)
+    if model is None:
+        raise UnknownEventType(f"unknown event type {event_type!r}")
+    return model.model_validate(payload)
+
+
+class Envelope(BaseModel):
+    """An event as it travels: CloudEvents attributes plus the typed data."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: str
+    type: str
+    time: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    topic: str
+    key: str
+    data: _Event
+
+    @classmethod
+    def of(cls, data: _Event, *, source: str, key: str, event_id: str | None = None,
+           time: datetime | None = None) -> Envelope:
+        return cls(
+            id=event_id or str(uuid.uuid4()), source=source, type=type_of(data),
+            time=time or datetime.now(timezone.utc), topic=topic_of(data), key=key, data=data,
+        )
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every event type, by type: what `schemas/events/` holds."""
+    return {t: m.model_json_schema() for t, m in sorted(EVENT_MODELS.items())}
+
+
+def parse_time(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,98 @@
+"""JSON logs with request and event ids, Prometheus metrics, and the health endpoints."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
+
+PUBLISHED = Counter("yardstick_events_published_total", "Events the relay published", ["topic"])
+OUTBOX_PENDING = Gauge("yardstick_outbox_pending", "Outbox rows not yet published", ["service"])
+CONSUMED = Counter("yardstick_events_consumed_total", "Events applied by a consumer",
+                   ["consumer", "type", "outcome"])
+DEAD_LETTERED = Counter("yardstick_dead_lettered_total", "Messages sent to a dead-letter topic",
+                        ["consumer", "topic"])
+CONSUMER_LAG = Gauge("yardstick_consumer_lag", "Messages behind the partition's end",
+                     ["consumer", "topic", "partition"])
+BUS_CONNECTED = Gauge("yardstick_bus_connected", "1 when the bus took the last publish", ["service"])
+REQUESTS = Histogram("yardstick_http_request_seconds", "HTTP request time",
+                     ["service", "method", "route", "status"])
+
+# Keys of `extra` that may be logged. Anything else is dropped: a guard against
+# someone logging a body or a contact by accident.
+_ALLOWED_EXTRA = {
+    "service", "consumer", "topic", "partition", "offset", "reason", "error", "attempt", "count",
+    "partitions", "path", "method", "status", "duration_ms", "event_type", "unit_id", "window_id",
+    "token_id", "role", "notice_id", "target_id", "feedback_id", "url", "pending", "year",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid, eid = request_id.get(), event_id.get()
+        if rid:
+            out["request_id"] = rid
+        if eid:
+            out["event_id"] = eid
+        for key in _ALLOWED_EXTRA:
+            if key in record.__dict__:
+                out[key] = record.__dict__[key]
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def request_middleware(service: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]],
+                                                  Awaitable[Response]]:
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["x-request-id"] = rid
+            return response
+        finally:
+            route = request.scope.get("route")
+            REQUESTS.labels(service=service, method=request.method,
+                            route=getattr(route, "path", "unmatched"), status=str(status)).observe(
+                time.perf_counter() - start)
+            request_id.reset(token)
+
+    return middleware

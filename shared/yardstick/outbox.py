@@ -1,0 +1,191 @@
+"""Transactional outbox: events commit with the state change; a relay publishes them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from yardstick.bus import Bus, BusUnavailable
+from yardstick.bus.codec import encode_parts
+from yardstick.events import Envelope
+from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox", metadata,
+        # BigInteger on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(100), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("type", String(100), nullable=False),
+        Column("source", String(100), nullable=False),
+        Column("time", String(40), nullable=False),
+        Column("payload", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+    )
+
+
+def _key_lock_id(key: str) -> int:
+    return zlib.crc32(f"outbox:{key}".encode()) - 2**31
+
+
+async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]) -> None:
+    """Queue events in the caller's transaction; they are published only if it commits.
+
+    On PostgreSQL the transaction first takes a transaction-scoped lock per key, so two
+    transactions writing events for the same key commit in the order of their row ids:
+    the relay, which reads by id, then publishes each key's events in commit order.
+    SQLite serialises all writers, which gives the same order for free.
+    """
+    if not envelopes:
+        return
+    if session.bind.dialect.name == "postgresql":
+        for key in sorted({e.key for e in envelopes}):
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key_lock_id(key)})
+    await session.execute(
+        table.insert(),
+        [
+            {
+                "event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
+                "time": e.time.isoformat(), "payload": e.data.model_dump(mode="json"),
+            }
+            for e in envelopes
+        ],
+    )
+    session.info.setdefault("outbox_added", 0)
+    session.info["outbox_added"] += len(envelopes)
+
+
+class Relay:
+    """Publishes unsent outbox rows in id order and marks them sent; one instance at a time."""
+
+    def __init__(self, *, engine: AsyncEngine, table: Table, bus: Bus, service: str,
+                 interval_s: float = 0.5, batch: int = 500, retry_max_s: float = 10.0) -> None:
+        self.engine = engine
+        self.table = table
+        self.bus = bus
+        self.service = service
+        self.interval_s = interval_s
+        self.batch = batch
+        self.retry_max_s = retry_max_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_conn: AsyncConnection | None = None
+        self.published = 0
+        self.holds_lock = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self.service}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self._release_lock()
+
+    async def _acquire_lock(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._lock_conn is None:
+            self._lock_conn = await self.engine.connect()
+        got = (await self._lock_conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": _key_lock_id(f"relay:{self.service}")})
+        ).scalar()
+        await self._lock_conn.commit()
+        return bool(got)
+
+    async def _release_lock(self) -> None:
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.close()  # closing the session releases the advisory lock
+            self._lock_conn = None
+        self.holds_lock = False
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                if not self.holds_lock:
+                    self.holds_lock = await self._acquire_lock()
+                if self.holds_lock:
+                    while await self.publish_once():
+                        pass
+                    BUS_CONNECTED.labels(service=self.service).set(1)
+                backoff = 0.2
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except BusUnavailable as exc:
+                BUS_CONNECTED.labels(service=self.service).set(0)
+                log.warning("broker unreachable; events wait in the outbox",
+                            extra={"service": self.service, "error": str(exc)[:300]})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+            except Exception as exc:
+                # Database trouble: drop the lock connection (it may be dead) and try again.
+                log.warning("relay failed; retrying", extra={"service": self.service, "error": repr(exc)})
+                await self._release_lock()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    async def publish_once(self) -> bool:
+        """Publish one batch; True when a full batch went out (there may be more)."""
+        t = self.table
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
+                       t.c.payload).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch)
+            )).all()
+            pending = (await conn.execute(
+                select(func.count()).select_from(t).where(t.c.sent_at.is_(None)))).scalar_one()
+            OUTBOX_PENDING.labels(service=self.service).set(pending)
+        if not rows:
+            return False
+        messages = [
+            encode_parts(event_id=r.event_id, source=r.source, event_type=r.type, time=r.time, key=r.key,
+                         payload=r.payload if isinstance(r.payload, dict) else json.loads(r.payload),
+                         topic=r.topic)
+            for r in rows
+        ]
+        # Wait for the broker's acks before marking: a crash in between republishes,
+        # and consumers skip the duplicates by event id.
+        await self.bus.publish(messages)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t).where(t.c.id.in_([r.id for r in rows]))
+                               .values(sent_at=datetime.now(timezone.utc)))
+        self.published += len(rows)
+        OUTBOX_PENDING.labels(service=self.service).set(max(0, pending - len(rows)))
+        return len(rows) == self.batch

@@ -1,0 +1,167 @@
+"""What every service process is made of: database, bus, outbox relay, consumers, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import Response
+
+from yardstick import db, errors, observability
+from yardstick.auth import Authenticator, Revocations
+from yardstick.bus import Bus, Subscription
+from yardstick.city import CityProfile, default_city_path, load_city
+from yardstick.consumer import EventHandler, IdempotentConsumer, processed_table
+from yardstick.events import Envelope
+from yardstick.outbox import Relay, add, outbox_table
+from yardstick.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_bus(settings: ServiceSettings) -> Bus:
+    if settings.bus == "kafka":
+        from yardstick.bus.kafka import KafkaBus
+
+        return KafkaBus(settings.kafka_bootstrap_servers, client_id=settings.service,
+                        partitions=settings.topic_partitions, retry_initial_s=settings.retry_initial_s,
+                        retry_max_s=settings.retry_max_s)
+    from yardstick.bus.memory import MemoryBus
+
+    return MemoryBus(retry_s=settings.retry_initial_s)
+
+
+class ServiceRuntime:
+    """The plumbing of one service; its create_app() builds one and registers its consumers.
+
+    Tables for the outbox and the processed-event log live in the service's own
+    MetaData, so they are part of its own database and its own migrations.
+    """
+
+    def __init__(self, settings: ServiceSettings, metadata: MetaData, *, migrations: str,
+                 bus: Bus | None = None, city: CityProfile | None = None) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.metadata = metadata
+        self.migrations = migrations
+        self.outbox: Table = metadata.tables["outbox"] if "outbox" in metadata.tables else outbox_table(metadata)
+        self.processed: Table = (metadata.tables["processed_events"] if "processed_events" in metadata.tables
+                                 else processed_table(metadata))
+        self.engine = db.make_engine(settings.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = db.session_factory(self.engine)
+        self.bus: Bus = bus if bus is not None else make_bus(settings)
+        self.owns_bus = bus is None
+        self.city = city or load_city(settings.city or default_city_path())
+        self.relay = Relay(engine=self.engine, table=self.outbox, bus=self.bus, service=self.service,
+                           interval_s=settings.relay_interval_s, retry_max_s=settings.retry_max_s)
+        self.revocations = Revocations()
+        self.authenticator = Authenticator(settings.secret, self.revocations)
+        self.consumers: list[IdempotentConsumer] = []
+        self.background: list[Callable[[], Any]] = []
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.bus.subscribe(self.revocations.subscription(self.service, self.instance))
+
+    # wiring -----------------------------------------------------------------------
+    def consume(self, *, name: str, topics: list[str], handlers: Mapping[str, EventHandler],
+                after_commit: Callable[[Envelope], Any] | None = None) -> IdempotentConsumer:
+        consumer = IdempotentConsumer(name=name, sessions=self.sessions, table=self.processed,
+                                      handlers=handlers, after_commit=after_commit)
+        self.consumers.append(consumer)
+        self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer))
+        return consumer
+
+    async def emit(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+        """Queue events in the request's transaction; the relay is woken after commit."""
+        await add(session, self.outbox, envelopes)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with db.transaction(self.sessions) as session:
+            yield session
+        if session.info.get("outbox_added"):
+            self.relay.wake()
+
+    # lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._migrate_with_retry()
+        if self.owns_bus:
+            await self.bus.start()
+        await self.relay.start()
+        log.info("service started", extra={"service": self.service})
+
+    async def _migrate_with_retry(self) -> None:
+        delay = self.settings.retry_initial_s
+        for attempt in range(1, 1000):
+            try:
+                await db.migrate(self.engine, self.migrations)
+                return
+            except Exception as exc:
+                if attempt >= 30:
+                    raise
+                log.warning("database not ready; retrying migrations",
+                            extra={"service": self.service, "error": repr(exc)[:300], "attempt": attempt})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        if self.owns_bus:
+            await self.bus.stop()
+        await self.engine.dispose()
+        log.info("service stopped", extra={"service": self.service})
+
+    # the FastAPI side -------------------------------------------------------------
+    def create_app(self, *, title: str, routers: list[Any], version: str = "1") -> FastAPI:
+        runtime = self
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
+
+        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        app.state.runtime = self
+        app.state.authenticator = self.authenticator
+        errors.install(app)
+        app.middleware("http")(observability.request_middleware(self.service))
+        app.add_middleware(errors.BodyLimit, limit=self.settings.max_body_bytes,
+                           large_prefixes=("/v1/surveys/",))
+
+        @app.get("/healthz", tags=["health"])
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": runtime.service}
+
+        @app.get("/readyz", tags=["health"])
+        async def readyz() -> JSONResponse:
+            database = await db.ping(runtime.engine)
+            body = {"service": runtime.service, "database": "ok" if database else "unreachable",
+                    "bus": runtime.bus.state(),
+                    "relay": {"holds_lock": runtime.relay.holds_lock, "published": runtime.relay.published}}
+            # Only the database takes us out of service: with the broker down, intake keeps
+            # accepting and the outbox holds the events.
+            return JSONResponse(body, status_code=200 if database else 503)
+
+        @app.get("/metrics", tags=["health"])
+        async def metrics() -> Response:
+            return observability.metrics_response()
+
+        for router in routers:
+            app.include_router(router)
+        return app
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime

@@ -1,0 +1,86 @@
+"""Settings every service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def data_dir_default() -> Path:
+    return Path(".data")
+
+
+class ServiceSettings(BaseSettings):
+    """What one service needs to run.
+
+    Fields that every process must agree on (the bus, the auth secret, the city) are
+    read from unprefixed variables so one environment configures a whole deployment;
+    the rest carry the service's prefix, e.g. ``YARDSTICK_INTAKE_DATABASE_URL``.
+    Defaults give the one-process mode: SQLite under ``.data/`` and the in-process bus.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="YARDSTICK_SERVICE_")
+
+    # The service's name as used in topics, consumer groups and ce_source.
+    service: ClassVar[str] = "service"
+    default_port: ClassVar[int] = 8000
+    db_name: ClassVar[str] = "service"
+
+    data_dir: Path = Field(
+        default_factory=data_dir_default,
+        validation_alias=AliasChoices("YARDSTICK_DATA_DIR", "data_dir"),
+    )
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    bus: Literal["memory", "kafka"] = Field(
+        default="memory", validation_alias=AliasChoices("YARDSTICK_BUS", "bus")
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    topic_partitions: int = Field(
+        default=6, validation_alias=AliasChoices("YARDSTICK_TOPIC_PARTITIONS", "topic_partitions")
+    )
+    auth_secret: str = Field(
+        default="", validation_alias=AliasChoices("YARDSTICK_AUTH_SECRET", "auth_secret")
+    )
+    city: Path | None = Field(default=None, validation_alias=AliasChoices("YARDSTICK_CITY", "city"))
+    # The relay polls the outbox this often when nothing woke it up.
+    relay_interval_s: float = 0.5
+    # Backoff for transient failures (database or broker unreachable): retried without limit.
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("YARDSTICK_LOG_LEVEL", "log_level"))
+    # Body limit for ordinary requests (api.md: 1 MiB).
+    max_body_bytes: int = 1024 * 1024
+
+    def model_post_init(self, __context: object) -> None:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / (self.db_name + '.db')}"
+        if not self.port:
+            self.port = self.default_port
+
+    def secret(self) -> str:
+        """The token-signing secret: the setting, else the one `yardstick run` keeps in the data dir."""
+        if self.auth_secret:
+            return self.auth_secret
+        path = self.data_dir / "auth-secret"
+        if path.exists():
+            return path.read_text().strip()
+        raise RuntimeError(
+            "no token secret: set YARDSTICK_AUTH_SECRET, or start `yardstick run` once so it creates "
+            f"{path}"
+        )
+
+
+class AuthSettings(ServiceSettings):
+    """The token registry used by `yardstick token` (the commission's tool)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="YARDSTICK_AUTH_")
+    service: ClassVar[str] = "auth"
+    db_name: ClassVar[str] = "auth"

@@ -1,0 +1,79 @@
+"""The development scripts deploy/kafka.sh and deploy/postgres.sh: syntax, shellcheck, and the parts of
+their behaviour that need neither a broker nor a database server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = [REPO / "deploy" / "kafka.sh", REPO / "deploy" / "postgres.sh"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax(script: Path) -> None:
+    out = run("bash", "-n", str(script))
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_strict_mode_and_executable(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "\nset -euo pipefail\n" in text
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_clean(script: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (Debian: apt-get install -y shellcheck)")
+    out = run(shellcheck, "--severity=style", str(script))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_unknown_subcommand_prints_usage(script: Path) -> None:
+    out = run(str(script), "frobnicate")
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
+
+
+def test_postgres_url_names() -> None:
+    script = str(SCRIPTS[1])
+    expected = "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/yardstick_intake"
+    for name in ("intake", "yardstick_intake", "YARDSTICK_INTAKE_DATABASE_URL"):
+        out = run(script, "url", name, env={"PG_PORT": "15432"})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected
+    out = run(script, "url", "auth", env={"PG_PORT": "25432"})
+    assert out.stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:25432/yardstick_auth"
+    out = run(script, "url", "extra_db", env={"PG_DATABASES": "extra_db", "PG_PORT": "15432"})
+    assert out.stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/extra_db"
+    assert run(script, "url", "nope").returncode == 1
+
+
+def test_postgres_rejects_bad_database_names() -> None:
+    out = run(str(SCRIPTS[1]), "url", "intake", env={"PG_DATABASES": "ok_db drop;table"})
+    assert out.returncode == 1
+    assert "bad database name" in out.stderr
+
+
+def test_kafka_reads_its_version_from_the_pom() -> None:
+    pom = (REPO / "deploy" / "kafka" / "pom.xml").read_text()
+    assert "<kafka.version>4.1.1</kafka.version>" in pom
+    # log4j-slf4j2-impl is an SLF4J 2 provider: the API must be 2.x, not Kafka's transitive 1.7.
+    assert "<artifactId>slf4j-api</artifactId>" in pom
+    assert "<slf4j.version>2.0." in pom
+    assert 'KAFKA_VERSION="$(sed' in SCRIPTS[0].read_text()
