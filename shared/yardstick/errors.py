@@ -81,26 +81,36 @@ class BodyLimit:
                 await self._reject(send, limit)
                 return
         received = 0
+        started = False
+        rejected = False
 
+        # Over the limit mid-stream, answer 413 here and tell the app the client went away;
+        # raising instead does not work: FastAPI turns any error while reading the body into
+        # a 400, and BaseHTTPMiddleware wraps errors of receive() in an ExceptionGroup.
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge()
+                    rejected = True
+                    if not started:
+                        await self._reject(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(send, limit)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return  # the app's answer to the "disconnect": the client has its 413
+            started = True
+            await send(message)
+
+        await self.app(scope, limited, guarded)
 
     async def _reject(self, send: Send, limit: int) -> None:
         body = JSONResponse(error_body(413, f"body over {limit} bytes"), status_code=413)
         await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
         await send({"type": "http.response.body", "body": body.body})
-
-
-class _TooLarge(Exception):
-    pass

@@ -33,7 +33,8 @@ def make_bus(settings: ServiceSettings) -> Bus:
         from yardstick.bus.kafka import KafkaBus
 
         return KafkaBus(settings.kafka_bootstrap_servers, client_id=settings.service,
-                        partitions=settings.topic_partitions, retry_initial_s=settings.retry_initial_s,
+                        partitions=settings.topic_partitions, prefix=settings.topic_prefix,
+                        retry_initial_s=settings.retry_initial_s,
                         retry_max_s=settings.retry_max_s)
     from yardstick.bus.memory import MemoryBus
 

@@ -46,6 +46,10 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(
         default=6, validation_alias=AliasChoices("YARDSTICK_TOPIC_PARTITIONS", "topic_partitions")
     )
+    # Prepended to every topic and consumer group: lets test runs (or tenants) share a broker.
+    topic_prefix: str = Field(
+        default="", validation_alias=AliasChoices("YARDSTICK_TOPIC_PREFIX", "topic_prefix")
+    )
     auth_secret: str = Field(
         default="", validation_alias=AliasChoices("YARDSTICK_AUTH_SECRET", "auth_secret")
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,15 +79,21 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
     check_windows(principal, items)
     outcome = RatingOutcome()
     valid = _validate(items, outcome, city=runtime.city, settings=settings, now=now)
-    if not valid:
+    retried = _ids_of_rejected(items, outcome)
+    if not valid and not retried:
         return outcome
     device = principal.subject or principal.token_id
     interval = timedelta(seconds=settings.suppress_interval_s)
     async with runtime.transaction() as session:
         await repository.lock_device(session, device)
-        stored_ids = await repository.existing_rating_ids(session, [item.id for _, item in valid])
-        earliest = min(item.rated_at for _, item in valid) - interval
-        latest = max(item.rated_at for _, item in valid)
+        stored_ids = await repository.existing_rating_ids(
+            session, [item.id for _, item in valid] + list(retried.values()))
+        _count_stored_rejects_as_duplicates(outcome, retried, stored_ids, valid)
+        if not valid:
+            return outcome
+        # In UTC, as stored: SQLite compares the stored text, which has no offset.
+        earliest = min(item.rated_at for _, item in valid).astimezone(UTC) - interval
+        latest = max(item.rated_at for _, item in valid).astimezone(UTC)
         presses = sorted(_aware(t) for t in await repository.device_presses(session, device, earliest, latest))
         rows: list[dict[str, Any]] = []
         for _, item in valid:
@@ -123,6 +129,39 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
                 source=runtime.service, key=row["unit_id"]))
         await runtime.emit(session, envelopes)
     return outcome
+
+
+def _ids_of_rejected(items: list[dict[str, Any]], outcome: RatingOutcome) -> dict[int, str]:
+    """The ids the rejected items carry (by index), where an id could have been stored."""
+    ids: dict[int, str] = {}
+    for rejection in outcome.rejected:
+        raw = items[rejection["index"]]
+        rating_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(rating_id, str) and 0 < len(rating_id) <= 64:
+            ids[rejection["index"]] = rating_id
+    return ids
+
+
+def _count_stored_rejects_as_duplicates(outcome: RatingOutcome, retried: dict[int, str], stored: set[str],
+                                        valid: list[tuple[int, RatingItem]]) -> None:
+    """api.md: an item whose id was stored before is a duplicate "whatever its body".
+
+    A kiosk retrying a batch after its presses passed the horizon (or after the reason list
+    changed) learns they were stored, instead of being told they were refused. An earlier
+    item of the same batch counts as stored before.
+    """
+    first_valid: dict[str, int] = {}
+    for index, item in valid:
+        first_valid.setdefault(item.id, index)
+    kept = []
+    for rejection in outcome.rejected:
+        index = rejection["index"]
+        rating_id = retried.get(index)
+        if rating_id is not None and (rating_id in stored or first_valid.get(rating_id, index) < index):
+            outcome.duplicates += 1
+        else:
+            kept.append(rejection)
+    outcome.rejected = kept
 
 
 def _aware(moment: datetime) -> datetime:

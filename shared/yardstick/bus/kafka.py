@@ -73,8 +73,8 @@ class _ConsumerRunner:
         sub = self.sub
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bus.bootstrap,
-            group_id=None if sub.broadcast else sub.group,
-            client_id=f"{sub.group}",
+            group_id=None if sub.broadcast else self.bus.physical(sub.group),
+            client_id=sub.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -85,19 +85,20 @@ class _ConsumerRunner:
         await consumer.start()
         try:
             if sub.broadcast:
-                parts = [TopicPartition(t, p) for t in sub.topics
+                topics = [self.bus.physical(t) for t in sub.topics]
+                parts = [TopicPartition(t, p) for t in topics
                          for p in (consumer.partitions_for_topic(t) or await self._partitions(consumer, t))]
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
             else:
-                consumer.subscribe(list(sub.topics), listener=_Rebalance(self))
+                consumer.subscribe([self.bus.physical(t) for t in sub.topics], listener=_Rebalance(self))
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 async with self.lock:
                     for tp, records in batch.items():
                         for record in records:
                             message = Message(
-                                topic=record.topic, key=record.key, value=record.value,
+                                topic=self.bus.logical(record.topic), key=record.key, value=record.value,
                                 headers=tuple(record.headers or ()), partition=record.partition,
                                 offset=record.offset,
                             )
@@ -137,11 +138,12 @@ class _ConsumerRunner:
 class KafkaBus:
     backend = "kafka"
 
-    def __init__(self, bootstrap: str, *, client_id: str, partitions: int = 6,
+    def __init__(self, bootstrap: str, *, client_id: str, partitions: int = 6, prefix: str = "",
                  retry_initial_s: float = 0.2, retry_max_s: float = 10.0) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.partitions = partitions
+        self.prefix = prefix
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self._producer: AIOKafkaProducer | None = None
@@ -151,6 +153,12 @@ class KafkaBus:
         self._last_error: str | None = None
         self._last_ok: float | None = None
         self._producer_lock = asyncio.Lock()
+
+    def physical(self, topic: str) -> str:
+        return f"{self.prefix}{topic}"
+
+    def logical(self, topic: str) -> str:
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
     # lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -213,9 +221,9 @@ class KafkaBus:
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name=t, num_partitions=self.partitions, replication_factor=1,
+                NewTopic(name=self.physical(t), num_partitions=self.partitions, replication_factor=1,
                          topic_configs={"retention.ms": "-1"})
-                for topic in DOMAIN_TOPICS for t in (topic, dlq_topic(topic)) if t not in existing
+                for topic in DOMAIN_TOPICS for t in (topic, dlq_topic(topic)) if self.physical(t) not in existing
             ]
             if wanted:
                 with contextlib.suppress(TopicAlreadyExistsError):
@@ -255,7 +263,7 @@ class KafkaBus:
             await self.ensure_topics()
             producer = await self._get_producer()
             futures = [
-                await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                await producer.send(self.physical(m.topic), value=m.value, key=m.key, headers=list(m.headers))
                 for m in messages
             ]
             await asyncio.gather(*futures)

@@ -1,0 +1,304 @@
+"""Tests of the transactional outbox, its relay and the idempotent consumer, on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from yardstick import db, events
+from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription
+from yardstick.bus.codec import decode, encode
+from yardstick.bus.memory import MemoryBus
+from yardstick.consumer import IdempotentConsumer, NotFound, processed_table
+from yardstick.outbox import Relay, add, outbox_table
+
+metadata = MetaData()
+outbox = outbox_table(metadata)
+processed = processed_table(metadata)
+tallies = Table(
+    "tallies", metadata,
+    Column("unit_id", String(100), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+
+@dataclass
+class Db:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Db]:
+    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def _event(n: int, unit: str = "finance") -> events.Envelope:
+    return events.Envelope.of(
+        events.FeedbackReceived(feedback_id=f"f-{n}", unit_id=unit, channel="window",
+                                occurred_at=datetime(2026, 3, 1, 9, 0, n, tzinfo=UTC), year=2026,
+                                level=4, window_id=f"{unit}-w1"),
+        source="feedback-intake", key=unit, event_id=f"00000000-0000-0000-0000-{n:012d}",
+        time=datetime(2026, 3, 1, 9, 0, n, 500, tzinfo=UTC))
+
+
+async def _rows(database: Db) -> list[Any]:
+    async with database.engine.connect() as conn:
+        return list((await conn.execute(
+            select(outbox.c.id, outbox.c.event_id, outbox.c.sent_at).order_by(outbox.c.id))).all())
+
+
+def _relay(database: Db, bus: Any, batch: int = 500) -> Relay:
+    return Relay(engine=database.engine, table=outbox, bus=bus, service="test", batch=batch)
+
+
+class FlakyBus:
+    """A bus whose broker is down until `up` is set; records what it took."""
+
+    backend = "flaky"
+
+    def __init__(self) -> None:
+        self.up = False
+        self.published: list[Message] = []
+        self.calls = 0
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.calls += 1
+        if not self.up:
+            raise BusUnavailable("broker unreachable")
+        self.published.extend(messages)
+
+
+# the outbox and its relay ------------------------------------------------------------
+
+
+async def test_events_of_a_rolled_back_transaction_are_never_published(database: Db) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with db.transaction(database.sessions) as session:
+            await session.execute(tallies.insert().values(unit_id="finance", n=1))
+            await add(session, outbox, [_event(1)])
+            raise Boom
+    assert await _rows(database) == []
+    bus = MemoryBus()
+    assert await _relay(database, bus).publish_once() is False
+    assert bus.logs[events.FEEDBACK] == []
+
+
+async def test_committed_events_are_published_in_id_order_and_marked_sent(database: Db) -> None:
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(3, "commerce"), _event(1)])
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(2)])
+    bus = MemoryBus()
+    relay = _relay(database, bus)
+    assert await relay.publish_once() is False  # not a full batch: nothing more waits
+    published = [decode(m) for m in bus.logs[events.FEEDBACK]]
+    assert [e.data.feedback_id for e in published] == ["f-3", "f-1", "f-2"]  # type: ignore[attr-defined]
+    assert [e.key for e in published] == ["commerce", "finance", "finance"]
+    assert published[0] == _event(3, "commerce")
+    rows = await _rows(database)
+    assert all(r.sent_at is not None for r in rows)
+    assert relay.published == 3
+    # A second pass finds nothing to send.
+    assert await relay.publish_once() is False
+    assert len(bus.logs[events.FEEDBACK]) == 3
+
+
+async def test_a_full_batch_says_there_may_be_more(database: Db) -> None:
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(n) for n in range(5)])
+    bus = MemoryBus()
+    relay = _relay(database, bus, batch=2)
+    assert await relay.publish_once() is True
+    assert await relay.publish_once() is True
+    assert await relay.publish_once() is False
+    assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(n).id for n in range(5)]
+
+
+async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(database: Db) -> None:
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(1), _event(2)])
+    bus = FlakyBus()
+    relay = _relay(database, bus)  # type: ignore[arg-type]
+    for _ in range(3):
+        with pytest.raises(BusUnavailable):
+            await relay.publish_once()
+    assert [r.sent_at for r in await _rows(database)] == [None, None]
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(3)])
+    bus.up = True
+    assert await relay.publish_once() is False
+    assert [decode(m).id for m in bus.published] == [_event(n).id for n in (1, 2, 3)]
+    assert await relay.publish_once() is False
+    assert len(bus.published) == 3
+    assert all(r.sent_at is not None for r in await _rows(database))
+
+
+async def test_the_running_relay_rides_out_an_outage(database: Db, eventually: Any) -> None:
+    bus = FlakyBus()
+    relay = Relay(engine=database.engine, table=outbox, bus=bus, service="test",  # type: ignore[arg-type]
+                  interval_s=0.02, retry_max_s=0.05)
+    await relay.start()
+    try:
+        async with db.transaction(database.sessions) as session:
+            await add(session, outbox, [_event(1)])
+        relay.wake()
+        await eventually(lambda: bus.calls >= 2)
+        assert bus.published == []
+        bus.up = True
+        await eventually(lambda: len(bus.published) == 1)
+    finally:
+        await relay.stop()
+    assert [decode(m).id for m in bus.published] == [_event(1).id]
+
+
+# the idempotent consumer -------------------------------------------------------------
+
+
+async def _count_tally(session: AsyncSession, envelope: events.Envelope) -> None:
+    data = envelope.data
+    assert isinstance(data, events.FeedbackReceived)
+    if data.unit_id == "nowhere":
+        raise NotFound("unit 'nowhere' is not in the city profile")
+    current = (await session.execute(select(tallies.c.n).where(tallies.c.unit_id == data.unit_id))).scalar()
+    if current is None:
+        await session.execute(tallies.insert().values(unit_id=data.unit_id, n=1))
+    else:
+        await session.execute(tallies.update().where(tallies.c.unit_id == data.unit_id).values(n=current + 1))
+
+
+async def _tally(database: Db, unit: str = "finance") -> int | None:
+    async with database.sessions() as session:
+        return (await session.execute(select(tallies.c.n).where(tallies.c.unit_id == unit))).scalar()
+
+
+async def _processed_count(database: Db) -> int:
+    async with database.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(processed))).scalar_one()
+
+
+def _consumer(database: Db, handler: Any = _count_tally, **kwargs: Any) -> IdempotentConsumer:
+    return IdempotentConsumer(name="test", sessions=database.sessions, table=processed,
+                              handlers={"feedback.received": handler}, **kwargs)
+
+
+async def test_a_redelivered_event_is_applied_once(database: Db) -> None:
+    after: list[str] = []
+
+    async def after_commit(envelope: events.Envelope) -> None:
+        after.append(envelope.id)
+
+    consumer = _consumer(database, after_commit=after_commit)
+    message = encode(_event(1))
+    await consumer(message)
+    await consumer(message)
+    await consumer(encode(_event(2)))
+    await consumer(message)
+    assert await _tally(database) == 2
+    assert consumer.applied == 2
+    assert consumer.skipped == 2
+    assert after == [_event(1).id, _event(2).id]
+    assert await _processed_count(database) == 2
+
+
+async def test_the_same_event_in_two_consumers_is_applied_by_each(database: Db) -> None:
+    first = _consumer(database)
+    second = IdempotentConsumer(name="other", sessions=database.sessions, table=processed,
+                                handlers={"feedback.received": _count_tally})
+    message = encode(_event(1))
+    await first(message)
+    await second(message)
+    assert await _tally(database) == 2
+
+
+async def test_events_without_a_handler_are_recorded_and_skipped(database: Db) -> None:
+    consumer = IdempotentConsumer(name="test", sessions=database.sessions, table=processed, handlers={})
+    await consumer(encode(_event(1)))
+    assert await _processed_count(database) == 1
+    assert await _tally(database) is None
+
+
+async def test_an_undecodable_message_is_a_dead_letter(database: Db) -> None:
+    consumer = _consumer(database)
+    with pytest.raises(DeadLetter):
+        await consumer(Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage"))
+    assert await _processed_count(database) == 0
+
+
+async def test_a_handler_bug_is_a_dead_letter_and_nothing_is_kept(database: Db) -> None:
+    async def broken(session: AsyncSession, envelope: events.Envelope) -> None:
+        await _count_tally(session, envelope)
+        raise KeyError("window")
+
+    consumer = _consumer(database, handler=broken)
+    with pytest.raises(DeadLetter, match="handler failed"):
+        await consumer(encode(_event(1)))
+    assert await _tally(database) is None
+    assert await _processed_count(database) == 0
+
+
+async def test_an_event_naming_what_does_not_exist_is_a_dead_letter(database: Db) -> None:
+    consumer = _consumer(database)
+    with pytest.raises(DeadLetter, match="nowhere"):
+        await consumer(encode(_event(1, unit="nowhere")))
+    assert await _processed_count(database) == 0
+
+
+async def test_a_database_outage_propagates_and_a_retry_applies_the_event(database: Db) -> None:
+    failures = 2
+
+    async def flaky(session: AsyncSession, envelope: events.Envelope) -> None:
+        nonlocal failures
+        await _count_tally(session, envelope)
+        if failures:
+            failures -= 1
+            raise OperationalError("UPDATE tallies", {}, Exception("database is locked"))
+
+    consumer = _consumer(database, handler=flaky)
+    message = encode(_event(1))
+    for _ in range(2):
+        with pytest.raises(OperationalError):
+            await consumer(message)
+        # Rolled back, the event id included: the retry is not taken for a duplicate.
+        assert await _tally(database) is None
+        assert await _processed_count(database) == 0
+    await consumer(message)
+    assert await _tally(database) == 1
+    await consumer(message)
+    assert await _tally(database) == 1
+
+
+async def test_the_consumer_on_the_memory_bus_dead_letters_and_moves_on(
+        database: Db, eventually: Any) -> None:
+
+    bus = MemoryBus(retry_s=0.01)
+    consumer = _consumer(database)
+    bus.subscribe(Subscription(group="test", topics=[events.FEEDBACK], handler=consumer))
+    await bus.start()
+    try:
+        await bus.publish([encode(_event(1)), encode(_event(2, unit="nowhere")), encode(_event(3)),
+                           encode(_event(1))])
+        await eventually(lambda: bus.lag("test") == 0)
+    finally:
+        await bus.stop()
+    assert await _tally(database) == 2
+    dead = bus.logs[f"{events.FEEDBACK}.dlq"]
+    assert len(dead) == 1
+    assert dead[0].header("ce_id") == _event(2).id.encode()
+    assert dead[0].header("x-consumer") == b"test"
