@@ -32,7 +32,8 @@ if [[ -z "${YARDSTICK_TEST_PG_ADMIN_URL:-}" ]]; then
     started+=(postgres)
   fi
   # Tests create a fresh database per run next to the services' own ones.
-  export YARDSTICK_TEST_PG_ADMIN_URL="$(bash deploy/postgres.sh url yardstick_auth | sed 's#/yardstick_auth$#/postgres#')"
+  YARDSTICK_TEST_PG_ADMIN_URL="$(bash deploy/postgres.sh url yardstick_auth | sed 's#/yardstick_auth$#/postgres#')"
+  export YARDSTICK_TEST_PG_ADMIN_URL
   export YARDSTICK_TEST_PG_CONTROL=deploy/postgres.sh
 fi
 

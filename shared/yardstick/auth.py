@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import jwt
@@ -51,7 +51,7 @@ def issue(secret: str, *, role: str, subject: str | None = None, unit_id: str | 
         raise ValueError("a kiosk token needs --window")
     if role == "coordinator" and not unit_id:
         raise ValueError("a coordinator token needs --unit")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims: dict[str, Any] = {"jti": token_id or uuid.uuid4().hex, "iss": ISSUER, "role": role,
                               "iat": int(now.timestamp())}
     if subject:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -20,7 +20,7 @@ async def seed(*, registry: Registry, city: CityProfile, host: str = "127.0.0.1"
     rng = random.Random(seed_value)
     commission, _ = await registry.issue(role="commission", subject="demo-commission")
     (registry.settings.data_dir / "commission-token").write_text(commission + "\n")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     totals = {"accepted": 0, "duplicates": 0, "suppressed": 0, "rejected": 0}
     windows = list(city.windows)
     async with httpx.AsyncClient(base_url=f"http://{host}:{INTAKE_PORT}", timeout=30) as client:

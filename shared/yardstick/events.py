@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -321,7 +321,7 @@ class Envelope(BaseModel):
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     source: str
     type: str
-    time: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     topic: str
     key: str
     data: _Event
@@ -331,7 +331,7 @@ class Envelope(BaseModel):
            time: datetime | None = None) -> Envelope:
         return cls(
             id=event_id or str(uuid.uuid4()), source=source, type=type_of(data),
-            time=time or datetime.now(timezone.utc), topic=topic_of(data), key=key, data=data,
+            time=time or datetime.now(UTC), topic=topic_of(data), key=key, data=data,
         )
 
 

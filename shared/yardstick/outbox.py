@@ -8,7 +8,7 @@ import json
 import logging
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import encode_parts
+from yardstick.db import dialect_name
 from yardstick.events import Envelope
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 
@@ -65,7 +66,7 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]
     """
     if not envelopes:
         return
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         for key in sorted({e.key for e in envelopes}):
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key_lock_id(key)})
     await session.execute(
@@ -185,7 +186,7 @@ class Relay:
         await self.bus.publish(messages)
         async with self.engine.begin() as conn:
             await conn.execute(update(t).where(t.c.id.in_([r.id for r in rows]))
-                               .values(sent_at=datetime.now(timezone.utc)))
+                               .values(sent_at=datetime.now(UTC)))
         self.published += len(rows)
         OUTBOX_PENDING.labels(service=self.service).set(max(0, pending - len(rows)))
         return len(rows) == self.batch

@@ -86,7 +86,7 @@ async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str) ->
     await relay.start()
 
     async def announce() -> None:
-        while not all(s.started for s in servers):
+        while not all(s.started for s in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.1)
         if demo:
             from yardstick.demo import seed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Column, DateTime, String, Table, select, update
@@ -50,8 +50,8 @@ class Registry:
                     window_id: str | None = None, ttl_s: int | None = None) -> tuple[str, dict[str, Any]]:
         token, claims = auth.issue(self.settings.secret(), role=role, subject=subject, unit_id=unit_id,
                                    window_id=window_id, ttl_s=ttl_s)
-        issued_at = datetime.fromtimestamp(claims["iat"], timezone.utc)
-        expires_at = datetime.fromtimestamp(claims["exp"], timezone.utc) if "exp" in claims else None
+        issued_at = datetime.fromtimestamp(claims["iat"], UTC)
+        expires_at = datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None
         async with db.transaction(self.sessions) as session:
             await session.execute(tokens.insert().values(
                 id=claims["jti"], role=role, subject=subject, unit_id=unit_id, window_id=window_id,
@@ -63,7 +63,7 @@ class Registry:
         return token, claims
 
     async def revoke(self, token_id: str) -> bool:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with db.transaction(self.sessions) as session:
             result = await session.execute(
                 update(tokens).where(tokens.c.id == token_id, tokens.c.revoked.is_(False))

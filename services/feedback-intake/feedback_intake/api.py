@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from yardstick.auth import Principal, require
+from yardstick.runtime import runtime_of
 
 from feedback_intake import service
 from feedback_intake.schemas import RatingBatch, RatingResult
 from feedback_intake.settings import IntakeSettings
-from yardstick.auth import Principal, require
-from yardstick.runtime import runtime_of
 
 router = APIRouter(prefix="/v1")
 

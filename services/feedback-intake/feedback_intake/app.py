@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from yardstick.bus import Bus
+from yardstick.city import CityProfile
+from yardstick.runtime import ServiceRuntime
 
 from feedback_intake import api
 from feedback_intake.models import metadata
 from feedback_intake.settings import IntakeSettings
-from yardstick.bus import Bus
-from yardstick.city import CityProfile
-from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

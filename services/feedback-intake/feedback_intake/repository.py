@@ -8,16 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from yardstick.db import dialect_name, insert_for
 
 from feedback_intake.models import ratings
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
     """Serialise one kiosk's batches (PostgreSQL) so suppression sees every earlier press."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         key = zlib.crc32(f"kiosk:{device}".encode()) - 2**31
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
@@ -40,7 +39,7 @@ async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> s
     """Insert, skipping ids stored meanwhile; returns the ids actually inserted."""
     if not rows:
         return set()
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     # One multi-row INSERT: RETURNING names the rows that were new.
     stmt = insert(ratings).values(rows).on_conflict_do_nothing(index_elements=["id"]).returning(ratings.c.id)
     return {r[0] for r in await session.execute(stmt)}

@@ -20,8 +20,9 @@ class RatingItem(BaseModel):
 
 
 class RatingBatch(BaseModel):
-    # Items stay raw here: each is validated on its own in the service.
-    ratings: list[dict[str, Any]] = Field(min_length=1, max_length=500)
+    # Items stay raw here, whatever their type: each is validated on its own in the service,
+    # so one item that is not even an object is rejected alone, not with the whole batch.
+    ratings: list[Any] = Field(min_length=1, max_length=500)
 
 
 class RatingRejection(BaseModel):

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-
-from feedback_intake import repository
-from feedback_intake.schemas import RatingItem
-from feedback_intake.settings import IntakeSettings
 from yardstick import events
 from yardstick.auth import Principal
 from yardstick.city import CityProfile
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
+
+from feedback_intake import repository
+from feedback_intake.schemas import RatingItem
+from feedback_intake.settings import IntakeSettings
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _validate(items: list[dict[str, Any]], outcome: RatingOutcome, *, city: City
 
 async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, principal: Principal,
                        items: list[dict[str, Any]], now: datetime | None = None) -> RatingOutcome:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     check_windows(principal, items)
     outcome = RatingOutcome()
     valid = _validate(items, outcome, city=runtime.city, settings=settings, now=now)
@@ -101,7 +101,7 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
                 outcome.duplicates += 1
                 continue
             stored_ids.add(item.id)
-            at = item.rated_at.astimezone(timezone.utc)
+            at = item.rated_at.astimezone(UTC)
             # Suppressed when this kiosk has a stored press in (at - interval, at].
             j = bisect.bisect_right(presses, at)
             suppressed = j > 0 and presses[j - 1] > at - interval
@@ -166,4 +166,4 @@ def _count_stored_rejects_as_duplicates(outcome: RatingOutcome, retried: dict[in
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

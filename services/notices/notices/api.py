@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-
-from notices import repository
 from yardstick.auth import Principal, require
 from yardstick.errors import ApiError
 from yardstick.runtime import runtime_of
+
+from notices import repository
 
 router = APIRouter(prefix="/v1")
 

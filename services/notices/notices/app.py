@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-
-from notices import api, consumers
-from notices.models import metadata
-from notices.settings import NoticesSettings
 from yardstick import events
 from yardstick.bus import Bus
 from yardstick.city import CityProfile
 from yardstick.runtime import ServiceRuntime
+
+from notices import api, consumers
+from notices.models import metadata
+from notices.settings import NoticesSettings
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import Column, Date, Integer, String, Table
-
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table

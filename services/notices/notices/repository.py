@@ -6,15 +6,14 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from yardstick.db import insert_for
 
 from notices.models import negative_days, rating_days
 
 
 def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return insert_for(session)
 
 
 async def add_rating(session: AsyncSession, *, kind: str, subject_id: str, unit_id: str, day: date,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-
-from scoring import service
 from yardstick.auth import Principal, ensure_unit, require
 from yardstick.runtime import runtime_of
+
+from scoring import service
 
 router = APIRouter(prefix="/v1")
 

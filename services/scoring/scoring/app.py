@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-
-from scoring import api, consumers
-from scoring.models import metadata
-from scoring.settings import ScoringSettings
 from yardstick import events
 from yardstick.bus import Bus
 from yardstick.city import CityProfile
 from yardstick.runtime import ServiceRuntime
+
+from scoring import api, consumers
+from scoring.models import metadata
+from scoring.settings import ScoringSettings
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

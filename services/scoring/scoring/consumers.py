@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from scoring import repository
-from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
 from yardstick.consumer import EventHandler, NotFound
 from yardstick.events import Envelope
+
+from scoring import repository
+from scoring.method import CHANNEL_OF, satisfaction
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:

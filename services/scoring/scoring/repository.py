@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from yardstick.db import insert_for
 
 from scoring.method import ChannelSums
 from scoring.models import channel_days
@@ -16,7 +15,7 @@ from scoring.models import channel_days
 async def add_rating(session: AsyncSession, *, unit_id: str, channel: str, day: date, year: int,
                      s: float, sign: int = 1) -> None:
     """Add (sign 1) or take away (sign -1, a reassigned item) one rating of satisfaction s."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     stmt = insert(channel_days).values(unit_id=unit_id, channel=channel, day=day, year=year,
                                        n=sign, sum_s=sign * s, sum_s2=sign * s * s)
     stmt = stmt.on_conflict_do_update(

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from scoring import repository
-from scoring.method import ChannelSums, public_evaluation
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
 
+from scoring import repository
+from scoring.method import ChannelSums, public_evaluation
+
 
 def current_year(runtime: ServiceRuntime) -> int:
-    return datetime.now(timezone.utc).astimezone(runtime.city.timezone).year
+    return datetime.now(UTC).astimezone(runtime.city.timezone).year
 
 
 def _pooled(per_unit: dict[str, dict[str, ChannelSums]]) -> dict[str, ChannelSums]:

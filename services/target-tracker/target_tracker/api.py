@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from yardstick.auth import Principal, ensure_unit, require
+from yardstick.runtime import runtime_of
 
 from target_tracker import service
 from target_tracker.schemas import TargetIn
-from yardstick.auth import Principal, ensure_unit, require
-from yardstick.runtime import runtime_of
 
 router = APIRouter(prefix="/v1")
 

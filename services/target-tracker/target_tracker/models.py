@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, String, Table, UniqueConstraint, func
-
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+)
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table

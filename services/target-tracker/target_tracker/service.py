@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-
-from target_tracker.models import targets
-from target_tracker.schemas import TargetIn
 from yardstick import events
 from yardstick.auth import Principal
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
+
+from target_tracker.models import targets
+from target_tracker.schemas import TargetIn
 
 
 def target_problems(body: TargetIn) -> list[str]:

@@ -267,7 +267,7 @@ class KafkaBus:
                 for m in messages
             ]
             await asyncio.gather(*futures)
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             self._last_error = repr(exc)
             # A producer that lost the broker is rebuilt; idempotence covers the resend.
             if self._producer is not None:
