@@ -18,7 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PORTS = {"feedback-intake": 18001, "target-tracker": 18002, "scoring": 18003, "notices": 18004}
+# YARDSTICK_TEST_PORT_BASE lets two test runs share a machine (each its own four ports).
+_BASE = int(os.environ.get("YARDSTICK_TEST_PORT_BASE", "18000"))
+PORTS = {"feedback-intake": _BASE + 1, "target-tracker": _BASE + 2, "scoring": _BASE + 3, "notices": _BASE + 4}
 PREFIX_OF = {"feedback-intake": "INTAKE", "target-tracker": "TARGETS", "scoring": "SCORING",
              "notices": "NOTICES"}
 
