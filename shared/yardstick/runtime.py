@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,7 +68,8 @@ class ServiceRuntime:
         self.revocations = Revocations()
         self.authenticator = Authenticator(settings.secret, self.revocations)
         self.consumers: list[IdempotentConsumer] = []
-        self.background: list[Callable[[], Any]] = []
+        self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.bus.subscribe(self.revocations.subscription(self.service, self.instance))
 
@@ -79,6 +81,24 @@ class ServiceRuntime:
         self.consumers.append(consumer)
         self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer))
         return consumer
+
+    def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A background loop of the service (a sweep, a notifier), run from start() to stop().
+
+        It must catch its own errors and loop; a crash is logged and the task restarted.
+        """
+        self._task_factories.append((name, factory))
+
+    async def _supervised(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed; restarting", extra={"service": self.service})
+                await asyncio.sleep(self.settings.retry_max_s)
 
     async def emit(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
         """Queue events in the request's transaction; the relay is woken after commit."""
@@ -97,6 +117,8 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.start()
         await self.relay.start()
+        self._tasks = [asyncio.create_task(self._supervised(name, factory), name=f"{self.service}:{name}")
+                       for name, factory in self._task_factories]
         log.info("service started", extra={"service": self.service})
 
     async def _migrate_with_retry(self) -> None:
@@ -114,6 +136,12 @@ class ServiceRuntime:
                 delay = min(delay * 2, self.settings.retry_max_s)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
         await self.relay.stop()
         if self.owns_bus:
             await self.bus.stop()

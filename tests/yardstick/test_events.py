@@ -172,6 +172,29 @@ def test_data_missing_a_required_field_is_a_dead_letter() -> None:
         decode(bad)
 
 
+@pytest.mark.parametrize("name", ["ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time"])
+def test_a_missing_required_header_is_a_dead_letter(name: str) -> None:
+    # Without ce_id the SDK would make up a fresh id on each decode, and a redelivered
+    # message would be applied again by the idempotent consumer.
+    good = encode(_envelope())
+    headers = tuple((k, v) for k, v in good.headers if k != name)
+    with pytest.raises(DeadLetter, match=name):
+        decode(Message(topic=good.topic, key=good.key, value=good.value, headers=headers))
+
+
+@pytest.mark.parametrize(("name", "value"), [("ce_time", b"yesterday"), ("ce_source", b"\xff\xfe"),
+                                             ("ce_specversion", b"0.1")])
+def test_a_malformed_header_is_a_dead_letter(name: str, value: bytes) -> None:
+    with pytest.raises(DeadLetter):
+        decode(_with_header(encode(_envelope()), name, value))
+
+
+def test_a_key_that_is_not_utf8_is_a_dead_letter() -> None:
+    good = encode(_envelope())
+    with pytest.raises(DeadLetter):
+        decode(Message(topic=good.topic, key=b"\xff\xfe", value=good.value, headers=good.headers))
+
+
 # the JSON Schemas --------------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ from yardstick import events
 from yardstick.bus import DeadLetter, Message
 
 _FORMAT = JSONFormat()
+# events.md: every message carries these CloudEvents headers.
+REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time")
 
 
 def encode_parts(*, event_id: str, source: str, event_type: str, time: str, key: str,
@@ -43,6 +45,11 @@ def encode(envelope: events.Envelope) -> Message:
 def decode(message: Message) -> events.Envelope:
     """Decode a message into a typed envelope; anything undecodable or off-schema is a DeadLetter."""
     headers = {k: v for k, v in message.headers}
+    # The SDK makes up a fresh id and time when they are missing: a message without ce_id
+    # would then be applied again on every redelivery, so these must come from the producer.
+    missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
+    if missing:
+        raise DeadLetter(f"not a CloudEvents binary-mode message: missing {', '.join(missing)}")
     try:
         wire = ce_kafka.KafkaMessage(headers=headers, key=message.key, value=message.value)
         event = ce_kafka.from_binary(wire, _FORMAT, CloudEvent)
