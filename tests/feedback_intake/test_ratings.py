@@ -159,6 +159,15 @@ async def test_suppression_holds_for_rated_at_with_any_offset(kiosk: Kiosk, base
     assert await kiosk.post(rating((base + timedelta(seconds=10)).astimezone(CST))) == result(accepted=1)
 
 
+async def test_concurrent_batches_of_one_kiosk_see_each_others_presses(kiosk: Kiosk, base: datetime) -> None:
+    for trial in range(3):
+        at = base + timedelta(minutes=trial)
+        bodies = await asyncio.gather(*(kiosk.post(rating(at)) for _ in range(3)))
+        # Whichever is stored first counts; the others find it at the same instant.
+        assert sum(b["accepted"] for b in bodies) == 1, bodies
+        assert sum(b["suppressed"] for b in bodies) == 2, bodies
+
+
 async def test_out_of_order_presses_are_judged_against_what_is_stored(
         system: Any, kiosk: Kiosk, base: datetime, commission: dict[str, str], eventually: Any) -> None:
     t = base

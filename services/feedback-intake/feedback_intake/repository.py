@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from yardstick.db import dialect_name, insert_for
 
@@ -15,10 +15,15 @@ from feedback_intake.models import ratings
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
-    """Serialise one kiosk's batches (PostgreSQL) so suppression sees every earlier press."""
+    """Serialise one kiosk's batches so suppression sees every earlier press."""
     if dialect_name(session) == "postgresql":
         key = zlib.crc32(f"kiosk:{device}".encode()) - 2**31
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    elif dialect_name(session) == "sqlite":
+        # No advisory locks: take the database's write lock first, with a write that changes
+        # nothing, so the reads that follow already see every batch committed before this one
+        # (otherwise two concurrent batches of one kiosk both miss each other's presses).
+        await session.execute(update(ratings).where(false()).values(id=ratings.c.id))
 
 
 async def existing_rating_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:

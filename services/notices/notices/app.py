@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -13,6 +14,8 @@ from yardstick.runtime import ServiceRuntime
 from notices import api, consumers
 from notices.models import metadata
 from notices.settings import NoticesSettings
+from notices.tasks import Evaluator
+from notices.workdays import WorkCalendar
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -21,7 +24,18 @@ def create_app(settings: NoticesSettings | None = None, *, bus: Bus | None = Non
                city: CityProfile | None = None) -> FastAPI:
     settings = settings or NoticesSettings()
     runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=bus, city=city)
-    runtime.consume(name="notices", topics=[events.FEEDBACK], handlers=consumers.handlers(runtime.city))
-    app = runtime.create_app(title="Yardstick notices", routers=[api.router])
+    calendar = WorkCalendar(settings.calendar)
+    evaluator = Evaluator(runtime, settings, calendar)
+    runtime.consume(name="notices", topics=[events.FEEDBACK, events.TARGETS],
+                    handlers=consumers.handlers(runtime.city), after_commit=evaluator.mark_dirty)
+    if settings.live_evaluation:
+        runtime.add_task("live-evaluation", evaluator.live_loop)
+    if settings.daily_sweep:
+        runtime.add_task("daily-sweep", evaluator.sweep_loop)
+    runtime.add_task("notifier", evaluator.delivery_loop)
+    app = runtime.create_app(title="Yardstick notices", routers=[api.router, api.public])
     app.state.settings = settings
+    app.state.calendar = calendar
+    app.state.evaluator = evaluator
+    app.state.clock = lambda: datetime.now(UTC)
     return app

@@ -1,4 +1,4 @@
-"""notices' event handlers: keep the daily counts the detectors read."""
+"""notices' event handlers: keep the daily counts and target statuses the detectors read."""
 
 from __future__ import annotations
 
@@ -38,9 +38,14 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
             elif data.channel in ONLINE:
                 await repository.add_rating(session, kind="unit", subject_id=data.unit_id,
                                             unit_id=data.unit_id, day=day, satisfied=satisfied)
+        if data.category_id:
+            await repository.add_category_item(session, unit_id=data.unit_id, category_id=data.category_id,
+                                               day=day)
         if data.category_id and is_negative(data.level, data.has_text):
             await repository.add_negative(session, unit_id=data.unit_id, category_id=data.category_id,
                                           day=day)
+            await repository.add_negative_item(session, feedback_id=data.feedback_id, unit_id=data.unit_id,
+                                               category_id=data.category_id, day=day)
 
     async def feedback_reassigned(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
@@ -54,5 +59,27 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
             await repository.add_negative(session, unit_id=data.from_unit_id, category_id=data.category_id,
                                           day=day, sign=-1)
             await repository.add_negative(session, unit_id=data.unit_id, category_id=data.category_id, day=day)
+            await repository.add_negative_item(session, feedback_id=data.feedback_id, unit_id=data.unit_id,
+                                               category_id=data.category_id, day=day)
+        if data.category_id:
+            await repository.add_category_item(session, unit_id=data.from_unit_id, category_id=data.category_id,
+                                               day=day, sign=-1)
+            await repository.add_category_item(session, unit_id=data.unit_id, category_id=data.category_id,
+                                               day=day)
 
-    return {"feedback.received": feedback_received, "feedback.reassigned": feedback_reassigned}
+    async def target_progress(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.TargetProgress)
+        # A correction replaces the status of that report date; the latest status follows the tracker.
+        await repository.set_target_report(session, target_id=data.target_id, day=data.date, status=data.status)
+        await repository.set_target_status(session, target_id=data.target_id, unit_id=data.unit_id,
+                                           status=data.status, as_of=data.date)
+
+    async def target_status_changed(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.TargetStatusChanged)
+        await repository.set_target_status(session, target_id=data.target_id, unit_id=data.unit_id,
+                                           status=data.status, as_of=data.as_of)
+
+    return {"feedback.received": feedback_received, "feedback.reassigned": feedback_reassigned,
+            "target.progress": target_progress, "target.status_changed": target_status_changed}

@@ -1,29 +1,140 @@
-"""target-tracker's routes."""
+"""target-tracker's routes: parse, authorize, call the service, map errors."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from yardstick.auth import Principal, ensure_unit, require
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from yardstick.auth import Principal, require
+from yardstick.errors import ApiError
 from yardstick.runtime import runtime_of
 
 from target_tracker import service
-from target_tracker.schemas import TargetIn
+from target_tracker.schemas import ProgressIn, ReasonIn, TargetIn, TargetPatch
+from target_tracker.settings import TargetsSettings
 
 router = APIRouter(prefix="/v1")
 
+COMMISSION = require("commission")
+WRITERS = require("commission", "coordinator")
+READERS = require("commission", "leader", "coordinator")
+LIMIT = Query(default=100, ge=1, le=1000)
+YEAR = Query(default=None, ge=2000, le=2100)
+
+
+def settings_of(request: Request) -> TargetsSettings:
+    settings: TargetsSettings = request.app.state.settings
+    return settings
+
 
 @router.post("/targets", status_code=201, tags=["targets"])
-async def define_target(body: TargetIn, request: Request,
-                        principal: Principal = Depends(require("commission", "coordinator"))) -> dict[str, Any]:
+async def define_target(body: TargetIn, request: Request, principal: Principal = Depends(WRITERS)) -> dict[str, Any]:
     return await service.define(runtime=runtime_of(request), principal=principal, body=body)
 
 
+@router.post("/targets:import", status_code=201, tags=["targets"])
+async def import_targets(request: Request, year: int = Query(ge=2000, le=2100),
+                         principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("text/csv"):
+        raise ApiError(415, "send the year's targets as text/csv")
+    try:
+        text = (await request.body()).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "the CSV must be UTF-8") from exc
+    return await service.import_year(runtime=runtime_of(request), principal=principal, year=year, text=text)
+
+
+@router.post("/targets:sweep", tags=["targets"])
+async def sweep_now(request: Request, _: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    return await service.sweep(runtime=runtime_of(request), settings=settings_of(request))
+
+
+async def _review(request: Request, principal: Principal, target_id: str, decision: str,
+                  body: ReasonIn | None) -> dict[str, Any]:
+    return await service.review(runtime=runtime_of(request), principal=principal, target_id=target_id,
+                                decision=decision, reason=body.reason if body else None)
+
+
+@router.post("/targets/{target_id}:approve", tags=["targets"])
+async def approve(target_id: str, request: Request, body: ReasonIn | None = None,
+                  principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    return await _review(request, principal, target_id, "approve", body)
+
+
+@router.post("/targets/{target_id}:reject", tags=["targets"])
+async def reject(target_id: str, request: Request, body: ReasonIn | None = None,
+                 principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    return await _review(request, principal, target_id, "reject", body)
+
+
+@router.post("/targets/{target_id}:withdraw", tags=["targets"])
+async def withdraw(target_id: str, request: Request, body: ReasonIn | None = None,
+                   principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    return await _review(request, principal, target_id, "withdraw", body)
+
+
+@router.patch("/targets/{target_id}", tags=["targets"])
+async def change_target(target_id: str, body: TargetPatch, request: Request,
+                        principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
+    return await service.change(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
+                                target_id=target_id, body=body)
+
+
+@router.post("/targets/{target_id}/progress", status_code=201, tags=["progress"])
+async def report_progress(target_id: str, body: ProgressIn, request: Request,
+                          principal: Principal = Depends(WRITERS)) -> dict[str, Any]:
+    outcome = await service.report(runtime=runtime_of(request), settings=settings_of(request),
+                                   principal=principal, target_id=target_id, body=body)
+    projection = outcome.projection
+    return {"target_id": outcome.target_id, "date": outcome.date, "value": outcome.value,
+            "correction": outcome.correction, "late": outcome.late, "attainment": outcome.attainment,
+            "status": outcome.status,
+            "projection": {"value": projection.value, "low": projection.low, "high": projection.high,
+                           "method": projection.method}}
+
+
 @router.get("/targets/{target_id}", tags=["targets"])
-async def get_target(target_id: str, request: Request,
-                     principal: Principal = Depends(require("commission", "leader", "coordinator"))
-                     ) -> dict[str, Any]:
-    target = await service.get(runtime=runtime_of(request), target_id=target_id)
-    ensure_unit(principal, target["unit_id"], readers=("leader",))
-    return target
+async def get_target(target_id: str, request: Request, principal: Principal = Depends(READERS)) -> dict[str, Any]:
+    return await service.get(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
+                             target_id=target_id)
+
+
+@router.get("/targets/{target_id}/audit", tags=["targets"])
+async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor: str | None = None,
+                    principal: Principal = Depends(READERS)) -> dict[str, Any]:
+    return await service.audit_list(runtime=runtime_of(request), principal=principal, target_id=target_id,
+                                    cursor=cursor, limit=limit)
+
+
+@router.get("/units/{unit_id}/targets", tags=["targets"])
+async def unit_targets(unit_id: str, request: Request, year: int | None = YEAR, limit: int = LIMIT,
+                       cursor: str | None = None, principal: Principal = Depends(READERS)) -> dict[str, Any]:
+    return await service.unit_list(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
+                                   unit_id=unit_id, year=year, cursor=cursor, limit=limit)
+
+
+PUBLIC_CSV = ("id", "unit_id", "year", "code", "title", "unit_of_measure", "direction", "kind", "baseline",
+              "target", "due", "latest_date", "latest_value", "attainment", "status", "projection_value")
+
+
+@router.get("/public/targets", tags=["public"], response_model=None)
+async def public_targets(request: Request, year: int | None = YEAR, limit: int = LIMIT,
+                         cursor: str | None = None) -> dict[str, Any] | Response:
+    page = await service.public_list(runtime=runtime_of(request), settings=settings_of(request), year=year,
+                                     cursor=cursor, limit=limit)
+    if "text/csv" not in request.headers.get("accept", ""):
+        return page
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(PUBLIC_CSV)
+    for item in page["items"]:
+        latest = item["latest"] or {}
+        flat = {**item, "latest_date": latest.get("date"), "latest_value": latest.get("value"),
+                "projection_value": item["projection"]["value"]}
+        writer.writerow(["" if flat[c] is None else flat[c] for c in PUBLIC_CSV])
+    headers = {"X-Next-Cursor": page["next_cursor"]} if page["next_cursor"] else {}
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)

@@ -9,7 +9,7 @@ from yardstick.bus import Bus
 from yardstick.city import CityProfile
 from yardstick.runtime import ServiceRuntime
 
-from target_tracker import api
+from target_tracker import api, service
 from target_tracker.models import metadata
 from target_tracker.settings import TargetsSettings
 
@@ -20,6 +20,7 @@ def create_app(settings: TargetsSettings | None = None, *, bus: Bus | None = Non
                city: CityProfile | None = None) -> FastAPI:
     settings = settings or TargetsSettings()
     runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=bus, city=city)
+    runtime.add_task("stale-sweep", lambda: service.sweep_forever(runtime, settings))
     app = runtime.create_app(title="Yardstick target-tracker", routers=[api.router])
     app.state.settings = settings
     return app

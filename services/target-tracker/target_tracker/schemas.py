@@ -24,3 +24,38 @@ class TargetIn(BaseModel):
     due: date | None = None
     valid_range: tuple[float, float] | None = None
     public_commitment: bool = False
+    milestones: list[float] | None = Field(
+        default=None, min_length=12, max_length=12,
+        description="expected value at the end of each month, January to December (the trajectory)")
+
+
+class TargetPatch(BaseModel):
+    """What the commission may change; the unit, year, code and kind identify the target and stay."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    unit_of_measure: str | None = Field(default=None, min_length=1, max_length=100)
+    direction: Literal["increase", "decrease"] | None = None
+    baseline: float | None = None
+    target: float | None = None
+    weight: float | None = Field(default=None, gt=0)
+    cadence: Literal["daily", "weekly", "monthly"] | None = None
+    due: date | None = None
+    valid_range: tuple[float, float] | None = None
+    public_commitment: bool | None = None
+    milestones: list[float] | None = Field(default=None, min_length=12, max_length=12)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ProgressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date: date
+    value: float
+    note: str | None = Field(default=None, max_length=2000)
+    evidence_url: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)

@@ -1,0 +1,81 @@
+"""Delivery of notifications: HMAC-signed webhooks and e-mail, retried with exponential backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notices import repository
+from notices.settings import NoticesSettings
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Yardstick-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex>` of the body, keyed with the subscription's secret (given once, when subscribing)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def body_of(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+async def send_webhook(client: httpx.AsyncClient, url: str, secret: str, payload: dict[str, Any]) -> None:
+    body = body_of(payload)
+    response = await client.post(url, content=body, headers={"Content-Type": "application/json",
+                                                              SIGNATURE_HEADER: signature(secret, body)})
+    response.raise_for_status()
+
+
+def send_email(settings: NoticesSettings, to: str, payload: dict[str, Any]) -> None:
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Subject"] = f"[Yardstick] {payload.get('type')} {payload.get('unit_id')} {payload.get('notice_id')}"
+    message.set_content("\n".join(f"{k}: {v}" for k, v in sorted(payload.items())))
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
+        smtp.send_message(message)
+
+
+def backoff(settings: NoticesSettings, attempts: int) -> timedelta:
+    return timedelta(seconds=min(settings.delivery_backoff_s * 2 ** (attempts - 1), settings.delivery_backoff_max_s))
+
+
+async def deliver_due(sessions: async_sessionmaker[AsyncSession], settings: NoticesSettings,
+                      client: httpx.AsyncClient, now: datetime | None = None) -> int:
+    """Send what is due; each attempt is recorded, a failure is retried later. Returns deliveries made."""
+    now = now or datetime.now(UTC)
+    delivered = 0
+    async with sessions() as session, session.begin():
+        for item in await repository.due_deliveries(session, now=now, max_attempts=settings.delivery_max_attempts):
+            sub = await repository.get_subscription(session, item["subscription_id"])
+            attempts = item["attempts"] + 1
+            try:
+                if sub is None:
+                    raise LookupError("subscription removed")
+                if item["channel"] == "webhook":
+                    await send_webhook(client, sub["webhook_url"], sub["secret"], item["payload"])
+                else:
+                    await asyncio.to_thread(send_email, settings, sub["email"], item["payload"])
+            except Exception as exc:
+                log.warning("notification delivery failed; will retry",
+                            extra={"delivery": item["id"], "channel": item["channel"], "attempts": attempts,
+                                   "error": type(exc).__name__})
+                await repository.update_delivery(session, item["id"], {
+                    "attempts": attempts, "next_attempt_at": now + backoff(settings, attempts),
+                    "last_error": f"{type(exc).__name__}: {exc}"[:500]})
+                continue
+            await repository.update_delivery(session, item["id"], {"attempts": attempts, "delivered_at": now})
+            delivered += 1
+    return delivered

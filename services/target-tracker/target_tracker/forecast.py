@@ -1,0 +1,229 @@
+"""Attainment, trajectory, year-end projection and status of a target: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from scipy import stats
+
+# Least squares looks at this many of the most recent reports.
+TREND_WINDOW = 14
+# From this many reports on, the projection uses Holt's damped trend.
+HOLT_MIN_REPORTS = 30
+# Holt's model looks at most at this many recent reports: older ones say little about year end.
+HOLT_WINDOW = 120
+# Days per cadence period: the step of Holt's forecast horizon.
+PERIOD_DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 365.25 / 12}
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the method needs of a target (scoring-method.md)."""
+
+    kind: str  # numeric | milestone
+    direction: str  # increase | decrease
+    baseline: float
+    target: float
+    year: int
+    cadence: str = "daily"
+    due: date | None = None
+    milestones: tuple[float, ...] | None = None  # expected value at the end of each month
+
+
+@dataclass(frozen=True)
+class Projection:
+    value: float | None
+    low: float | None
+    high: float | None
+    method: str  # none | least_squares | holt
+
+
+@dataclass(frozen=True)
+class HoltParams:
+    alpha: float
+    beta: float
+    phi: float
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    on_track: float = 1.0
+    at_risk: float = 0.9
+
+
+NO_PROJECTION = Projection(None, None, None, "none")
+
+
+def attainment(spec: Spec, value: float | None, *, clamp: bool = True) -> float:
+    """r of scoring-method.md: 0 with no report; clamped to [0, 1] unless asked not to."""
+    if value is None:
+        return 0.0
+    if spec.kind == "milestone":
+        r = 1.0 if value >= 1 else 0.0
+    elif spec.direction == "increase":
+        r = (value - spec.baseline) / (spec.target - spec.baseline)
+    else:
+        r = (spec.baseline - value) / (spec.baseline - spec.target)
+    return min(1.0, max(0.0, r)) if clamp else r
+
+
+def year_start(year: int) -> date:
+    return date(year, 1, 1)
+
+
+def year_end(year: int) -> date:
+    return date(year, 12, 31)
+
+
+def trajectory(spec: Spec) -> list[tuple[date, float]]:
+    """The knots of the expected path: baseline on Jan 1, then each month end (or straight to Dec 31)."""
+    knots = [(year_start(spec.year), spec.baseline)]
+    if spec.milestones:
+        for month, value in enumerate(spec.milestones, start=1):
+            end = date(spec.year, 12, 31) if month == 12 else date(spec.year, month + 1, 1) - timedelta(days=1)
+            knots.append((end, value))
+    else:
+        knots.append((year_end(spec.year), spec.target))
+    return knots
+
+
+def expected_value(spec: Spec, on: date) -> float:
+    """The value the trajectory expects on a day: linear between its knots, flat outside the year."""
+    knots = trajectory(spec)
+    if on <= knots[0][0]:
+        return knots[0][1]
+    for (d0, v0), (d1, v1) in itertools.pairwise(knots):
+        if on <= d1:
+            span = (d1 - d0).days
+            return v0 + (v1 - v0) * ((on - d0).days / span if span else 1.0)
+    return knots[-1][1]
+
+
+def least_squares(points: Sequence[tuple[date, float]], horizon: date) -> Projection:
+    """Straight line through the last TREND_WINDOW reports, extended to the horizon, with a 95% interval."""
+    recent = list(points)[-TREND_WINDOW:]
+    n = len(recent)
+    if n == 0:
+        return NO_PROJECTION
+    if n == 1:
+        value = recent[0][1]
+        return Projection(value, value, value, "least_squares")
+    origin = recent[0][0]
+    xs = [(d - origin).days for d, _ in recent]
+    ys = [v for _, v in recent]
+    x_mean = sum(xs) / n
+    y_mean = sum(ys) / n
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    if sxx == 0:  # every report on one day cannot happen (one per date) but guard the division
+        return Projection(y_mean, y_mean, y_mean, "least_squares")
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = y_mean - slope * x_mean
+    x0 = (horizon - origin).days
+    value = intercept + slope * x0
+    if n == 2:
+        return Projection(value, value, value, "least_squares")
+    residual = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    s = math.sqrt(residual / (n - 2))
+    half = float(stats.t.ppf(0.975, n - 2)) * s * math.sqrt(1 + 1 / n + (x0 - x_mean) ** 2 / sxx)
+    return Projection(value, value - half, value + half, "least_squares")
+
+
+def fit_holt(values: Sequence[float]) -> HoltParams:
+    """Estimate Holt's damped-trend smoothing parameters with statsmodels (the expensive step)."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    series = [float(v) for v in list(values)[-HOLT_WINDOW:]]
+    with warnings.catch_warnings():
+        # Short or flat series make the optimiser warn about convergence; the estimate is still usable.
+        warnings.simplefilter("ignore")
+        fit = ExponentialSmoothing(series, trend="add", damped_trend=True,
+                                   initialization_method="heuristic").fit(use_brute=False)
+    params = fit.params
+    return HoltParams(alpha=float(params["smoothing_level"]), beta=float(params["smoothing_trend"]),
+                      phi=float(params["damping_trend"]))
+
+
+def holt(values: Sequence[float], params: HoltParams, steps: float) -> tuple[float, float, float]:
+    """Forecast `steps` periods ahead with known parameters: value and 95% interval.
+
+    Component form as in statsmodels: l = a*y + (1-a)(l' + phi*b'), b = beta(l - l') + (1-beta)*phi*b'.
+    The interval uses the ETS(A,Ad,N) forecast variance (Hyndman & Athanasopoulos, ch. 8.7):
+    sigma^2 * (1 + sum_{j<h} (alpha + alpha*beta*phi_j)^2), phi_j = phi + ... + phi^j.
+    """
+    series = [float(v) for v in list(values)[-HOLT_WINDOW:]]
+    a, beta, phi = params.alpha, params.beta, params.phi
+    level = series[0]
+    head = series[1:min(len(series), 11)]
+    trend = (head[-1] - series[0]) / len(head) if head else 0.0
+    errors = []
+    for y in series[1:]:
+        forecast = level + phi * trend
+        errors.append(y - forecast)
+        new_level = a * y + (1 - a) * forecast
+        trend = beta * (new_level - level) + (1 - beta) * phi * trend
+        level = new_level
+    sigma2 = sum(e * e for e in errors) / max(1, len(errors))
+    h = max(0, round(steps))
+    if phi >= 1.0:
+        damp_sum = float(h)
+    else:
+        damp_sum = phi * (1 - phi ** h) / (1 - phi)
+    value = level + damp_sum * trend
+    variance = 1.0
+    phi_j = 0.0
+    for j in range(1, h):
+        phi_j += phi ** j
+        variance += (a + a * beta * phi_j) ** 2
+    half = Z95 * math.sqrt(sigma2 * variance)
+    return value, value - half, value + half
+
+
+def project(spec: Spec, points: Sequence[tuple[date, float]], params: HoltParams | None = None) -> Projection:
+    """The projected year-end value from the trend of the reports (sorted by date, one per date).
+
+    Before there are two reports the baseline stands for the start of the year, so a single
+    report already gives a pace. From HOLT_MIN_REPORTS on, with parameters, Holt's damped trend.
+    """
+    if spec.kind == "milestone":
+        return NO_PROJECTION
+    points = list(points)
+    if not points:
+        return NO_PROJECTION
+    horizon = year_end(spec.year)
+    if len(points) >= HOLT_MIN_REPORTS and params is not None:
+        steps = max(0, (horizon - points[-1][0]).days) / PERIOD_DAYS.get(spec.cadence, 1.0)
+        value, low, high = holt([v for _, v in points], params, steps)
+        return Projection(value, low, high, "holt")
+    if len(points) == 1 and points[0][0] > year_start(spec.year):
+        points = [(year_start(spec.year), spec.baseline), *points]
+    return least_squares(points, horizon)
+
+
+def as_of_date(year: int, today: date) -> date:
+    """A live target is judged today; a past year's on Dec 31."""
+    return min(today, year_end(year))
+
+
+def status(spec: Spec, *, latest: tuple[date, float] | None, projection: Projection, today: date,
+           stale_days: int, thresholds: Thresholds) -> str:
+    """on_track, at_risk, off_track or no_data (api.md, issue 4)."""
+    as_of = as_of_date(spec.year, today)
+    if spec.kind == "milestone":
+        due = spec.due or year_end(spec.year)
+        if as_of <= due:
+            return "on_track"
+        return "on_track" if latest is not None and latest[1] >= 1 else "off_track"
+    if latest is None or (as_of - latest[0]).days > stale_days or projection.value is None:
+        return "no_data"
+    projected = attainment(spec, projection.value, clamp=False)
+    if projected >= thresholds.on_track:
+        return "on_track"
+    if projected >= thresholds.at_risk:
+        return "at_risk"
+    return "off_track"
