@@ -22,7 +22,7 @@ if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
     bash deploy/kafka.sh start
     started+=(kafka)
   fi
-  export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-19092}"
   export YARDSTICK_TEST_KAFKA_CONTROL=deploy/kafka.sh
 fi
 if [[ -z "${YARDSTICK_TEST_PG_ADMIN_URL:-}" ]]; then

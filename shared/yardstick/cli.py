@@ -90,8 +90,14 @@ def _schemas(args: argparse.Namespace) -> int:
     from yardstick.events import json_schemas
 
     root = Path(args.dir)
-    stale = []
-    for event_type, schema in json_schemas().items():
+    schemas = json_schemas()
+    # A file for a type that no longer exists is stale too.
+    stale = [str(p) for p in sorted(root.glob("*.json")) if p.stem not in schemas]
+    if args.action == "write":
+        for path in stale:
+            Path(path).unlink()
+        stale = []
+    for event_type, schema in schemas.items():
         path = root / f"{event_type}.json"
         text = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         if args.action == "write":

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
-from yardstick.observability import DEAD_LETTERED
+from yardstick.observability import DEAD_LETTERED, PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class MemoryBus:
             for m in messages:
                 log_ = self.logs[m.topic]
                 log_.append(replace(m, partition=0, offset=len(log_)))
+                PUBLISHED.labels(topic=m.topic).inc()
             self._changed.notify_all()
 
     def subscribe(self, subscription: Subscription) -> None:
