@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared/yardstick services/*/[a-z]*_*/ services/scoring/scoring services/notices/notices
+	$(BIN)/mypy shared/yardstick services/feedback-intake/feedback_intake services/target-tracker/target_tracker \
+		services/scoring/scoring services/notices/notices
 	$(BIN)/lint-imports
 
 unit: setup
