@@ -86,6 +86,27 @@ async def _announce(registry: Any, settings: Any, make_bus: Any) -> None:
         await bus.stop()
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from yardstick.city import default_city_path, load_city
+    from yardstick.demo import seed
+    from yardstick.settings import AuthSettings
+    from yardstick.tokens import Registry
+
+    settings = AuthSettings()
+
+    async def main() -> int:
+        registry = Registry(settings)
+        await registry.prepare()
+        try:
+            tally = await seed(registry=registry, city=load_city(settings.city or default_city_path()),
+                               host=args.host, days=args.days, scale=args.scale, seed_value=args.seed)
+        finally:
+            await registry.close()
+        return 0 if tally.posted else 1
+
+    return asyncio.run(main())
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from yardstick.events import json_schemas
 
@@ -94,8 +115,8 @@ def _schemas(args: argparse.Namespace) -> int:
     # A file for a type that no longer exists is stale too.
     stale = [str(p) for p in sorted(root.glob("*.json")) if p.stem not in schemas]
     if args.action == "write":
-        for path in stale:
-            Path(path).unlink()
+        for leftover in stale:
+            Path(leftover).unlink()
         stale = []
     for event_type, schema in schemas.items():
         path = root / f"{event_type}.json"
@@ -140,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("token_id")
     token_sub.add_parser("relay", help="publish token events that waited while Kafka was down")
 
+    demo = sub.add_parser("demo", help="generate demo activity through the running services' APIs")
+    demo.add_argument("--days", type=int, default=28)
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--host", default="127.0.0.1")
+
     schemas = sub.add_parser("schemas", help="write or check the event JSON Schemas")
     schemas.add_argument("action", choices=["write", "check"])
     schemas.add_argument("--dir", default="shared/schemas/events")
@@ -159,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(args)
     if args.command == "schemas":
         return _schemas(args)
+    if args.command == "demo":
+        return _demo(args)
     return 2
 
 

@@ -88,14 +88,15 @@ async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str) ->
     async def announce() -> None:
         while not all(s.started for s in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.1)
-        if demo:
-            from yardstick.demo import seed
-
-            await seed(registry=registry, city=city, host=host)
         print("\nYardstick is running (one process, in-process bus, SQLite under "
               f"{data_dir}/):", flush=True)
         for spec, server in zip(SERVICES.values(), servers, strict=True):
             print(f"  {spec.name:16} http://{host}:{server.config.port}/docs", flush=True)
+        if demo:
+            from yardstick.demo import seed
+
+            await seed(registry=registry, city=city, host=host)
+            print(f"Demo city loaded. A commission token is in {data_dir / 'commission-token'}", flush=True)
         print("Issue a token: .venv/bin/yardstick token issue --role commission --subject you\n"
               "Stop with Ctrl-C.", flush=True)
 

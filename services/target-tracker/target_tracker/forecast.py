@@ -41,7 +41,7 @@ class Projection:
     value: float | None
     low: float | None
     high: float | None
-    method: str  # none | least_squares | holt
+    method: str  # none | reported | least_squares | holt
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,9 @@ def project(spec: Spec, points: Sequence[tuple[date, float]], params: HoltParams
     if not points:
         return NO_PROJECTION
     horizon = year_end(spec.year)
+    if points[-1][0] >= horizon:  # the year is fully reported: its last value is the year-end value
+        value = points[-1][1]
+        return Projection(value, value, value, "reported")
     if len(points) >= HOLT_MIN_REPORTS and params is not None:
         steps = max(0, (horizon - points[-1][0]).days) / PERIOD_DAYS.get(spec.cadence, 1.0)
         value, low, high = holt([v for _, v in points], params, steps)

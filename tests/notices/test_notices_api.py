@@ -1,0 +1,190 @@
+"""The notices API in process: events in, a notice out, the lifecycle over HTTP, webhooks and e-mail."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from notices.app import create_app
+from notices.settings import NoticesSettings
+from yardstick import events
+from yardstick.bus.codec import encode
+from yardstick.bus.memory import MemoryBus
+from yardstick.city import CityProfile
+from yardstick.events import Envelope
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class Receiver:
+    """A local webhook receiver: fails the first call, to see the retry, then records."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, str]] = []
+        self.failures = 1
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = dict(scope["headers"])
+        status = 200
+        if self.failures:
+            self.failures -= 1
+            status = 503
+        else:
+            self.calls.append((body, headers[b"x-yardstick-signature"].decode()))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+async def notices_app(tmp_path: Path, city: CityProfile, unused_tcp_port: int
+                      ) -> AsyncIterator[tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver]]:
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=unused_tcp_port)
+    smtp.start()
+    receiver = Receiver()
+    settings = NoticesSettings(data_dir=tmp_path, bus="memory", auth_secret=SECRET, live_evaluation=False,
+                               daily_sweep=False, smtp_port=unused_tcp_port, delivery_interval_s=0.05,
+                               delivery_backoff_s=0.05)
+    bus = MemoryBus(retry_s=0.02)
+    app = create_app(settings, bus=bus, city=city)
+    original = httpx.AsyncClient
+
+    def client_factory(*args: Any, **kw: Any) -> httpx.AsyncClient:
+        # The notifier's client posts to the local receiver app (an ASGI webhook endpoint).
+        return original(*args, transport=httpx.ASGITransport(app=receiver), **kw)
+
+    import notices.tasks as tasks
+
+    tasks.httpx.AsyncClient = client_factory  # type: ignore[misc]
+    try:
+        async with app.router.lifespan_context(app):
+            await bus.start()
+            async with original(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                yield client, app, bus, inbox, receiver
+            await bus.stop()
+    finally:
+        tasks.httpx.AsyncClient = original  # type: ignore[misc]
+        smtp.stop()
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def complaint(unit: str, category: str, day: date, i: int) -> Envelope:
+    moment = datetime(day.year, day.month, day.day, 3, 0, tzinfo=UTC)
+    data = events.FeedbackReceived(feedback_id=f"fb-{day.isoformat()}-{i}", unit_id=unit, channel="web",
+                                   occurred_at=moment, year=day.year, level=1, category_id=category, has_text=True)
+    return Envelope.of(data, source="feedback-intake", key=unit)
+
+
+async def eventually(predicate: Any, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+async def test_events_to_notice_lifecycle_and_notifications(
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any) -> None:
+    client, app, bus, inbox, receiver = notices_app
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    health = {"Authorization": f"Bearer {token('coordinator', unit_id='health-commission', subject='c1')}"}
+    other = {"Authorization": f"Bearer {token('coordinator', unit_id='xihu-district', subject='c2')}"}
+    r = await client.post("/v1/subscriptions", json={"unit_id": "health-commission",
+                                                     "webhook_url": "http://receiver/hook",
+                                                     "email": "coordinator@health.example"}, headers=health)
+    assert r.status_code == 201, r.text
+    hook_secret = r.json()["secret"]
+    assert (await client.post("/v1/subscriptions", json={"unit_id": "health-commission",
+                                                         "email": "x@example.org"}, headers=other)).status_code == 403
+    # Quiet history, then a spike, as events through the consumer (applied once even if redelivered).
+    day = date(2026, 4, 15)
+    envelopes = [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=d), d)
+                 for d in range(12, 60, 4)]
+    envelopes += [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=i % 5), 100 + i)
+                  for i in range(10)]
+    await bus.publish([encode(e) for e in envelopes + envelopes[:3]])
+    consumer = app.state.runtime.consumers[0]
+    await eventually(lambda: consumer.applied == len(envelopes))
+    assert consumer.skipped == 3
+    r = await client.post("/v1/rules:evaluate", json={"day": day.isoformat()}, headers=commission)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["issued"]) == 1
+    listed = (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=health)).json()
+    notice = listed["items"][0]
+    assert notice["evidence"]["window_count"] == 10 and notice["status"] == "issued"
+    assert set(notice["feedback_ids"]) <= {e.data.feedback_id for e in envelopes}  # type: ignore[attr-defined]
+    assert (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=other)
+            ).status_code == 403
+    nid = notice["id"]
+    assert (await client.post(f"/v1/notices/{nid}/acknowledge", headers=other)).status_code == 403
+    assert (await client.post(f"/v1/notices/{nid}/resolve", json={"text": "x"}, headers=health)).status_code == 409
+    assert (await client.post(f"/v1/notices/{nid}/acknowledge", headers=health)).status_code == 200
+    due = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    r = await client.post(f"/v1/notices/{nid}/plan", headers=health, json={
+        "actions": ["evening clinics"], "commitment": {"metric": "complaints per week", "target": 2, "due": due}})
+    assert r.status_code == 200, r.text
+    assert (await client.post(f"/v1/notices/{nid}/resolve", json={"text": "clinics open"}, headers=health)
+            ).status_code == 200
+    # Today (the real clock) the April spike is long out of the window: the metric has recovered.
+    r = await client.post(f"/v1/notices/{nid}/verify", headers=commission)
+    assert r.status_code == 200, r.text
+    detail = (await client.get(f"/v1/notices/{nid}", headers=commission)).json()
+    # Evaluated in April, looked at today: the acknowledge deadline had passed, so it was marked overdue.
+    assert [h["action"] for h in detail["history"]] == ["issue", "overdue", "acknowledge", "plan", "resolve",
+                                                        "verify"]
+    assert detail["effect"]["before"]["negative"] > 0
+    public = (await client.get("/v1/public/notices")).json()["items"][0]
+    assert public["outcome"] == "verified" and public["plan"] == ["evening clinics"]
+    assert "feedback_ids" not in public and "actor" not in json.dumps(public)
+    # Rules: readable, editable (audited), effective at once.
+    r = await client.put("/v1/rules/complaint-recurrence", json={"min_count": 50}, headers=commission)
+    assert r.status_code == 200 and r.json()["settings"]["min_count"] == 50
+    assert (await client.put("/v1/rules/complaint-recurrence", json={"alpha": 2}, headers=commission)
+            ).status_code == 422
+    assert (await client.get("/v1/rules/complaint-recurrence", headers=commission)).json()["audit"][0]["after"][
+        "min_count"] == 50
+    assert (await client.get("/v1/rules", headers=health)).status_code == 403
+    # Notifications: issue, overdue and four transitions, by signed webhook (after one failure) and e-mail.
+    await eventually(lambda: len(receiver.calls) == 6 and len(inbox.messages) == 6)
+    for body, sig in receiver.calls:
+        assert sig == "sha256=" + hmac.new(hook_secret.encode(), body, hashlib.sha256).hexdigest()
+    kinds = [json.loads(body)["type"] for body, _ in receiver.calls]
+    assert kinds.count("notice.issued") == 1 and kinds.count("notice.transitioned") == 4
+    assert kinds.count("notice.overdue") == 1
+    assert all(m["To"] == "coordinator@health.example" for m in inbox.messages)

@@ -1,0 +1,249 @@
+"""Evaluation and the notice lifecycle on a real (SQLite) database with an injected day."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from notices import repository, service
+from notices.app import MIGRATIONS
+from notices.models import negative_days, notices, outbox, rating_days, target_reports, target_states
+from notices.schemas import PlanIn
+from notices.settings import NoticesSettings
+from notices.workdays import WorkCalendar
+from scipy.stats import binom
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from statsmodels.stats.multitest import multipletests
+from yardstick import db
+from yardstick.auth import Principal
+from yardstick.city import CityProfile
+from yardstick.errors import ApiError
+
+CALENDAR = WorkCalendar(NoticesSettings(auth_secret="x").calendar)
+COMMISSION = Principal(token_id="c", role="commission", subject="commission-staff")
+HEALTH = Principal(token_id="h", role="coordinator", subject="health-coordinator", unit_id="health-commission")
+OTHER = Principal(token_id="o", role="coordinator", subject="other", unit_id="xihu-district")
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'notices.db'}")
+    await db.migrate(engine, MIGRATIONS)
+    yield db.session_factory(engine)
+    await engine.dispose()
+
+
+def at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 20, 0, tzinfo=UTC)
+
+
+def city_background(city: CityProfile, days: int, seed: int) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Daily negative counts at constant realistic rates for every category's own unit and a few strays."""
+    rng = np.random.default_rng(seed)
+    cells = [(c.unit, c.id) for c in city.categories]
+    units = sorted(city.unit_ids)
+    cells += [(units[i % len(units)], city.categories[(i * 7) % len(city.categories)].id) for i in range(40)]
+    cells = list(dict.fromkeys(cells))
+    rates = np.array([rng.uniform(0.2, 2.5) if i < len(city.categories) else 0.05 for i in range(len(cells))])
+    return cells, rng.poisson(rates[:, None], size=(len(cells), days))
+
+
+async def load_counts(sessions: async_sessionmaker[AsyncSession], cells: list[tuple[str, str]], counts: np.ndarray,
+                      first: date) -> None:
+    rows = [{"unit_id": u, "category_id": c, "day": first + timedelta(days=d), "count": int(counts[i, d])}
+            for i, (u, c) in enumerate(cells) for d in range(counts.shape[1]) if counts[i, d]]
+    async with sessions() as session, session.begin():
+        await session.execute(negative_days.insert(), rows)
+
+
+async def run_days(sessions: async_sessionmaker[AsyncSession], city: CityProfile, first: date, last: date
+                   ) -> list[service.Evaluation]:
+    out = []
+    day = first
+    while day <= last:
+        async with sessions() as session, session.begin():
+            out.append(await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day)))
+        day += timedelta(days=1)
+    return out
+
+
+async def all_notices(sessions: async_sessionmaker[AsyncSession]) -> list[dict]:  # type: ignore[type-arg]
+    async with sessions() as session:
+        return [dict(r) for r in (await session.execute(select(notices))).mappings().all()]
+
+
+def expected_first_day(cells: list[tuple[str, str]], counts: np.ndarray, target: int, days: range
+                       ) -> int | None:
+    """The first day the rule can see the rise, computed independently (statsmodels' BH)."""
+    for d in days:
+        w = counts[:, d - 6:d + 1].sum(axis=1)
+        b = counts[:, d - 34:d - 6].sum(axis=1)
+        tested = np.flatnonzero(w > 0)
+        p = binom.sf(w[tested] - 1, w[tested] + b[tested], 0.2)
+        q = multipletests(p, method="fdr_bh")[1]
+        where = np.flatnonzero(tested == target)
+        if where.size and w[target] >= 5 and q[where[0]] <= 0.01:
+            return d
+    return None
+
+
+async def test_injected_recurrence_raises_exactly_one_notice_on_the_first_day_it_shows(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    first = date(2026, 3, 1)
+    days, start = 120, 80
+    cells, counts = city_background(city, days, seed=6)
+    target = cells.index(("health-commission", "seeing-a-doctor"))
+    base_rate = counts[target, :start].mean()
+    rise = np.random.default_rng(66).poisson(2 * base_rate, size=14)  # tripled for two weeks
+    counts[target, start:start + 14] += rise
+    await load_counts(sessions, cells, counts, first)
+    # The sweep runs from the first day the service holds window + baseline = 35 days.
+    await run_days(sessions, city, first + timedelta(days=34), first + timedelta(days=days - 1))
+    issued = await all_notices(sessions)
+    assert len(issued) == 1, [(n["unit_id"], n["subject"], n["issued_on"]) for n in issued]
+    notice = issued[0]
+    expected = expected_first_day(cells, counts, target, range(34, days))
+    assert expected is not None and start <= expected < start + 14
+    assert (notice["unit_id"], notice["subject"], notice["rule"]) == ("health-commission", "seeing-a-doctor",
+                                                                      "complaint-recurrence")
+    assert notice["issued_on"] == first + timedelta(days=expected)
+    ev = notice["evidence"]
+    assert ev["window_count"] == int(counts[target, expected - 6:expected + 1].sum())
+    assert ev["baseline_count"] == int(counts[target, expected - 34:expected - 6].sum())
+    assert ev["q_value"] <= 0.01 and ev["expected_count"] == pytest.approx(
+        (ev["window_count"] + ev["baseline_count"]) * 0.2)
+    # New evidence while open is attached, not issued again.
+    assert notice["evidence_updates"] >= 1
+
+
+async def seed_notice(sessions: async_sessionmaker[AsyncSession], city: CityProfile, day: date,
+                      window: int = 9) -> str:
+    """A complaint spike on health-commission / seeing-a-doctor over an otherwise quiet history."""
+    rows = [{"unit_id": "health-commission", "category_id": "seeing-a-doctor", "day": day - timedelta(days=d),
+             "count": 1} for d in range(10, 60, 3)]
+    rows += [{"unit_id": "health-commission", "category_id": "seeing-a-doctor", "day": day - timedelta(days=d % 7),
+              "count": 1} for d in range(window)]
+    async with sessions() as session, session.begin():
+        for row in rows:
+            await repository.add_negative(session, unit_id=row["unit_id"], category_id=row["category_id"],
+                                          day=row["day"])
+        result = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
+    assert len(result.issued) == 1
+    return result.issued[0]
+
+
+async def step(sessions: async_sessionmaker[AsyncSession], notice_id: str, action: str, principal: Principal,
+               today: date, **kw: object) -> dict:  # type: ignore[type-arg]
+    async with sessions() as session, session.begin():
+        return await service.transition(session, notice_id=notice_id, action=action, principal=principal,
+                                        calendar=CALENDAR, today=today, now=at(today), **kw)  # type: ignore[arg-type]
+
+
+async def sweep_marks(sessions: async_sessionmaker[AsyncSession], today: date) -> None:
+    async with sessions() as session, session.begin():
+        await service.mark_deadlines(session, calendar=CALENDAR, today=today, now=at(today))
+
+
+async def test_the_whole_lifecycle_with_working_day_deadlines_and_overdue(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    # Issued on Wednesday 30 September 2026; 1-7 October is the National Day holiday, so the
+    # one working day to acknowledge ends on Thursday 8 October.
+    issued = date(2026, 9, 30)
+    notice_id = await seed_notice(sessions, city, issued)
+    async with sessions() as session:
+        notice = await repository.get_notice(session, notice_id)
+    assert notice is not None and notice["deadline"] == date(2026, 10, 8) and notice["step"] == "acknowledge"
+    await sweep_marks(sessions, date(2026, 10, 8))
+    async with sessions() as session:
+        assert (await repository.get_notice(session, notice_id))["overdue"] is False  # type: ignore[index]
+    await sweep_marks(sessions, date(2026, 10, 9))
+    async with sessions() as session:
+        late = await repository.get_notice(session, notice_id)
+        kinds = [r[0] for r in (await session.execute(select(outbox.c.type))).all()]
+    assert late is not None and late["overdue"] is True and late["status"] == "issued"
+    assert "notice.overdue" in kinds and "notice.issued" in kinds
+    # Others may not act; a forbidden transition is 409.
+    with pytest.raises(ApiError) as other:
+        await step(sessions, notice_id, "acknowledge", OTHER, date(2026, 10, 9))
+    assert other.value.status == 403
+    with pytest.raises(ApiError) as early:
+        await step(sessions, notice_id, "resolve", HEALTH, date(2026, 10, 9), text="done")
+    assert early.value.status == 409
+    # Acknowledged Friday 9 October: 5 working days from Monday, with Saturday 10 October a make-up day.
+    acked = await step(sessions, notice_id, "acknowledge", HEALTH, date(2026, 10, 9))
+    assert acked["status"] == "acknowledged" and acked["overdue"] is False
+    assert acked["deadline"] == date(2026, 10, 15)
+    plan = PlanIn.model_validate({"actions": ["open evening clinics"], "commitment": {
+        "metric": "complaints per week", "target": 2, "due": "2026-11-20"}})
+    with pytest.raises(ApiError) as too_far:
+        await step(sessions, notice_id, "plan", HEALTH, date(2026, 9, 1), plan=plan)
+    assert too_far.value.status == 422
+    planned = await step(sessions, notice_id, "plan", HEALTH, date(2026, 10, 12), plan=plan)
+    assert planned["status"] == "plan_submitted" and planned["deadline"] == date(2026, 11, 20)
+    await step(sessions, notice_id, "resolve", HEALTH, date(2026, 10, 20), text="clinics open")
+    # Verify while the spike is still in the window: 409 with the current figures.
+    with pytest.raises(ApiError) as not_yet:
+        await step(sessions, notice_id, "verify", COMMISSION, date(2026, 10, 1))
+    assert not_yet.value.status == 409 and not_yet.value.details[0]["window_count"] >= 5
+    with pytest.raises(ApiError) as coordinator_verifies:
+        await step(sessions, notice_id, "verify", HEALTH, date(2026, 11, 1))
+    assert coordinator_verifies.value.status == 403
+    reopened = await step(sessions, notice_id, "reopen", COMMISSION, date(2026, 10, 21), text="not convinced")
+    assert reopened["status"] == "acknowledged"
+    await step(sessions, notice_id, "plan", HEALTH, date(2026, 10, 22), plan=plan)
+    await step(sessions, notice_id, "resolve", HEALTH, date(2026, 10, 30), text="clinics open")
+    verified = await step(sessions, notice_id, "verify", COMMISSION, date(2026, 11, 2))
+    assert verified["status"] == "verified" and verified["open_key"] is None
+    async with sessions() as session:
+        history = [h["action"] for h in await repository.history(session, notice_id)]
+        effect = await service.effect(session, notice=await repository.get_notice(session, notice_id) or {},
+                                      today=date(2026, 12, 15), span_days=28)
+    assert history == ["issue", "overdue", "acknowledge", "plan", "resolve", "reopen", "plan", "resolve", "verify"]
+    assert effect is not None and effect["before"]["negative"] > 0 and effect["after"]["negative"] == 0
+    assert effect["complete"] is True
+
+
+async def test_recurrence_after_a_verified_notice_escalates_and_links(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    first_id = await seed_notice(sessions, city, date(2026, 5, 6))
+    for action, who, day in (("acknowledge", HEALTH, date(2026, 5, 7)), ("plan", HEALTH, date(2026, 5, 8))):
+        kw = {"plan": PlanIn.model_validate({"actions": ["a"], "commitment": {"metric": "m", "target": 1,
+                                                                               "due": "2026-06-01"}})}
+        await step(sessions, first_id, action, who, day, **(kw if action == "plan" else {}))
+    await step(sessions, first_id, "resolve", HEALTH, date(2026, 5, 20), text="fixed")
+    await step(sessions, first_id, "verify", COMMISSION, date(2026, 6, 1))
+    second_id = await seed_notice(sessions, city, date(2026, 8, 1))
+    async with sessions() as session:
+        second = await repository.get_notice(session, second_id)
+    assert second is not None and second["severity"] == "escalated" and second["linked_notice_id"] == first_id
+    assert second["evidence"]["recurrence"]["earlier_notice_id"] == first_id
+
+
+async def test_satisfaction_and_target_rules_issue_notices(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    day = date(2026, 7, 15)
+    window = city.windows[0]
+    async with sessions() as session, session.begin():
+        await session.execute(rating_days.insert(), [
+            {"subject_kind": "window", "subject_id": window.id, "day": day - timedelta(days=d),
+             "unit_id": window.unit, "n": 5, "satisfied": 3} for d in range(14)])
+        await session.execute(target_states.insert(), [
+            {"target_id": "t-off", "unit_id": "health-commission", "status": "off_track", "as_of": day},
+            {"target_id": "t-six", "unit_id": "health-commission", "status": "off_track", "as_of": day},
+            {"target_id": "t-none", "unit_id": "xihu-district", "status": "no_data", "as_of": day}])
+        await session.execute(target_reports.insert(), [
+            {"target_id": t, "day": day - timedelta(days=d), "status": "off_track"}
+            for t, k in (("t-off", 7), ("t-six", 6)) for d in range(k)])
+        result = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
+    got = {(n["rule"], n["subject"]) for n in await all_notices(sessions)}
+    assert got == {("satisfaction-drop", window.id), ("target-off-track", "t-off"),
+                   ("target-off-track", "t-none")}
+    assert len(result.issued) == 3
+    # A second evaluation of the same day raises nothing new: one open notice per cell.
+    async with sessions() as session, session.begin():
+        again = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
+    assert again.issued == [] and again.fired == 3
