@@ -238,3 +238,28 @@ def test_a_model_with_a_new_field_makes_the_check_fail(monkeypatch: pytest.Monke
 
     monkeypatch.setitem(events.EVENT_MODELS, "token.revoked", TokenRevokedWithReason)
     assert cli.main(["schemas", "check", "--dir", str(SCHEMA_DIR)]) == 1
+
+
+def test_the_relays_fast_encoding_matches_the_sdk_byte_for_byte() -> None:
+    """The outbox relay writes binary-mode headers itself; the SDK's to_binary stays the reference."""
+    import json as _json
+    from datetime import datetime as _dt
+    from datetime import timedelta as _td
+    from datetime import timezone as _tz
+
+    from yardstick import events as ev
+    from yardstick.bus.codec import ce_time, decode, encode, encode_stored
+
+    data = ev.FeedbackReceived(feedback_id="f-1", unit_id="health-commission", channel="window",
+                               occurred_at=_dt(2026, 3, 1, 9, 30, tzinfo=_tz(_td(hours=8))), year=2026, level=4,
+                               window_id="health-commission-w1")
+    envelope = ev.Envelope.of(data, source="feedback-intake", key="health-commission",
+                              time=_dt(2026, 3, 1, 1, 30, 0, 123456, tzinfo=UTC))
+    reference = encode(envelope)
+    fast = encode_stored(event_id=envelope.id, source=envelope.source, event_type=envelope.type,
+                         time=ce_time(envelope.time), key=envelope.key,
+                         value=_json.dumps(data.model_dump(mode="json")).encode(), topic=envelope.topic)
+    assert fast.headers == reference.headers
+    assert fast.key == reference.key
+    assert _json.loads(fast.value) == _json.loads(reference.value)
+    assert decode(fast) == decode(reference) == envelope

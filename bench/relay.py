@@ -1,0 +1,103 @@
+"""Outbox relay throughput on PostgreSQL + Kafka, against a bare idempotent producer in the same run.
+
+Usage (Kafka and PostgreSQL running, e.g. after `make up` or under `make test`'s scripts):
+    .venv/bin/python bench/relay.py [--events 50000]
+Prints events/s for both and the ratio relay / bare producer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from yardstick import events
+from yardstick.bus.codec import encode
+from yardstick.bus.kafka import KafkaBus
+from yardstick.db import make_engine, new_metadata
+from yardstick.outbox import Relay, outbox_table
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
+                       "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
+
+
+def envelopes(n: int) -> list[events.Envelope]:
+    now = datetime.now(UTC)
+    units = [f"unit-{i}" for i in range(60)]
+    return [events.Envelope.of(
+        events.FeedbackReceived(feedback_id=str(uuid.uuid4()), unit_id=units[i % 60], channel="window",
+                                occurred_at=now, year=now.year, level=1 + i % 5, window_id=f"w-{i % 120}"),
+        source="bench", key=units[i % 60]) for i in range(n)]
+
+
+async def bare_producer(prefix: str, batch: list[events.Envelope]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=1024 * 1024)
+    bus = KafkaBus(BOOTSTRAP, client_id="bench", prefix=prefix)
+    await bus.ensure_topics()
+    await producer.start()
+    messages = [encode(e) for e in batch]  # the relay encodes too: count it on both sides
+    start = time.perf_counter()
+    try:
+        for i in range(0, len(messages), 500):
+            futures = [await producer.send(prefix + m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                       for m in messages[i:i + 500]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - start
+
+
+async def relay(prefix: str, batch: list[events.Envelope], db_url: str) -> float:
+    engine = make_engine(db_url)
+    metadata = new_metadata()
+    table = outbox_table(metadata)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        rows = [{"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
+                 "time": e.time.isoformat(), "payload": e.data.model_dump(mode="json")} for e in batch]
+        for i in range(0, len(rows), 5000):
+            await conn.execute(table.insert(), rows[i:i + 5000])
+    bus = KafkaBus(BOOTSTRAP, client_id="bench-relay", prefix=prefix)
+    relay = Relay(engine=engine, table=table, bus=bus, service="bench")
+    start = time.perf_counter()
+    while await relay.publish_once():
+        pass
+    elapsed = time.perf_counter() - start
+    assert relay.published == len(batch), relay.published
+    await bus.stop()
+    await engine.dispose()
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    args = parser.parse_args()
+    name = f"bench_relay_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(ADMIN.replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        batch = envelopes(args.events)
+        prefix = f"bench{secrets.token_hex(3)}."
+        bare = await bare_producer(prefix, batch)
+        relayed = await relay(prefix, batch, ADMIN.rsplit("/", 1)[0] + "/" + name)
+        print(f"events: {args.events}")
+        print(f"bare idempotent producer: {args.events / bare:10.0f} events/s ({bare:.2f} s)")
+        print(f"outbox relay (PG -> Kafka): {args.events / relayed:8.0f} events/s ({relayed:.2f} s)")
+        print(f"ratio relay / bare producer: {bare / relayed:.2f}")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
