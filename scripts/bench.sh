@@ -7,5 +7,6 @@ benches=(bench/*.py)
 if ((${#benches[@]} == 0)); then echo "bench: no benchmarks yet"; exit 0; fi
 for b in "${benches[@]}"; do
   echo "== $b"
-  .venv/bin/python "$b" "$@"
+  # -P: do not put bench/ first on the path (bench/scoring.py would hide the scoring package)
+  .venv/bin/python -P "$b" "$@"
 done

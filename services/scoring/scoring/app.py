@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
-from yardstick import events
 from yardstick.bus import Bus
 from yardstick.city import CityProfile
 from yardstick.runtime import ServiceRuntime
 
-from scoring import api, consumers
+from scoring import api, consumers, service
 from scoring.models import metadata
 from scoring.settings import ScoringSettings
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = None,
                city: CityProfile | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
     runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=bus, city=city)
-    runtime.consume(name="scoring", topics=[events.FEEDBACK], handlers=consumers.handlers(runtime.city))
+    runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=consumers.handlers(runtime.city))
+
+    async def emitter() -> None:
+        while True:
+            try:
+                await service.emit_updates(runtime, min_interval_s=settings.update_interval_s)
+            except Exception:
+                log.exception("scorecard.updated pass failed; retrying", extra={"service": runtime.service})
+            await asyncio.sleep(settings.update_interval_s)
+
+    runtime.add_task("scorecard-updates", emitter)
     app = runtime.create_app(title="Yardstick scoring", routers=[api.router])
     app.state.settings = settings
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from yardstick import events
@@ -13,45 +15,179 @@ from yardstick.events import Envelope
 from scoring import repository
 from scoring.method import CHANNEL_OF, satisfaction
 
+CONSUMER = "scoring"
+TOPICS = [events.FEEDBACK, events.SURVEY, events.TARGETS, events.NOTICES]
+
+RatingKey = tuple[str, str, date, int]
+
+
+class Ratings:
+    """Rating deltas per (unit, channel, day, year), summed in memory before one upsert."""
+
+    def __init__(self) -> None:
+        self.cells: dict[RatingKey, list[float]] = {}
+
+    def add(self, unit_id: str, channel: str, day: date, year: int, level: int, sign: int = 1) -> None:
+        s = satisfaction(level)
+        cell = self.cells.setdefault((unit_id, channel, day, year), [0, 0.0, 0.0])
+        cell[0] += sign
+        cell[1] += sign * s
+        cell[2] += sign * s * s
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+                for (u, c, d, y), (n, s, s2) in self.cells.items()]
+
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
-    def local_day(env_time: datetime) -> date:
-        return env_time.astimezone(city.timezone).date()
+    """One handler per event type; each bumps its year (or counts the item late when it is final)."""
+
+    def local_day(moment: datetime) -> date:
+        return moment.astimezone(city.timezone).date()
+
+    def known(unit_id: str) -> None:
+        if unit_id not in city.unit_ids:
+            raise NotFound(f"unit {unit_id!r} is not in the city profile")
+
+    async def live(session: AsyncSession, year: int, unit_id: str, kind: str) -> bool:
+        if await repository.touch_year(session, year) == "final":
+            await repository.add_late(session, year=year, unit_id=unit_id, kind=kind)
+            return False
+        return True
 
     async def feedback_received(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
         assert isinstance(data, events.FeedbackReceived)
-        if data.unit_id not in city.unit_ids:
-            raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
+        known(data.unit_id)
         channel = CHANNEL_OF.get(data.channel)
         if data.level is None or channel is None:
             return  # complaint analysis only (method step 1)
-        await repository.add_rating(session, unit_id=data.unit_id, channel=channel,
-                                    day=local_day(data.occurred_at), year=data.year,
-                                    s=satisfaction(data.level))
+        if await live(session, data.year, data.unit_id, "ratings"):
+            await repository.add_rating(session, unit_id=data.unit_id, channel=channel,
+                                        day=local_day(data.occurred_at), year=data.year,
+                                        s=satisfaction(data.level))
 
     async def feedback_reassigned(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
         assert isinstance(data, events.FeedbackReassigned)
+        known(data.unit_id)
         channel = CHANNEL_OF.get(data.channel)
         if data.level is None or channel is None:
             return
+        if not await live(session, data.year, data.unit_id, "ratings"):
+            return
+        ratings = Ratings()
         day = local_day(data.occurred_at)
-        s = satisfaction(data.level)
-        await repository.add_rating(session, unit_id=data.from_unit_id, channel=channel, day=day,
-                                    year=data.year, s=s, sign=-1)
-        await repository.add_rating(session, unit_id=data.unit_id, channel=channel, day=day,
-                                    year=data.year, s=s)
+        ratings.add(data.from_unit_id, channel, day, data.year, data.level, sign=-1)
+        ratings.add(data.unit_id, channel, day, data.year, data.level)
+        await repository.add_ratings(session, ratings.rows())
 
     async def feedback_follow_up(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
         assert isinstance(data, events.FeedbackFollowUp)
-        await repository.add_rating(session, unit_id=data.unit_id, channel="online",
-                                    day=local_day(data.occurred_at), year=data.year,
-                                    s=satisfaction(data.level))
+        known(data.unit_id)
+        if await live(session, data.year, data.unit_id, "ratings"):
+            await repository.add_rating(session, unit_id=data.unit_id, channel="online",
+                                        day=local_day(data.occurred_at), year=data.year,
+                                        s=satisfaction(data.level))
+
+    async def survey_defined(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.SurveyDefined)
+        await repository.touch_year(session, data.year)
+        await repository.define_survey(session, survey_id=data.survey_id, year=data.year,
+                                       strata={s.id: s.population for s in data.strata})
+
+    async def survey_response(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.SurveyResponse)
+        unknown = sorted(u for u in data.ratings if u not in city.unit_ids)
+        if unknown:
+            raise NotFound(f"units {', '.join(unknown)} are not in the city profile")
+        if await repository.touch_year(session, data.year) == "final":
+            for unit_id, level in data.ratings.items():
+                if level is not None:
+                    await repository.add_late(session, year=data.year, unit_id=unit_id, kind="survey")
+            return
+        if not await repository.count_respondent(session, survey_id=data.survey_id, stratum=data.stratum):
+            raise NotFound(f"survey {data.survey_id!r} has no stratum {data.stratum!r}")
+        cells = []
+        for unit_id, level in sorted(data.ratings.items()):
+            if level is None:
+                continue  # "unknown" is not counted (method step 1)
+            s = satisfaction(level)
+            cells.append({"year": data.year, "unit_id": unit_id, "stratum": data.stratum, "n": 1,
+                          "sum_s": s, "sum_s2": s * s})
+        await repository.add_survey_cells(session, cells)
+
+    async def target_fields(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.TargetFields)
+        known(data.unit_id)
+        if await live(session, data.year, data.unit_id, "targets"):
+            await repository.put_target(session, {
+                "target_id": data.target_id, "unit_id": data.unit_id, "year": data.year, "code": data.code,
+                "kind": data.kind, "direction": data.direction, "baseline": data.baseline,
+                "target": data.target, "weight": data.weight, "approved": data.approved,
+                "withdrawn": data.withdrawn})
+
+    async def target_progress(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.TargetProgress)
+        known(data.unit_id)
+        if await live(session, data.year, data.unit_id, "targets"):
+            # A correction carries the corrected value for its date: it overwrites.
+            await repository.put_target_value(session, target_id=data.target_id, day=data.date,
+                                              year=data.year, value=data.value)
 
     return {
         "feedback.received": feedback_received,
         "feedback.reassigned": feedback_reassigned,
         "feedback.follow_up": feedback_follow_up,
+        "survey.defined": survey_defined,
+        "survey.response": survey_response,
+        "target.defined": target_fields,
+        "target.changed": target_fields,
+        "target.progress": target_progress,
     }
+
+
+async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
+                      table: dict[str, EventHandler], *, consumer: str = CONSUMER) -> int:
+    """Apply many events in one transaction (replays and the benchmark); returns how many were new.
+
+    Ratings are summed in memory and written with one upsert per (unit, channel, day);
+    every other event goes through its ordinary handler. Event ids are recorded as the
+    live consumer records them, so a replay is idempotent too.
+    """
+    seen = await repository.seen_events(session, consumer, [e.id for e in envelopes])
+    fresh: list[Envelope] = []
+    ids: set[str] = set()
+    for e in envelopes:
+        if e.id not in seen and e.id not in ids:
+            ids.add(e.id)
+            fresh.append(e)
+    statuses: dict[int, str] = {}
+    ratings = Ratings()
+    tz = city.timezone
+    for e in fresh:
+        data = e.data
+        if isinstance(data, events.FeedbackReceived | events.FeedbackFollowUp):
+            level = data.level
+            channel = "online" if isinstance(data, events.FeedbackFollowUp) else CHANNEL_OF.get(data.channel)
+            if data.unit_id not in city.unit_ids or level is None or channel is None:
+                continue
+            if data.year not in statuses:
+                statuses[data.year] = await repository.touch_year(session, data.year)
+            if statuses[data.year] == "final":
+                await repository.add_late(session, year=data.year, unit_id=data.unit_id, kind="ratings")
+                continue
+            ratings.add(data.unit_id, channel, data.occurred_at.astimezone(tz).date(), data.year, level)
+        elif e.type in table:
+            try:
+                await table[e.type](session, e)
+            except NotFound:
+                continue  # the live consumer dead-lettered it: it changed nothing there either
+    await repository.add_ratings(session, ratings.rows())
+    await repository.record_events(session, consumer, [e.id for e in fresh])
+    return len(fresh)

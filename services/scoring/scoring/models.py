@@ -1,13 +1,15 @@
-"""scoring's tables: aggregates only, never raw rows to scan."""
+"""scoring's tables: aggregates of the consumed topics, the commission's inputs, and closed years."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, Float, Integer, String, Table
+from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, String, Table, Text
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table
 
 metadata = new_metadata()
+
+# --- read model: aggregates of feedback.v1, survey.v1 and targets.v1 (rebuilt by replay) ---
 
 # Counted ratings per unit, channel and local day: n, sum of s and of s^2 (for the variance).
 channel_days = Table(
@@ -21,5 +23,172 @@ channel_days = Table(
     Column("sum_s2", Float, nullable=False),
 )
 
+surveys = Table(
+    "surveys", metadata,
+    Column("survey_id", String(100), primary_key=True),
+    Column("year", Integer, nullable=False, index=True),
+)
+
+# Population N_h from the survey definition and accepted respondents n_h, per stratum.
+survey_strata = Table(
+    "survey_strata", metadata,
+    Column("survey_id", String(100), primary_key=True),
+    Column("stratum", String(100), primary_key=True),
+    Column("year", Integer, nullable=False, index=True),
+    Column("population", Integer, nullable=False),
+    Column("respondents", Integer, nullable=False),
+)
+
+# A unit's survey ratings per stratum: weights are applied when read, as n_h keeps changing.
+survey_cells = Table(
+    "survey_cells", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("unit_id", String(100), primary_key=True),
+    Column("stratum", String(100), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("sum_s", Float, nullable=False),
+    Column("sum_s2", Float, nullable=False),
+)
+
+targets = Table(
+    "targets", metadata,
+    Column("target_id", String(100), primary_key=True),
+    Column("unit_id", String(100), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("code", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("direction", String(20), nullable=False),
+    Column("baseline", Float, nullable=False),
+    Column("target", Float, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("withdrawn", Boolean, nullable=False),
+)
+
+# One value per target and date, corrections overwrite: the value as of a date is the latest row.
+target_values = Table(
+    "target_values", metadata,
+    Column("target_id", String(100), primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("year", Integer, nullable=False, index=True),
+    Column("value", Float, nullable=False),
+)
+
+# Items of a finalized year that arrived later: kept here, never in the frozen aggregates.
+late_after_final = Table(
+    "late_after_final", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("unit_id", String(100), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# --- the commission's inputs (owned here, not replayed) ---
+
+configs = Table(
+    "configs", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("body", JSON, nullable=False),
+)
+
+leader_grades = Table(
+    "leader_grades", metadata,
+    Column("unit_id", String(100), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("leader", String(200), primary_key=True),
+    Column("grade", Float, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+projects = Table(
+    "projects", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("unit_id", String(100), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("title", String(500), nullable=False),
+    Column("summary", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+assessments = Table(
+    "assessments", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("assessor", String(200), primary_key=True),
+    Column("points", Float, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+adjustments = Table(
+    "adjustments", metadata,
+    Column("adjustment_id", String(64), primary_key=True),
+    Column("unit_id", String(100), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("points", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+objections = Table(
+    "objections", metadata,
+    Column("objection_id", String(64), primary_key=True),
+    Column("unit_id", String(100), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("filed_at", DateTime(timezone=True), nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("upheld", Boolean, nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+)
+
+# Who did what when, for every input the commission must defend.
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_role", String(40), nullable=False),
+    Column("actor", String(200), nullable=True),
+    Column("action", String(60), nullable=False),
+    Column("year", Integer, nullable=True, index=True),
+    Column("subject", String(200), nullable=True),
+    Column("details", JSON, nullable=False),
+)
+
+# --- years: a version bumped with every change (cache invalidation across instances), and closing ---
+
+years = Table(
+    "years", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("emitted_version", Integer, nullable=False, server_default="0"),
+    Column("status", String(20), nullable=False, server_default="live"),
+    Column("draft_at", DateTime(timezone=True), nullable=True),
+    Column("finalized_at", DateTime(timezone=True), nullable=True),
+    Column("forced", Boolean, nullable=True),
+    Column("digest", String(64), nullable=True),
+    Column("input_counts", JSON, nullable=True),
+)
+
+# Published snapshots: the draft (kind "draft") and the frozen final scorecards (kind "final").
+published = Table(
+    "published", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("unit_id", String(100), primary_key=True),
+    Column("body", JSON, nullable=False),
+)
+
+# What scorecard.updated last said per unit, so only changes are emitted, at most once a second.
+emitted = Table(
+    "emitted", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("unit_id", String(100), primary_key=True),
+    Column("total", Float, nullable=False),
+    Column("components", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_table(metadata)
+
+# The tables a replay of the topics fills (rebuild empties and refills exactly these).
+READ_MODEL = (channel_days, surveys, survey_strata, survey_cells, targets, target_values, late_after_final)

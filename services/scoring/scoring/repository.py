@@ -2,37 +2,365 @@
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import insert_for
+from yardstick.db import dialect_name, insert_for
 
-from scoring.method import ChannelSums
-from scoring.models import channel_days
+from scoring.models import (
+    adjustments,
+    assessments,
+    audit,
+    channel_days,
+    configs,
+    emitted,
+    late_after_final,
+    leader_grades,
+    objections,
+    processed_events,
+    projects,
+    published,
+    survey_cells,
+    survey_strata,
+    surveys,
+    target_values,
+    targets,
+    years,
+)
+
+# --- years ---------------------------------------------------------------------------------
+
+
+async def touch_year(session: AsyncSession, year: int) -> str:
+    """Bump the year's version (every instance's cache sees the change) and return its status.
+
+    The upsert takes the year's row lock, so a finalize and an event of the same year never
+    interleave: whichever comes second sees the other's outcome.
+    """
+    insert = insert_for(session)
+    stmt = insert(years).values(year=year, version=1, emitted_version=0, status="live")
+    stmt = stmt.on_conflict_do_update(index_elements=["year"], set_={"version": years.c.version + 1})
+    status = (await session.execute(stmt.returning(years.c.status))).scalar_one()
+    return str(status)
+
+
+async def year_row(session: AsyncSession, year: int) -> dict[str, Any] | None:
+    row = (await session.execute(select(years).where(years.c.year == year))).mappings().first()
+    return dict(row) if row else None
+
+
+async def set_year(session: AsyncSession, year: int, **values: Any) -> None:
+    await session.execute(update(years).where(years.c.year == year).values(**values))
+
+
+async def year_versions(session: AsyncSession) -> list[tuple[int, int, int, str]]:
+    rows = await session.execute(select(years.c.year, years.c.version, years.c.emitted_version, years.c.status))
+    return [(int(y), int(v), int(e), str(s)) for y, v, e, s in rows]
+
+
+async def lock_emitter(session: AsyncSession) -> bool:
+    """One instance emits scorecard.updated at a time (PostgreSQL advisory lock; SQLite is one process)."""
+    if dialect_name(session) != "postgresql":
+        return True
+    from sqlalchemy import text
+
+    got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('scoring-emitter'))"))).scalar()
+    return bool(got)
+
+
+# --- read model writes ---------------------------------------------------------------------
+
+
+async def add_ratings(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Add per (unit, channel, day) deltas: n, sum_s, sum_s2 (negative for a reassigned item's old unit)."""
+    values = list(rows)
+    if not values:
+        return
+    insert = insert_for(session)
+    stmt = insert(channel_days)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["unit_id", "channel", "day"],
+        set_={"n": channel_days.c.n + stmt.excluded.n, "sum_s": channel_days.c.sum_s + stmt.excluded.sum_s,
+              "sum_s2": channel_days.c.sum_s2 + stmt.excluded.sum_s2})
+    await session.execute(stmt, values)
 
 
 async def add_rating(session: AsyncSession, *, unit_id: str, channel: str, day: date, year: int,
                      s: float, sign: int = 1) -> None:
     """Add (sign 1) or take away (sign -1, a reassigned item) one rating of satisfaction s."""
+    await add_ratings(session, [{"unit_id": unit_id, "channel": channel, "day": day, "year": year,
+                                 "n": sign, "sum_s": sign * s, "sum_s2": sign * s * s}])
+
+
+async def add_late(session: AsyncSession, *, year: int, unit_id: str, kind: str, n: int = 1) -> None:
     insert = insert_for(session)
-    stmt = insert(channel_days).values(unit_id=unit_id, channel=channel, day=day, year=year,
-                                       n=sign, sum_s=sign * s, sum_s2=sign * s * s)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["unit_id", "channel", "day"],
-        set_={"n": channel_days.c.n + stmt.excluded.n, "sum_s": channel_days.c.sum_s + stmt.excluded.sum_s,
-              "sum_s2": channel_days.c.sum_s2 + stmt.excluded.sum_s2})
+    stmt = insert(late_after_final).values(year=year, unit_id=unit_id, kind=kind, n=n)
+    stmt = stmt.on_conflict_do_update(index_elements=["year", "unit_id", "kind"],
+                                      set_={"n": late_after_final.c.n + stmt.excluded.n})
     await session.execute(stmt)
 
 
-async def channel_sums(session: AsyncSession, year: int) -> dict[str, dict[str, ChannelSums]]:
-    """Per unit and channel, the year's sums (one grouped query over the daily aggregates)."""
+async def define_survey(session: AsyncSession, *, survey_id: str, year: int,
+                        strata: Mapping[str, int]) -> None:
+    insert = insert_for(session)
+    await session.execute(insert(surveys).values(survey_id=survey_id, year=year).on_conflict_do_nothing())
+    for stratum, population in strata.items():
+        stmt = insert(survey_strata).values(survey_id=survey_id, stratum=stratum, year=year,
+                                            population=population, respondents=0)
+        await session.execute(stmt.on_conflict_do_update(index_elements=["survey_id", "stratum"],
+                                                         set_={"population": population}))
+
+
+async def count_respondent(session: AsyncSession, *, survey_id: str, stratum: str) -> bool:
+    """n_h += 1; False when the survey or its stratum is unknown."""
+    result = await session.execute(
+        update(survey_strata).where(survey_strata.c.survey_id == survey_id, survey_strata.c.stratum == stratum)
+        .values(respondents=survey_strata.c.respondents + 1))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def add_survey_cells(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
+    values = list(rows)
+    if not values:
+        return
+    insert = insert_for(session)
+    stmt = insert(survey_cells)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["year", "unit_id", "stratum"],
+        set_={"n": survey_cells.c.n + stmt.excluded.n, "sum_s": survey_cells.c.sum_s + stmt.excluded.sum_s,
+              "sum_s2": survey_cells.c.sum_s2 + stmt.excluded.sum_s2})
+    await session.execute(stmt, values)
+
+
+async def put_target(session: AsyncSession, row: Mapping[str, Any]) -> None:
+    insert = insert_for(session)
+    stmt = insert(targets).values(**row)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["target_id"], set_={k: v for k, v in row.items() if k != "target_id"}))
+
+
+async def put_target_value(session: AsyncSession, *, target_id: str, day: date, year: int, value: float) -> None:
+    insert = insert_for(session)
+    stmt = insert(target_values).values(target_id=target_id, date=day, year=year, value=value)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["target_id", "date"], set_={"value": value}))
+
+
+async def seen_events(session: AsyncSession, consumer: str, ids: list[str]) -> set[str]:
+    t = processed_events.c
+    seen: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = await session.execute(select(t.event_id).where(t.consumer == consumer, t.event_id.in_(chunk)))
+        seen.update(r[0] for r in rows)
+    return seen
+
+
+async def record_events(session: AsyncSession, consumer: str, ids: list[str]) -> None:
+    if ids:
+        await session.execute(processed_events.insert(), [{"consumer": consumer, "event_id": i} for i in ids])
+
+
+async def clear_read_model(session: AsyncSession, tables: Iterable[Any]) -> None:
+    for table in tables:
+        await session.execute(delete(table))
+
+
+# --- read model reads (aggregates only) ---------------------------------------------------
+
+
+async def channel_sums(session: AsyncSession, year: int) -> dict[str, dict[str, tuple[int, float, float]]]:
+    """Per unit and channel, the year's (n, sum s, sum s^2): one grouped query over the daily rows."""
     c = channel_days.c
     rows = await session.execute(
         select(c.unit_id, c.channel, func.sum(c.n), func.sum(c.sum_s), func.sum(c.sum_s2))
         .where(c.year == year).group_by(c.unit_id, c.channel))
-    out: dict[str, dict[str, ChannelSums]] = {}
+    out: dict[str, dict[str, tuple[int, float, float]]] = {}
     for unit_id, channel, n, sum_s, sum_s2 in rows:
-        out.setdefault(unit_id, {})[channel] = ChannelSums(n=float(n), sum_s=float(sum_s),
-                                                           sum_s2=float(sum_s2), count=int(n))
+        if n:
+            out.setdefault(unit_id, {})[channel] = (int(n), float(sum_s), float(sum_s2))
     return out
+
+
+async def survey_strata_of(session: AsyncSession, year: int) -> dict[str, tuple[int, int]]:
+    s = survey_strata.c
+    rows = await session.execute(select(s.stratum, s.population, s.respondents).where(s.year == year))
+    return {str(h): (int(pop), int(n)) for h, pop, n in rows}
+
+
+async def survey_cells_of(session: AsyncSession, year: int) -> dict[str, dict[str, tuple[int, float, float]]]:
+    c = survey_cells.c
+    rows = await session.execute(select(c.unit_id, c.stratum, c.n, c.sum_s, c.sum_s2).where(c.year == year))
+    out: dict[str, dict[str, tuple[int, float, float]]] = {}
+    for unit_id, stratum, n, sum_s, sum_s2 in rows:
+        out.setdefault(unit_id, {})[stratum] = (int(n), float(sum_s), float(sum_s2))
+    return out
+
+
+async def targets_of(session: AsyncSession, year: int, as_of: date) -> list[dict[str, Any]]:
+    """Approved, not withdrawn targets of the year, each with the value of its latest report up to as_of."""
+    t, v = targets.c, target_values.c
+    latest = (select(v.target_id, func.max(v.date).label("day")).where(v.year == year, v.date <= as_of)
+              .group_by(v.target_id).subquery())
+    rows = await session.execute(
+        select(t.target_id, t.unit_id, t.code, t.kind, t.direction, t.baseline, t.target, t.weight, v.value)
+        .select_from(targets.outerjoin(latest, latest.c.target_id == t.target_id)
+                     .outerjoin(target_values, (v.target_id == latest.c.target_id) & (v.date == latest.c.day)))
+        .where(t.year == year, t.approved.is_(True), t.withdrawn.is_(False)))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def late_counts(session: AsyncSession, year: int) -> dict[str, dict[str, int]]:
+    c = late_after_final.c
+    rows = await session.execute(select(c.unit_id, c.kind, c.n).where(c.year == year))
+    out: dict[str, dict[str, int]] = {}
+    for unit_id, kind, n in rows:
+        out.setdefault(unit_id, {})[kind] = int(n)
+    return out
+
+
+# --- the commission's inputs --------------------------------------------------------------
+
+
+async def config_body(session: AsyncSession, year: int) -> dict[str, Any] | None:
+    body = (await session.execute(select(configs.c.body).where(configs.c.year == year))).scalar()
+    return dict(body) if body else None
+
+
+async def put_config(session: AsyncSession, year: int, body: Mapping[str, Any]) -> None:
+    insert = insert_for(session)
+    stmt = insert(configs).values(year=year, body=dict(body))
+    await session.execute(stmt.on_conflict_do_update(index_elements=["year"], set_={"body": dict(body)}))
+
+
+async def put_grade(session: AsyncSession, *, unit_id: str, year: int, leader: str, grade: float,
+                    at: datetime) -> None:
+    insert = insert_for(session)
+    stmt = insert(leader_grades).values(unit_id=unit_id, year=year, leader=leader, grade=grade, at=at)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["unit_id", "year", "leader"],
+                                                     set_={"grade": grade, "at": at}))
+
+
+async def grades_of(session: AsyncSession, year: int) -> dict[str, list[float]]:
+    g = leader_grades.c
+    rows = await session.execute(select(g.unit_id, g.grade).where(g.year == year).order_by(g.unit_id, g.leader))
+    out: dict[str, list[float]] = {}
+    for unit_id, grade in rows:
+        out.setdefault(unit_id, []).append(float(grade))
+    return out
+
+
+async def add_project(session: AsyncSession, **row: Any) -> None:
+    await session.execute(projects.insert().values(**row))
+
+
+async def project(session: AsyncSession, project_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(projects).where(projects.c.project_id == project_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def put_assessment(session: AsyncSession, *, project_id: str, assessor: str, points: float,
+                         at: datetime) -> None:
+    insert = insert_for(session)
+    stmt = insert(assessments).values(project_id=project_id, assessor=assessor, points=points, at=at)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["project_id", "assessor"],
+                                                     set_={"points": points, "at": at}))
+
+
+async def projects_of(session: AsyncSession, year: int) -> dict[str, dict[str, list[float]]]:
+    """Per unit, per project, its assessments' points (a project without any has an empty list)."""
+    p, a = projects.c, assessments.c
+    rows = await session.execute(
+        select(p.unit_id, p.project_id, a.points)
+        .select_from(projects.outerjoin(assessments, a.project_id == p.project_id))
+        .where(p.year == year).order_by(p.project_id, a.assessor))
+    out: dict[str, dict[str, list[float]]] = {}
+    for unit_id, project_id, points in rows:
+        marks = out.setdefault(unit_id, {}).setdefault(project_id, [])
+        if points is not None:
+            marks.append(float(points))
+    return out
+
+
+async def add_adjustment(session: AsyncSession, **row: Any) -> None:
+    await session.execute(adjustments.insert().values(**row))
+
+
+async def adjustments_of(session: AsyncSession, year: int) -> dict[str, list[tuple[float, str]]]:
+    c = adjustments.c
+    rows = await session.execute(select(c.unit_id, c.points, c.reason).where(c.year == year)
+                                 .order_by(c.at, c.adjustment_id))
+    out: dict[str, list[tuple[float, str]]] = {}
+    for unit_id, points, reason in rows:
+        out.setdefault(unit_id, []).append((float(points), str(reason)))
+    return out
+
+
+async def add_audit(session: AsyncSession, *, at: datetime, actor_role: str, actor: str | None, action: str,
+                    year: int | None, subject: str | None, details: Mapping[str, Any]) -> None:
+    await session.execute(audit.insert().values(at=at, actor_role=actor_role, actor=actor, action=action,
+                                                year=year, subject=subject, details=dict(details)))
+
+
+async def audit_of(session: AsyncSession, year: int | None, limit: int, after: int) -> list[dict[str, Any]]:
+    c = audit.c
+    query = select(audit).where(c.id > after).order_by(c.id).limit(limit)
+    if year is not None:
+        query = query.where(c.year == year)
+    return [dict(r) for r in (await session.execute(query)).mappings()]
+
+
+async def add_objection(session: AsyncSession, **row: Any) -> None:
+    await session.execute(objections.insert().values(**row))
+
+
+async def objection(session: AsyncSession, objection_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(objections).where(objections.c.objection_id == objection_id))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def answer_objection(session: AsyncSession, objection_id: str, *, answer: str, upheld: bool,
+                           at: datetime) -> None:
+    await session.execute(update(objections).where(objections.c.objection_id == objection_id)
+                          .values(answer=answer, upheld=upheld, answered_at=at))
+
+
+async def open_objections(session: AsyncSession, year: int) -> int:
+    c = objections.c
+    return int((await session.execute(select(func.count()).where(c.year == year, c.answered_at.is_(None))
+                                      )).scalar_one())
+
+
+# --- published snapshots and emitted state ------------------------------------------------
+
+
+async def put_published(session: AsyncSession, year: int, kind: str, cards: Mapping[str, Mapping[str, Any]]) -> None:
+    await session.execute(delete(published).where(published.c.year == year, published.c.kind == kind))
+    if cards:
+        await session.execute(published.insert(), [{"year": year, "kind": kind, "unit_id": u, "body": dict(b)}
+                                                    for u, b in cards.items()])
+
+
+async def published_of(session: AsyncSession, year: int, kind: str) -> dict[str, dict[str, Any]]:
+    c = published.c
+    rows = await session.execute(select(c.unit_id, c.body).where(c.year == year, c.kind == kind))
+    return {str(u): dict(b) for u, b in rows}
+
+
+async def emitted_of(session: AsyncSession, year: int) -> dict[str, tuple[float, dict[str, float], datetime]]:
+    c = emitted.c
+    rows = await session.execute(select(c.unit_id, c.total, c.components, c.at).where(c.year == year))
+    return {str(u): (float(t), dict(comp), at) for u, t, comp, at in rows}
+
+
+async def put_emitted(session: AsyncSession, year: int, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    insert = insert_for(session)
+    stmt = insert(emitted)
+    stmt = stmt.on_conflict_do_update(index_elements=["year", "unit_id"], set_={
+        "total": stmt.excluded.total, "components": stmt.excluded.components, "at": stmt.excluded.at})
+    await session.execute(stmt, [{"year": year, **r} for r in rows])

@@ -1,47 +1,465 @@
-"""scoring's use cases."""
+"""scoring's use cases: scorecards from the aggregates, the commission's inputs, closing a year."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import json
+import logging
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+from yardstick import events
+from yardstick.auth import Principal
 from yardstick.errors import ApiError
+from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
 
-from scoring import repository
-from scoring.method import ChannelSums, public_evaluation
+from scoring import method, repository
+
+log = logging.getLogger(__name__)
+SOURCE = "scoring"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def today(runtime: ServiceRuntime) -> date:
+    return now().astimezone(runtime.city.timezone).date()
 
 
 def current_year(runtime: ServiceRuntime) -> int:
-    return datetime.now(UTC).astimezone(runtime.city.timezone).year
+    return today(runtime).year
 
 
-def _pooled(per_unit: dict[str, dict[str, ChannelSums]]) -> dict[str, ChannelSums]:
-    pooled: dict[str, ChannelSums] = {}
-    for channels in per_unit.values():
-        for name, sums in channels.items():
-            p = pooled.get(name, ChannelSums())
-            pooled[name] = ChannelSums(n=p.n + sums.n, sum_s=p.sum_s + sums.sum_s,
-                                       sum_s2=p.sum_s2 + sums.sum_s2, count=p.count + sums.count)
-    return pooled
+# --- inputs and computation -------------------------------------------------------------
+
+
+async def config_of(session: AsyncSession, year: int) -> method.Config:
+    body = await repository.config_body(session, year)
+    return method.config_from(body) if body else method.Config()
+
+
+async def load_inputs(session: AsyncSession, year: int, as_of: date) -> dict[str, Any]:
+    """The year's inputs in canonical form: plain JSON, what a final scorecard's digest covers."""
+    config = await config_of(session, year)
+    channels = await repository.channel_sums(session, year)
+    cells = await repository.survey_cells_of(session, year)
+    grades = await repository.grades_of(session, year)
+    projects = await repository.projects_of(session, year)
+    adjustments = await repository.adjustments_of(session, year)
+    units: dict[str, dict[str, Any]] = {}
+
+    def unit(u: str) -> dict[str, Any]:
+        return units.setdefault(u, {"channels": {}, "survey": {}, "targets": [], "grades": [], "projects": {},
+                                    "adjustments": []})
+
+    for u, by_channel in channels.items():
+        unit(u)["channels"] = {c: list(v) for c, v in sorted(by_channel.items())}
+    for u, by_stratum in cells.items():
+        unit(u)["survey"] = {h: list(v) for h, v in sorted(by_stratum.items())}
+    for t in sorted(await repository.targets_of(session, year, as_of), key=lambda t: str(t["target_id"])):
+        unit(t["unit_id"])["targets"].append({k: v for k, v in t.items() if k != "unit_id"})
+    for u, marks in grades.items():
+        unit(u)["grades"] = sorted(marks)
+    for u, by_project in projects.items():
+        unit(u)["projects"] = {p: sorted(m) for p, m in sorted(by_project.items())}
+    for u, rows in adjustments.items():
+        unit(u)["adjustments"] = [list(r) for r in rows]
+    strata = await repository.survey_strata_of(session, year)
+    return {"year": year, "as_of": as_of.isoformat(), "config": config.as_dict(),
+            "strata": {h: list(v) for h, v in sorted(strata.items())},
+            "units": dict(sorted(units.items()))}
+
+
+def digest(inputs: dict[str, Any]) -> str:
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def input_counts(inputs: dict[str, Any]) -> dict[str, int]:
+    units = inputs["units"].values()
+    return {
+        "ratings": sum(int(v[0]) for u in units for c, v in u["channels"].items()),
+        "survey_ratings": sum(int(v[0]) for u in units for v in u["survey"].values()),
+        "survey_respondents": sum(int(n) for _pop, n in inputs["strata"].values()),
+        "targets": sum(len(u["targets"]) for u in units),
+        "leader_grades": sum(len(u["grades"]) for u in units),
+        "projects": sum(len(u["projects"]) for u in units),
+        "assessments": sum(len(m) for u in units for m in u["projects"].values()),
+        "adjustments": sum(len(u["adjustments"]) for u in units),
+    }
+
+
+def compute(groups: dict[str, str], inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every scorecard of the year from canonical inputs (the same function for live, final and verify)."""
+    config = method.config_from(inputs["config"])
+    strata = {h: (int(pop), int(n)) for h, (pop, n) in inputs["strata"].items()}
+    per_unit: dict[str, method.UnitInputs] = {}
+    for u, raw in inputs["units"].items():
+        channels = {c: method.ChannelSums(n=float(n), sum_s=s, sum_s2=s2, count=int(n))
+                    for c, (n, s, s2) in raw["channels"].items() if n > 0}
+        survey = method.survey_sums({h: method.StratumSums(int(n), s, s2) for h, (n, s, s2) in raw["survey"].items()},
+                                    strata)
+        if survey.count > 0:
+            channels["survey"] = survey
+        per_unit[u] = method.UnitInputs(
+            channels=channels,
+            targets=[method.TargetInput(target_id=t["target_id"], code=t["code"], kind=t["kind"],
+                                        direction=t["direction"], baseline=t["baseline"], target=t["target"],
+                                        weight=t["weight"], value=t["value"]) for t in raw["targets"]],
+            grades=raw["grades"],
+            projects=[method.ProjectInput(p, m) for p, m in raw["projects"].items()],
+            adjustments=[(p, r) for p, r in raw["adjustments"]])
+    return method.year_scorecards(inputs["year"], groups, per_unit, config)
+
+
+def groups_of(runtime: ServiceRuntime) -> dict[str, str]:
+    return {u.id: u.group for u in runtime.city.units}
+
+
+# --- the live cache -------------------------------------------------------------------------
+
+
+@dataclass
+class _Cached:
+    key: tuple[int, str, date]
+    cards: dict[str, dict[str, Any]]
+
+
+_CACHE: weakref.WeakKeyDictionary[ServiceRuntime, dict[int, _Cached]] = weakref.WeakKeyDictionary()
+
+
+async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, Any]]:
+    """All scorecards of a year: recomputed in one pass when the year's version moved, else cached.
+
+    The version lives in the shared database, so with several instances each sees every
+    change at its next read; a final year answers its frozen scorecards.
+    """
+    cache = _CACHE.setdefault(runtime, {})
+    as_of = today(runtime)
+    async with runtime.sessions() as session:
+        row = await repository.year_row(session, year)
+        version, status = (int(row["version"]), str(row["status"])) if row else (0, "live")
+        key = (version, status, as_of)
+        hit = cache.get(year)
+        if hit is not None and hit.key == key:
+            return hit.cards
+        if status == "final":
+            cards = await repository.published_of(session, year, "final")
+            late = await repository.late_counts(session, year)
+            for u, card in cards.items():
+                card["late_after_final"] = {"ratings": 0} | late.get(u, {})
+        else:
+            cards = compute(groups_of(runtime), await load_inputs(session, year, as_of))
+    cache[year] = _Cached(key, cards)
+    return cards
 
 
 async def scorecard(*, runtime: ServiceRuntime, unit_id: str, year: int) -> dict[str, Any]:
     if unit_id not in runtime.city.unit_ids:
         raise ApiError(404, f"unit {unit_id!r} is not in the city profile")
+    return (await scorecards(runtime, year))[unit_id]
+
+
+def ranking_rows(cards: dict[str, dict[str, Any]], group: str | None) -> list[dict[str, Any]]:
+    chosen = [c for c in cards.values() if group is None or c["group"] == group]
+    chosen.sort(key=lambda c: (c["group"], c["rank"]))
+    return [{"rank": c["rank"], "unit_id": c["unit_id"], "group": c["group"], "total": c["total"],
+             "components": c["components"], "grade": c["grade"], "final": c["final"]} for c in chosen]
+
+
+async def ranking(*, runtime: ServiceRuntime, year: int, group: str | None) -> dict[str, Any]:
+    if group is not None and group not in runtime.city.group_ids:
+        raise ApiError(404, f"group {group!r} is not in the city profile")
+    return {"year": year, "group": group, "rows": ranking_rows(await scorecards(runtime, year), group)}
+
+
+async def public_scorecards(*, runtime: ServiceRuntime, year: int) -> dict[str, Any]:
+    """Published results only: the final year, else a published draft marked as such."""
     async with runtime.sessions() as session:
-        per_unit = await repository.channel_sums(session, year)
-    public = public_evaluation(per_unit.get(unit_id, {}), _pooled(per_unit))
-    unit = runtime.city.unit(unit_id)
-    warnings = list(public.warnings)
-    warnings.append("targets, leaders' grades and the innovation bonus are not scored yet")
-    components = {"public": public.points, "targets": 0.0, "leaders": 0.0, "bonus": 0.0,
-                  "adjustments": 0.0}
-    return {
-        "unit_id": unit_id, "year": year, "group": unit.group, "rank": None, "grade": None,
-        "final": False, "total": sum(components.values()), "components": components,
-        "public": {"S": public.S, "interval": list(public.interval) if public.interval else None,
-                   "channels": public.channels},
-        "targets": [], "leaders": {"n": 0, "mean": None}, "bonus": {"projects": []},
-        "adjustments": [], "late_after_final": {"ratings": 0}, "warnings": warnings,
-    }
+        row = await repository.year_row(session, year)
+        status = str(row["status"]) if row else "live"
+        if status not in ("draft", "final"):
+            raise ApiError(404, f"no results of {year} are published yet")
+        cards = await repository.published_of(session, year, status)
+    return {"year": year, "draft": status == "draft", "final": status == "final",
+            "rows": ranking_rows(cards, None), "scorecards": [cards[u] for u in sorted(cards)]}
+
+
+# --- config and the commission's inputs -----------------------------------------------------
+
+
+async def get_config(*, runtime: ServiceRuntime, year: int) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        return (await config_of(session, year)).as_dict()
+
+
+async def _open_year(session: AsyncSession, year: int) -> None:
+    """Bump the year (its scorecards change) and refuse inputs once it is final."""
+    if await repository.touch_year(session, year) == "final":
+        raise ApiError(409, f"{year} is finalized: its scorecards no longer change")
+
+
+async def put_config(*, runtime: ServiceRuntime, principal: Principal, year: int,
+                     body: dict[str, Any]) -> dict[str, Any]:
+    problems = method.config_problems(body)
+    if problems:
+        raise ApiError(422, f"invalid config for {year}: {'; '.join(problems)}", details=problems)
+    config = method.config_from(body).as_dict()
+    async with runtime.transaction() as session:
+        await _open_year(session, year)
+        await repository.put_config(session, year, config)
+        await _audit(session, principal, "config.put", year, None, config)
+    return config
+
+
+async def _audit(session: AsyncSession, principal: Principal, action: str, year: int | None,
+                 subject: str | None, details: dict[str, Any]) -> None:
+    await repository.add_audit(session, at=now(), actor_role=principal.role, actor=principal.subject,
+                               action=action, year=year, subject=subject, details=details)
+
+
+def _known_unit(runtime: ServiceRuntime, unit_id: str) -> None:
+    if unit_id not in runtime.city.unit_ids:
+        raise ApiError(422, f"unit {unit_id!r} is not in the city profile")
+
+
+async def leader_evaluation(*, runtime: ServiceRuntime, principal: Principal, unit_id: str, year: int,
+                            grade: float) -> dict[str, Any]:
+    _known_unit(runtime, unit_id)
+    if not principal.subject:
+        raise ApiError(403, "a leader's token must name the leader (its subject)")
+    async with runtime.transaction() as session:
+        await _open_year(session, year)
+        await repository.put_grade(session, unit_id=unit_id, year=year, leader=principal.subject, grade=grade,
+                                   at=now())
+        await _audit(session, principal, "leader_evaluation", year, unit_id, {"grade": grade})
+    return {"unit_id": unit_id, "year": year, "grade": grade}
+
+
+async def create_project(*, runtime: ServiceRuntime, principal: Principal, unit_id: str, year: int,
+                         title: str, summary: str | None) -> dict[str, Any]:
+    _known_unit(runtime, unit_id)
+    if not principal.covers_unit(unit_id):
+        raise ApiError(403, f"this token does not cover unit {unit_id}")
+    project_id = uuid.uuid4().hex
+    async with runtime.transaction() as session:
+        await _open_year(session, year)
+        await repository.add_project(session, project_id=project_id, unit_id=unit_id, year=year, title=title,
+                                     summary=summary, created_at=now())
+        await _audit(session, principal, "project.create", year, unit_id, {"project_id": project_id,
+                                                                            "title": title})
+    return {"id": project_id}
+
+
+async def assess(*, runtime: ServiceRuntime, principal: Principal, project_id: str,
+                 points: float) -> dict[str, Any]:
+    if not principal.subject:
+        raise ApiError(403, "an assessor's token must name the assessor (its subject)")
+    async with runtime.transaction() as session:
+        project = await repository.project(session, project_id)
+        if project is None:
+            raise ApiError(404, f"no innovation project {project_id}")
+        if principal.unit_id == project["unit_id"]:
+            raise ApiError(403, f"assessors affiliated with {project['unit_id']} may not assess its projects")
+        config = await config_of(session, project["year"])
+        if not 0 <= points <= config.project_max:
+            raise ApiError(422, f"points must be between 0 and {config.project_max:g}")
+        await _open_year(session, project["year"])
+        await repository.put_assessment(session, project_id=project_id, assessor=principal.subject,
+                                        points=points, at=now())
+        await _audit(session, principal, "project.assess", project["year"], project_id, {"points": points})
+    return {"project_id": project_id, "points": points}
+
+
+async def adjust(*, runtime: ServiceRuntime, principal: Principal, unit_id: str, year: int, points: float,
+                 reason: str) -> dict[str, Any]:
+    _known_unit(runtime, unit_id)
+    adjustment_id = uuid.uuid4().hex
+    async with runtime.transaction() as session:
+        await _open_year(session, year)
+        await repository.add_adjustment(session, adjustment_id=adjustment_id, unit_id=unit_id, year=year,
+                                        points=points, reason=reason, at=now())
+        await _audit(session, principal, "adjustment", year, unit_id, {"adjustment_id": adjustment_id,
+                                                                       "points": points, "reason": reason})
+    return {"id": adjustment_id, "unit_id": unit_id, "year": year, "points": points, "reason": reason}
+
+
+async def audit_trail(*, runtime: ServiceRuntime, year: int | None, limit: int, cursor: int) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        rows = await repository.audit_of(session, year, limit, cursor)
+    items = [{**r, "at": r["at"].isoformat()} for r in rows]
+    return {"items": items, "next_cursor": str(rows[-1]["id"]) if len(rows) == limit else None}
+
+
+# --- closing a year -----------------------------------------------------------------------
+
+
+def _published_events(cards: dict[str, dict[str, Any]], *, year: int, draft: bool,
+                      final_digest: str | None = None) -> list[Envelope]:
+    out: list[Envelope] = []
+    for u, c in sorted(cards.items()):
+        data: events.Event
+        if final_digest is None:
+            data = events.ScorecardPublished(unit_id=u, year=year, total=c["total"], rank=c["rank"],
+                                             grade=c["grade"], draft=draft)
+        else:
+            data = events.ScorecardFinalized(unit_id=u, year=year, total=c["total"], rank=c["rank"],
+                                             grade=c["grade"], digest=final_digest)
+        out.append(Envelope.of(data, source=SOURCE, key=u))
+    return out
+
+
+async def publish_draft(*, runtime: ServiceRuntime, principal: Principal, year: int) -> dict[str, Any]:
+    async with runtime.transaction() as session:
+        if await repository.touch_year(session, year) != "live":
+            raise ApiError(409, f"{year} already has a published draft or is finalized")
+        cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
+        at = now()
+        await repository.put_published(session, year, "draft", cards)
+        await repository.set_year(session, year, status="draft", draft_at=at)
+        await _audit(session, principal, "publish_draft", year, None, {"units": len(cards)})
+        await runtime.emit(session, _published_events(cards, year=year, draft=True))
+    config = await get_config(runtime=runtime, year=year)
+    return {"year": year, "status": "draft", "draft_at": at.isoformat(),
+            "objections_until": (at + timedelta(days=config["objection_days"])).isoformat()}
+
+
+async def file_objection(*, runtime: ServiceRuntime, principal: Principal, unit_id: str, year: int,
+                         text: str) -> dict[str, Any]:
+    _known_unit(runtime, unit_id)
+    if not principal.covers_unit(unit_id):
+        raise ApiError(403, f"this token does not cover unit {unit_id}")
+    objection_id = uuid.uuid4().hex
+    async with runtime.transaction() as session:
+        row = await repository.year_row(session, year)
+        config = await config_of(session, year)
+        if row is None or row["status"] != "draft":
+            raise ApiError(409, f"{year} has no published draft open to objections")
+        if now() > _aware(row["draft_at"]) + timedelta(days=config.objection_days):
+            raise ApiError(409, f"the objection period of {year} is over")
+        await repository.add_objection(session, objection_id=objection_id, unit_id=unit_id, year=year, text=text,
+                                       filed_at=now())
+        await _audit(session, principal, "objection.file", year, unit_id, {"objection_id": objection_id})
+    return {"id": objection_id, "unit_id": unit_id, "year": year, "status": "open"}
+
+
+async def answer_objection(*, runtime: ServiceRuntime, principal: Principal, objection_id: str, text: str,
+                           upheld: bool) -> dict[str, Any]:
+    async with runtime.transaction() as session:
+        objection = await repository.objection(session, objection_id)
+        if objection is None:
+            raise ApiError(404, f"no objection {objection_id}")
+        if objection["answered_at"] is not None:
+            raise ApiError(409, "this objection is already answered")
+        await repository.answer_objection(session, objection_id, answer=text, upheld=upheld, at=now())
+        await _audit(session, principal, "objection.answer", objection["year"], objection["unit_id"],
+                     {"objection_id": objection_id, "upheld": upheld})
+    return {"id": objection_id, "status": "answered", "upheld": upheld}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+async def finalize(*, runtime: ServiceRuntime, principal: Principal, year: int, force: bool) -> dict[str, Any]:
+    """Freeze the year: scorecards as of December 31, their inputs' counts and digest."""
+    async with runtime.transaction() as session:
+        status = await repository.touch_year(session, year)  # holds the year's row until commit
+        if status == "final":
+            raise ApiError(409, f"{year} is already finalized")
+        if not force:
+            row = await repository.year_row(session, year)
+            config = await config_of(session, year)
+            if status != "draft" or row is None:
+                raise ApiError(409, f"publish the draft of {year} first (or force)")
+            until = _aware(row["draft_at"]) + timedelta(days=config.objection_days)
+            if now() < until:
+                raise ApiError(409, f"objections to {year} may be filed until {until.isoformat()} (or force)")
+            open_ = await repository.open_objections(session, year)
+            if open_:
+                raise ApiError(409, f"{open_} objection(s) to {year} are not answered yet (or force)")
+        inputs = await load_inputs(session, year, date(year, 12, 31))
+        cards = compute(groups_of(runtime), inputs)
+        fingerprint = digest(inputs)
+        counts = input_counts(inputs)
+        for card in cards.values():
+            card["final"] = True
+            card["digest"] = fingerprint
+            card["input_counts"] = counts
+        await repository.put_published(session, year, "final", cards)
+        await repository.set_year(session, year, status="final", finalized_at=now(), forced=force,
+                                  digest=fingerprint, input_counts=counts)
+        await _audit(session, principal, "finalize", year, None, {"force": force, "digest": fingerprint})
+        await runtime.emit(session, _published_events(cards, year=year, draft=False, final_digest=fingerprint))
+    return {"year": year, "status": "final", "digest": fingerprint, "input_counts": counts, "forced": force}
+
+
+async def verify(runtime: ServiceRuntime, year: int) -> list[str]:
+    """Recompute a final year from its stored inputs; the differences found (none: it verifies)."""
+    async with runtime.sessions() as session:
+        row = await repository.year_row(session, year)
+        if row is None or row["status"] != "final":
+            return [f"{year} is not finalized"]
+        inputs = await load_inputs(session, year, date(year, 12, 31))
+        stored = await repository.published_of(session, year, "final")
+    problems = []
+    if digest(inputs) != row["digest"]:
+        problems.append(f"digest of the stored inputs {digest(inputs)} differs from the final {row['digest']}")
+    if input_counts(inputs) != row["input_counts"]:
+        problems.append(f"input counts {input_counts(inputs)} differ from the final {row['input_counts']}")
+    for u, card in compute(groups_of(runtime), inputs).items():
+        old = stored.get(u)
+        if old is None:
+            problems.append(f"{u}: no final scorecard stored")
+            continue
+        for key in ("total", "rank", "grade", "components"):
+            if _canonical(card[key]) != _canonical(old[key]):
+                problems.append(f"{u}: {key} recomputed {card[key]!r}, final {old[key]!r}")
+    return problems
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+# --- scorecard.updated ----------------------------------------------------------------------
+
+
+async def emit_updates(runtime: ServiceRuntime, *, min_interval_s: float = 1.0) -> int:
+    """One pass: publish scorecard.updated for units whose total or components moved, at most once a second each."""
+    sent = 0
+    async with runtime.sessions() as session:
+        pending = [(y, v) for y, v, e, status in await repository.year_versions(session)
+                   if v != e and status != "final"]
+    for year, version in pending:
+        cards = await scorecards(runtime, year)
+        async with runtime.transaction() as session:
+            if not await repository.lock_emitter(session):
+                return sent
+            before = await repository.emitted_of(session, year)
+            moment = now()
+            rows: list[dict[str, Any]] = []
+            held = False
+            for u, card in sorted(cards.items()):
+                last = before.get(u)
+                if last is not None and _canonical([last[0], last[1]]) == _canonical([card["total"],
+                                                                                       card["components"]]):
+                    continue
+                if last is not None and (moment - _aware(last[2])).total_seconds() < min_interval_s:
+                    held = True  # too soon for this unit: the next pass sends it
+                    continue
+                rows.append({"unit_id": u, "total": card["total"], "components": card["components"], "at": moment})
+            await repository.put_emitted(session, year, rows)
+            await runtime.emit(session, [Envelope.of(events.ScorecardUpdated(
+                unit_id=r["unit_id"], year=year, group=cards[r["unit_id"]]["group"], total=r["total"],
+                components=r["components"]), source=SOURCE, key=r["unit_id"]) for r in rows])
+            if not held:
+                await repository.set_year(session, year, emitted_version=version)
+            sent += len(rows)
+    return sent

@@ -13,3 +13,6 @@ class ScoringSettings(ServiceSettings):
     service: ClassVar[str] = "scoring"
     default_port: ClassVar[int] = 8003
     db_name: ClassVar[str] = "scoring"
+
+    # scorecard.updated goes out at most this often per unit (issue 5: once a second).
+    update_interval_s: float = 1.0

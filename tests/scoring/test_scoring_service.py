@@ -1,0 +1,235 @@
+"""scoring in process: events and API inputs produce the method's scorecards; closing, verify, rebuild."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from scoring import commands, service
+from yardstick import events
+from yardstick.bus.codec import encode
+from yardstick.events import Envelope
+
+UNIT = "health-commission"
+OTHER = "public-security"
+
+
+async def publish(system: Any, *items: events.Event, key: str = UNIT) -> list[Envelope]:
+    envelopes = [Envelope.of(d, source="test", key=key) for d in items]
+    await system.bus.publish([encode(e) for e in envelopes])
+    return envelopes
+
+
+async def settled(system: Any, eventually: Any) -> None:
+    await eventually(lambda: system.bus.lag("scoring") == 0)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def year() -> int:
+    return datetime.now(UTC).astimezone().year
+
+
+async def rate(system: Any, token: Any, city: Any, levels: list[int]) -> None:
+    """Kiosk presses through intake, each from its own device so none is suppressed."""
+    window = city.windows_of(UNIT)[0].id
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    for i, level in enumerate(levels):
+        kiosk = token("kiosk", window_id=window, subject=f"kiosk-{uuid.uuid4().hex[:6]}")
+        body = {"ratings": [{"id": str(uuid.uuid4()), "window_id": window, "level": level,
+                             "rated_at": (now - timedelta(seconds=i)).isoformat()}]}
+        response = await system.intake.post("/v1/ratings", json=body, headers=auth(kiosk))
+        assert response.status_code == 202 and response.json()["accepted"] == 1, response.text
+
+
+async def feed_everything(system: Any, token: Any, city: Any, year: int) -> None:
+    """Ratings, a reassigned web rating, a survey, a corrected target, grades, a project, an adjustment."""
+    await rate(system, token, city, [5, 4, 1, 2])
+    moment = datetime.now(UTC) - timedelta(minutes=1)
+    fid = str(uuid.uuid4())
+    await publish(system, events.FeedbackReceived(feedback_id=fid, unit_id=OTHER, channel="web", occurred_at=moment,
+                                                  year=year, level=5), key=OTHER)
+    await publish(system, events.FeedbackReassigned(feedback_id=fid, from_unit_id=OTHER, unit_id=UNIT, channel="web",
+                                                    occurred_at=moment, year=year, level=5), key=OTHER)
+    await publish(
+        system,
+        events.SurveyDefined(survey_id="s1", year=year, title="Household survey",
+                             strata=[events.Stratum(id="x", population=600), events.Stratum(id="y", population=400)]),
+        events.SurveyResponse(survey_id="s1", year=year, respondent_id="r1", stratum="x",
+                              ratings={UNIT: 5, OTHER: None}),
+        events.SurveyResponse(survey_id="s1", year=year, respondent_id="r2", stratum="x", ratings={UNIT: 3}),
+        events.SurveyResponse(survey_id="s1", year=year, respondent_id="r3", stratum="y",
+                              ratings={UNIT: 1, OTHER: 4}), key="s1")
+    today = datetime.now(UTC).astimezone(city.timezone).date()
+    target = dict(target_id="t1", unit_id=UNIT, year=year, code="wait-time", title="Shorter waits", kind="numeric",
+                  direction="increase", baseline=0.0, target=100.0, weight=1.0, cadence="daily", approved=True)
+    await publish(system, events.TargetDefined(**target),  # type: ignore[arg-type]
+                  events.TargetProgress(target_id="t1", unit_id=UNIT, year=year, date=today, value=60.0,
+                                        attainment=0.6, status="on_track"),
+                  events.TargetProgress(target_id="t1", unit_id=UNIT, year=year, date=today, value=50.0,
+                                        correction=True, attainment=0.5, status="on_track"))
+    for leader, grade in (("leader-1", 70), ("leader-2", 90), ("leader-1", 80)):
+        r = await system.scoring.post("/v1/leader-evaluations", json={"unit_id": UNIT, "year": year, "grade": grade},
+                                      headers=auth(token("leader", subject=leader)))
+        assert r.status_code == 201, r.text
+    r = await system.scoring.post("/v1/innovation-projects",
+                                  json={"unit_id": UNIT, "year": year, "title": "One window"},
+                                  headers=auth(token("coordinator", unit_id=UNIT, subject="c1")))
+    assert r.status_code == 201, r.text
+    project = r.json()["id"]
+    path = f"/v1/innovation-projects/{project}/assessments"
+    own = await system.scoring.post(path, json={"points": 1.5}, headers=auth(token("assessor", subject="a0",
+                                                                                  unit_id=UNIT)))
+    assert own.status_code == 403
+    too_many = await system.scoring.post(path, json={"points": 2}, headers=auth(token("assessor", subject="a1")))
+    assert too_many.status_code == 422
+    for assessor, points in (("a1", 1.0), ("a2", 1.5), ("a3", 1.5), ("a3", 0.5)):
+        r = await system.scoring.post(path, json={"points": points}, headers=auth(token("assessor", subject=assessor)))
+        assert r.status_code == 201, r.text
+    r = await system.scoring.post("/v1/adjustments", json={"unit_id": UNIT, "year": year, "points": -0.5,
+                                                           "reason": "late annual report"},
+                                  headers=auth(token("commission")))
+    assert r.status_code == 201, r.text
+
+
+def expected_total() -> tuple[float, float]:
+    """The unit's S and total, worked out from the inputs above by the published formulas."""
+    # Survey: x has 2 respondents (weight 300), y has 1 (weight 400). The unit: 1.0, 0.5 (x), 0.0 (y).
+    n_eff = 1000 ** 2 / (2 * 300 ** 2 + 400 ** 2)
+    city_mean = (300 * 1.0 + 300 * 0.5 + 400 * 0.0 + 400 * 0.75) / 1400  # the other unit's 4 from stratum y
+    survey = (n_eff * 0.45 + 20 * city_mean) / (n_eff + 20)
+    window = 0.5  # the unit's mean is the city's: the only kiosk ratings
+    online = 1.0  # the reassigned web rating, the only online one
+    s = 0.6 * survey + 0.25 * window + 0.15 * online
+    return s, 50 * s + 45 * 0.5 + 5 * 85 / 100 + 1.0 - 0.5
+
+
+async def test_scorecard_follows_events_and_inputs(system: Any, token: Any, city: Any, eventually: Any,
+                                                    year: int) -> None:
+    await feed_everything(system, token, city, year)
+    commission = auth(token("commission"))
+
+    async def all_counted() -> bool:
+        card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+        return bool(card["public"]["channels"]["window"]["n"] == 4)
+
+    await eventually(all_counted)
+    await settled(system, eventually)
+    card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    s, total = expected_total()
+    assert card["public"]["channels"]["window"]["n"] == 4
+    assert card["public"]["channels"]["online"]["n"] == 1
+    assert card["public"]["channels"]["survey"]["n"] == 3
+    assert card["public"]["S"] == pytest.approx(s)
+    assert card["targets"] == [{"target_id": "t1", "code": "wait-time", "weight": 1.0, "value": 50.0, "r": 0.5}]
+    assert card["leaders"] == {"n": 2, "mean": 85.0}
+    assert card["bonus"]["projects"][0]["assessments"] == 3
+    assert card["total"] == pytest.approx(total)
+    other = (await system.scoring.get(f"/v1/scorecards/{OTHER}?year={year}", headers=commission)).json()
+    assert other["public"]["channels"]["online"]["n"] == 0  # the reassigned item moved away
+    # A redelivered event changes nothing.
+    seen = [m for m in system.bus.logs[events.SURVEY]]
+    await system.bus.publish(seen)
+    await settled(system, eventually)
+    again = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert again["total"] == card["total"]
+    group = city.unit(UNIT).group
+    ranking = (await system.scoring.get(f"/v1/scorecards?year={year}&group={group}", headers=commission)).json()
+    assert ranking["rows"][0]["unit_id"] == UNIT and ranking["rows"][0]["rank"] == 1
+    assert [r["rank"] for r in ranking["rows"]] == list(range(1, len(ranking["rows"]) + 1))
+    # The audit trail names who graded, assessed and adjusted.
+    trail = (await system.scoring.get(f"/v1/audit?year={year}", headers=commission)).json()["items"]
+    assert {(t["action"], t["actor"]) for t in trail} >= {("leader_evaluation", "leader-1"),
+                                                         ("project.assess", "a3"), ("adjustment", None)}
+    # scorecard.updated carries the current total (the emitter runs each second).
+    async def updated() -> bool:
+        totals = [m for m in system.bus.logs[events.SCORES]]
+        from yardstick.bus.codec import decode
+        last = [decode(m).data for m in totals]
+        mine = [d for d in last if isinstance(d, events.ScorecardUpdated) and d.unit_id == UNIT]
+        return bool(mine) and mine[-1].total == pytest.approx(total)
+    await eventually(updated, timeout=10)
+    # Replaying the log into an empty read model gives the same scorecards.
+    log = [m for t in ("feedback.v1", "survey.v1", "targets.v1") for m in system.bus.logs[t]]
+    assert await commands.rebuild_and_compare(system.runtime("scoring"), log) == []
+
+
+async def test_config_is_validated_and_applied(system: Any, token: Any, year: int) -> None:
+    commission = auth(token("commission"))
+    bad = await system.scoring.put(f"/v1/config/{year}", json={"w_public": 70, "channel_weights": {"survey": 0}},
+                                   headers=commission)
+    assert bad.status_code == 422
+    details = bad.json()["error"]["details"]
+    assert any("must equal 100" in d for d in details) and any("channel_weights.window" in d for d in details)
+    assert (await system.scoring.get(f"/v1/config/{year}", headers=commission)).json()["w_public"] == 50
+    r = await system.scoring.put(f"/v1/config/{year}", json={"w_public": 40, "w_targets": 50, "w_leaders": 10},
+                                 headers=commission)
+    assert r.status_code == 200 and r.json()["w_leaders"] == 10
+    await system.scoring.post("/v1/leader-evaluations", json={"unit_id": UNIT, "year": year, "grade": 50},
+                              headers=auth(token("leader", subject="l")))
+    card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert card["components"]["leaders"] == pytest.approx(5.0)
+    assert (await system.scoring.put(f"/v1/config/{year}", json={}, headers=auth(token("leader")))).status_code == 403
+
+
+async def test_closing_a_year(system: Any, token: Any, city: Any, eventually: Any, year: int) -> None:
+    commission = auth(token("commission"))
+    coordinator = auth(token("coordinator", unit_id=UNIT, subject="c"))
+    assert (await system.scoring.get(f"/v1/public/scorecards?year={year}")).status_code == 404
+    await system.scoring.put(f"/v1/config/{year}", json={"objection_days": 0}, headers=commission)
+    await rate(system, token, city, [5, 3])
+
+    async def both_counted() -> bool:
+        card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+        return bool(card["public"]["channels"]["window"]["n"] == 2)
+
+    await eventually(both_counted)
+    assert (await system.scoring.post(f"/v1/scorecards/{year}:finalize", headers=commission)).status_code == 409
+    assert (await system.scoring.post(f"/v1/scorecards/{year}:publish-draft", headers=commission)).status_code == 200
+    draft = (await system.scoring.get(f"/v1/public/scorecards?year={year}")).json()
+    assert draft["draft"] is True and len(draft["scorecards"]) == len(city.units)
+    # objection_days 0: the period is over at once, so the objection is refused; with 7 it is open.
+    late = await system.scoring.post("/v1/objections", json={"unit_id": UNIT, "year": year, "text": "recount"},
+                                     headers=coordinator)
+    assert late.status_code == 409
+    final = await system.scoring.post(f"/v1/scorecards/{year}:finalize", headers=commission)
+    assert final.status_code == 200, final.text
+    before = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert before["final"] is True and before["digest"] == final.json()["digest"]
+    assert before["input_counts"]["ratings"] == 2
+    await rate(system, token, city, [1, 1, 1])
+
+    async def late_three() -> Any:
+        card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+        return card if card["late_after_final"]["ratings"] == 3 else None
+
+    after = await eventually(late_three)
+    assert after["total"] == before["total"]
+    assert after["late_after_final"]["ratings"] == 3
+    refused = await system.scoring.post("/v1/adjustments", json={"unit_id": UNIT, "year": year, "points": 1,
+                                                                 "reason": "x"}, headers=commission)
+    assert refused.status_code == 409
+    assert await service.verify(system.runtime("scoring"), year) == []
+    public = (await system.scoring.get(f"/v1/public/scorecards?year={year}")).json()
+    assert public["final"] is True and public["draft"] is False
+
+
+async def test_objections_hold_the_year_open(system: Any, token: Any, year: int) -> None:
+    commission = auth(token("commission"))
+    await system.scoring.post(f"/v1/scorecards/{year}:publish-draft", headers=commission)
+    filed = await system.scoring.post("/v1/objections", json={"unit_id": UNIT, "year": year, "text": "recount"},
+                                      headers=auth(token("coordinator", unit_id=UNIT)))
+    assert filed.status_code == 201
+    refused = await system.scoring.post(f"/v1/scorecards/{year}:finalize", headers=commission)
+    assert refused.status_code == 409
+    answer = await system.scoring.post(f"/v1/objections/{filed.json()['id']}/answer",
+                                       json={"text": "recounted", "upheld": False}, headers=commission)
+    assert answer.status_code == 200
+    assert (await system.scoring.post(f"/v1/scorecards/{year}:finalize", headers=commission)).status_code == 409
+    forced = await system.scoring.post(f"/v1/scorecards/{year}:finalize", json={"force": True}, headers=commission)
+    assert forced.status_code == 200 and forced.json()["forced"] is True
