@@ -138,6 +138,7 @@ class Demo:
             await self.targets(client, commission)
             await self.survey(client, commission)
             await self.leaders_and_projects(client, commission)
+            await self.notice_follow_through(client, commission)
         return self.tally
 
     def _moment(self, day_offset: int) -> datetime:
@@ -188,10 +189,11 @@ class Demo:
         jobs = []
         for offset in range(self.days):
             for category in categories:
-                rate = 0.4 * self.scale
+                # Low enough that a quiet category rarely reaches the detector's min_count by chance.
+                rate = 0.2 * self.scale
                 # The planted recurring problem: three times the complaints over the last two weeks.
                 if category.id == planted and offset < 14:
-                    rate *= 3
+                    rate *= 6
                 for _ in range(_poisson(self.rng, rate)):
                     body = {"channel": self.rng.choice(["web", "mobile", "mobile"]),
                             "text": self._text(category.id),
@@ -293,6 +295,32 @@ class Demo:
                 await self.call(client, "assessments", "POST",
                                 self.url("scoring", f"/v1/innovation-projects/{project['id']}/assessments"),
                                 assessor, json={"points": round(self.rng.uniform(0.3, 1.5), 2)})
+
+
+    async def notice_follow_through(self, client: httpx.AsyncClient, commission: str) -> None:
+        """Run the detectors now; the planted problem's unit answers its notice with a plan."""
+        progress = Progress(1, "notices")
+        await self.call(client, "notice sweep", "POST", self.url("notices", "/v1/rules:evaluate"), commission,
+                        json={})
+        listing = await self.call(client, "notice list", "GET", self.url("notices", "/v1/notices"), commission,
+                                  params={"status": "issued"})
+        for notice in (listing or {}).get("items", []):
+            if notice.get("rule") != "complaint-recurrence":
+                continue
+            unit_id = notice["unit_id"]
+            coordinator = await self._token(f"coordinator:{unit_id}", role="coordinator",
+                                            subject=f"coordinator-{unit_id}", unit_id=unit_id)
+            base = f"/v1/notices/{notice['id']}"
+            await self.call(client, "notice acknowledged", "POST", self.url("notices", base + "/acknowledge"),
+                            coordinator, json={"text": "Received; the department is reviewing the complaints."})
+            due = (self.today + timedelta(days=45)).isoformat()
+            await self.call(client, "notice plans", "POST", self.url("notices", base + "/plan"), coordinator,
+                            json={"actions": ["Open evening appointment slots at district hospitals",
+                                              "Publish waiting times online every day"],
+                                  "commitment": {"metric": f"complaints in {notice['subject']} per week",
+                                                 "target": 3, "due": due}})
+        progress.step()
+        progress.close()
 
 
 def _target_menu(rng: random.Random) -> list[tuple[str, str, str, float, float]]:
