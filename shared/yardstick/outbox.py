@@ -103,6 +103,7 @@ class Relay:
         self.interval_s = interval_s
         self.batch = batch
         self.retry_max_s = retry_max_s
+        self.coalesce_s = 0.02
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
@@ -154,6 +155,9 @@ class Relay:
                 backoff = 0.2
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                    # Woken by a commit: let the requests of the next few milliseconds join this
+                    # batch instead of paying a round of queries each.
+                    await asyncio.sleep(self.coalesce_s)
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise

@@ -75,11 +75,11 @@ class System:
         return proc.wait(timeout=30)
 
     def get(self, service: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **kw.pop("headers", {})}
         return httpx.get(self.url(service) + path, headers=headers, timeout=10, **kw)
 
     def post(self, service: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **kw.pop("headers", {})}
         return httpx.post(self.url(service) + path, headers=headers, timeout=30, **kw)
 
     def metric(self, of: str, name: str, **labels: str) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import dialect_name
+from yardstick.db import dialect_name, insert_for
 
 from target_tracker.models import audit, progress, targets
 
@@ -72,8 +72,11 @@ async def get_report(session: AsyncSession, target_id: str, on: date) -> RowMapp
     return (await session.execute(stmt)).mappings().first()
 
 
-async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
-    await session.execute(progress.insert().values(**row))
+async def insert_report(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Insert the first report for a date; False (and nothing written) when that date has one already."""
+    stmt = (insert_for(session)(progress).values(**row)
+            .on_conflict_do_nothing(index_elements=["target_id", "date"]).returning(progress.c.date))
+    return (await session.execute(stmt)).first() is not None
 
 
 async def correct_report(session: AsyncSession, target_id: str, on: date, values: dict[str, Any]) -> None:

@@ -69,11 +69,15 @@ def target_problems(fields: Row) -> list[str]:
     return problems
 
 
-def _row_for(body: TargetIn, principal: Principal) -> dict[str, Any]:
+def _row_for(body: TargetIn, principal: Principal, settings: TargetsSettings, today: date) -> dict[str, Any]:
     row = body.model_dump()
     row["valid_range"] = list(body.valid_range) if body.valid_range else None
     row.update(id=uuid.uuid4().hex, approved=principal.is_commission(), created_by=actor(principal),
                created_at=datetime.now(UTC))
+    # Its status before any report (a milestone is on track until due), so the first change announced is real.
+    row["status"] = forecast.status(spec_of(row), latest=None, projection=forecast.NO_PROJECTION, today=today,
+                                    stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
+                                    thresholds=settings.thresholds_for(row["year"]))
     return row
 
 
@@ -116,7 +120,7 @@ async def define(*, runtime: ServiceRuntime, principal: Principal, body: TargetI
     problems = _check_new(runtime, body)
     if problems:
         raise ApiError(422, "; ".join(problems), details=problems)
-    row = _row_for(body, principal)
+    row = _row_for(body, principal, _settings(runtime), today_in(runtime))
     try:
         async with runtime.transaction() as session:
             await repository.insert_targets(session, [row])
@@ -301,7 +305,8 @@ async def import_year(*, runtime: ServiceRuntime, principal: Principal, year: in
         bodies, errors = parse_import(text, year=year, unit_ids=runtime.city.unit_ids, existing=existing)
         if errors:
             raise ApiError(422, f"{len(errors)} bad row(s); nothing was imported", details=errors)
-        rows = [_row_for(body, principal) for body in bodies]
+        settings, today = _settings(runtime), today_in(runtime)
+        rows = [_row_for(body, principal, settings, today) for body in bodies]
         await repository.insert_targets(session, rows)
         await repository.add_audit(session, [_audit(r["id"], principal, "defined", reason="import")
                                              for r in rows])
@@ -401,15 +406,16 @@ async def report(*, runtime: ServiceRuntime, settings: TargetsSettings, principa
         problems = _check_report(row, body, today)
         if problems:
             raise ApiError(422, "; ".join(problems), details=problems)
-        earlier = await repository.get_report(session, target_id, body.date)
-        if earlier is not None and not body.reason:
-            raise ApiError(409, f"a value for {body.date.isoformat()} was reported already; a correction "
-                                "needs a \"reason\"")
         late = cadence.is_late(row["cadence"], body.date, today)
         fields = {"value": body.value, "note": body.note, "evidence_url": body.evidence_url, "late": late,
                   "reported_at": now}
+        # The common case, a first report for the date, costs one statement: only a report that comes
+        # with a reason may be a correction, so only then is the earlier value read.
+        earlier = await repository.get_report(session, target_id, body.date) if body.reason else None
         if earlier is None:
-            await repository.insert_report(session, {"target_id": target_id, "date": body.date, **fields})
+            if not await repository.insert_report(session, {"target_id": target_id, "date": body.date, **fields}):
+                raise ApiError(409, f"a value for {body.date.isoformat()} was reported already; a correction "
+                                    "needs a \"reason\"")
             row["report_count"] += 1
         else:
             await repository.correct_report(session, target_id, body.date, fields)
