@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import false, select, text, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from yardstick.db import dialect_name, insert_for
 
-from feedback_intake.models import ratings
+from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
@@ -52,3 +52,104 @@ async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> s
 
 async def get_rating(session: AsyncSession, rating_id: str) -> Any:
     return (await session.execute(select(ratings).where(ratings.c.id == rating_id))).first()
+
+
+# feedback ------------------------------------------------------------------------------
+
+
+async def insert_feedback(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """False when a row with the same client id, (platform, post id) or tracking code exists."""
+    stmt = insert_for(session)(feedback).values(**row).on_conflict_do_nothing().returning(feedback.c.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def feedback_where(session: AsyncSession, *conditions: ColumnElement[bool]) -> Any:
+    return (await session.execute(select(feedback).where(*conditions))).first()
+
+
+async def update_feedback(session: AsyncSession, feedback_id: str, values: dict[str, Any],
+                          *conditions: ColumnElement[bool]) -> bool:
+    """Conditional update: False when the row no longer matches (a concurrent change won)."""
+    result = await session.execute(
+        update(feedback).where(feedback.c.id == feedback_id, *conditions).values(**values)
+        .returning(feedback.c.id))
+    return result.first() is not None
+
+
+def status_condition(status: str) -> ColumnElement[bool]:
+    c = feedback.c
+    conditions: dict[str, ColumnElement[bool]] = {
+        "responded": c.responded_at.is_not(None),
+        "in_rectification": and_(c.responded_at.is_(None), c.notice_id.is_not(None)),
+        "routed": and_(c.responded_at.is_(None), c.notice_id.is_(None), c.unit_id.is_not(None)),
+        "received": and_(c.responded_at.is_(None), c.notice_id.is_(None), c.unit_id.is_(None)),
+    }
+    return conditions[status]
+
+
+async def list_feedback(session: AsyncSession, *, unit_id: str | None, status: str | None,
+                        category_id: str | None, overdue_before: date | None, after: str | None,
+                        limit: int) -> list[Any]:
+    """One page by id; `overdue_before` keeps the unanswered items due before that day."""
+    c = feedback.c
+    query = select(feedback).where(c.unit_id == unit_id if unit_id is not None else c.unit_id.is_(None))
+    if status is not None:
+        query = query.where(status_condition(status))
+    if category_id is not None:
+        query = query.where(c.category_id == category_id)
+    if overdue_before is not None:
+        query = query.where(c.responded_at.is_(None), c.due < overdue_before)
+    if after is not None:
+        query = query.where(c.id > after)
+    return list(await session.execute(query.order_by(c.id).limit(limit)))
+
+
+async def add_audit(session: AsyncSession, *, feedback_id: str, action: str, actor: str, role: str,
+                    unit_id: str | None, detail: dict[str, Any]) -> None:
+    await session.execute(audit.insert().values(feedback_id=feedback_id, action=action, actor=actor, role=role,
+                                                unit_id=unit_id, detail=detail))
+
+
+async def audit_of(session: AsyncSession, feedback_id: str) -> list[Any]:
+    return list(await session.execute(select(audit).where(audit.c.feedback_id == feedback_id).order_by(audit.c.id)))
+
+
+async def link_notice(session: AsyncSession, *, notice_id: str, unit_id: str, feedback_ids: Sequence[str],
+                      category_id: str | None) -> int:
+    """Link the notice to the items it names and, for a complaint notice, to the unit's open items of the category."""
+    c = feedback.c
+    named = c.id.in_(list(feedback_ids)) if feedback_ids else false()
+    open_in_category = (and_(c.category_id == category_id, c.responded_at.is_(None), c.notice_id.is_(None))
+                        if category_id else false())
+    result = await session.execute(
+        update(feedback).where(c.unit_id == unit_id, or_(named, open_in_category)).values(notice_id=notice_id)
+        .returning(c.id))
+    return len(result.all())
+
+
+# surveys -------------------------------------------------------------------------------
+
+
+async def insert_survey(session: AsyncSession, row: dict[str, Any]) -> bool:
+    stmt = insert_for(session)(surveys).values(**row).on_conflict_do_nothing().returning(surveys.c.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def get_survey(session: AsyncSession, survey_id: str) -> Any:
+    return (await session.execute(select(surveys).where(surveys.c.id == survey_id))).first()
+
+
+async def insert_survey_responses(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert, skipping respondents stored before; returns the respondent ids actually inserted."""
+    if not rows:
+        return set()
+    stmt = (insert_for(session)(survey_responses).values(rows).on_conflict_do_nothing()
+            .returning(survey_responses.c.respondent_id))
+    return {r[0] for r in await session.execute(stmt)}
+
+
+async def respondents_per_stratum(session: AsyncSession, survey_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(survey_responses.c.stratum, func.count()).where(survey_responses.c.survey_id == survey_id)
+        .group_by(survey_responses.c.stratum))
+    return {r[0]: int(r[1]) for r in rows}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
@@ -44,3 +44,168 @@ class StoredRating(BaseModel):
     level: int
     rated_at: datetime
     status: str
+
+
+# feedback ------------------------------------------------------------------------------
+
+FeedbackChannel = Literal["web", "mobile", "hotline", "face_to_face", "exhibit_hall"]
+Slug = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: FeedbackChannel
+    unit_id: Slug | None = None
+    window_id: Slug | None = None
+    level: StrictInt | None = Field(default=None, ge=1, le=5)
+    text: str | None = Field(default=None, max_length=4000)
+    category_id: Slug | None = None
+    district_id: Slug | None = None
+    contact: Contact | None = None
+    submitted_at: AwareDatetime | None = None
+    client_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+
+
+class FeedbackReceipt(BaseModel):
+    id: str
+    tracking_code: str
+    unit_id: str | None
+    category_id: str
+    status: Literal["received"] = "received"
+
+
+class NoticeLink(BaseModel):
+    id: str
+
+
+class Response(BaseModel):
+    text: str
+    responded_at: datetime
+
+
+class FeedbackStatus(BaseModel):
+    """What the citizen sees by tracking code: no contact data, no text echoed back."""
+
+    tracking_code: str
+    status: str
+    unit_id: str | None
+    category_id: str
+    submitted_at: datetime
+    due: date | None
+    notice: NoticeLink | None
+    response: Response | None
+    follow_up_level: int | None
+
+
+class FollowUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: StrictInt = Field(ge=1, le=5)
+
+
+class UnitFeedback(BaseModel):
+    id: str
+    tracking_code: str
+    channel: str
+    unit_id: str | None
+    category_id: str
+    classified_by: str
+    confidence: float | None
+    level: int | None
+    text: str | None
+    window_id: str | None
+    district_id: str | None
+    has_contact: bool
+    status: str
+    submitted_at: datetime
+    due: date | None
+    overdue: bool
+    notice_id: str | None
+    response_text: str | None
+    responded_at: datetime | None
+    follow_up_level: int | None
+
+
+class FeedbackPage(BaseModel):
+    items: list[UnitFeedback]
+    next_cursor: str | None
+
+
+class ResponseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class ReassignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit_id: Slug
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ContactOut(BaseModel):
+    feedback_id: str
+    phone: str | None = None
+    email: str | None = None
+
+
+# social media ----------------------------------------------------------------------------
+
+
+class SocialItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: str = Field(min_length=1, max_length=50)
+    post_id: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=4000)
+    posted_at: AwareDatetime
+    author_hash: str | None = Field(default=None, max_length=200)
+    url: str | None = Field(default=None, max_length=2000)
+
+
+# survey ----------------------------------------------------------------------------------
+
+
+class StratumIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=100)
+    population: StrictInt = Field(gt=0)
+
+
+class SurveyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    year: StrictInt = Field(ge=2000, le=2100)
+    title: str = Field(min_length=1, max_length=300)
+    strata: list[StratumIn] = Field(min_length=1, max_length=1000)
+
+
+class SurveyCreated(BaseModel):
+    id: str
+
+
+class RowRejection(BaseModel):
+    row: int
+    error: dict[str, Any]
+
+
+class SurveyUploadResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RowRejection]
+
+
+class StratumCount(BaseModel):
+    id: str
+    population: int
+    respondents: int
+
+
+class SurveyOut(BaseModel):
+    id: str
+    year: int
+    title: str
+    respondents: int
+    strata: list[StratumCount]

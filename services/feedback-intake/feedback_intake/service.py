@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from yardstick import events
-from yardstick.auth import Principal
-from yardstick.city import CityProfile
+from yardstick.auth import Principal, ensure_unit
+from yardstick.city import UNCATEGORISED, CityProfile
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
 
-from feedback_intake import repository
+from feedback_intake import models, repository, survey_rows
+from feedback_intake.classify import Classifier
+from feedback_intake.contact import ContactVault
+from feedback_intake.deadlines import add_working_days
 from feedback_intake.schemas import RatingItem
 from feedback_intake.settings import IntakeSettings
+from feedback_intake.survey_rows import SurveyRow
 
 
 @dataclass
@@ -94,7 +105,7 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
         # In UTC, as stored: SQLite compares the stored text, which has no offset.
         earliest = min(item.rated_at for _, item in valid).astimezone(UTC) - interval
         latest = max(item.rated_at for _, item in valid).astimezone(UTC)
-        presses = sorted(_aware(t) for t in await repository.device_presses(session, device, earliest, latest))
+        presses = sorted(aware(t) for t in await repository.device_presses(session, device, earliest, latest))
         rows: list[dict[str, Any]] = []
         for _, item in valid:
             if item.id in stored_ids:
@@ -164,6 +175,442 @@ def _count_stored_rejects_as_duplicates(outcome: RatingOutcome, retried: dict[in
     outcome.rejected = kept
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# feedback ------------------------------------------------------------------------------
+
+STAFF_CHANNELS = frozenset({"hotline", "face_to_face", "exhibit_hall"})
+_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out over the phone
+
+
+def new_tracking_code() -> str:
+    """12 characters of a 31-letter alphabet: about 59 bits, not guessable under the rate limits."""
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the feedback use cases need besides the runtime, built once at start-up."""
+
+    runtime: ServiceRuntime
+    settings: IntakeSettings
+    classifier: Classifier
+    vault: ContactVault
+
+    @property
+    def city(self) -> CityProfile:
+        return self.runtime.city
+
+
+@dataclass(frozen=True)
+class NewFeedback:
+    channel: str
+    level: int | None = None
+    text: str | None = None
+    unit_id: str | None = None
+    window_id: str | None = None
+    category_id: str | None = None
+    district_id: str | None = None
+    contact: dict[str, str] = field(default_factory=dict)
+    submitted_at: datetime | None = None
+    client_id: str | None = None
+    platform: str | None = None
+    post_id: str | None = None
+    url: str | None = None
+
+
+def _invalid(message: str, field_name: str) -> ApiError:
+    return ApiError(422, message, details=[{"loc": ["body", field_name], "message": message}])
+
+
+def check_moment(settings: IntakeSettings, moment: datetime, now: datetime, field_name: str) -> None:
+    """api.md: submitted_at obeys the same bounds as rated_at."""
+    if moment > now + timedelta(seconds=settings.future_tolerance_s):
+        raise _invalid(f"{field_name} is more than 5 minutes ahead of the server's clock", field_name)
+    if moment < now - timedelta(days=settings.horizon_days):
+        raise _invalid(f"{field_name} is older than the {settings.horizon_days}-day horizon", field_name)
+
+
+def _check_references(city: CityProfile, item: NewFeedback) -> str | None:
+    """422 for unknown ids; returns the unit the caller named, directly or through a window."""
+    unit_id = item.unit_id
+    if unit_id is not None and unit_id not in city.unit_ids:
+        raise _invalid(f"unknown unit {unit_id!r}", "unit_id")
+    if item.window_id is not None:
+        if item.window_id not in city.window_ids:
+            raise _invalid(f"unknown window {item.window_id!r}", "window_id")
+        window_unit = city.windows_by_id[item.window_id].unit
+        if unit_id is not None and unit_id != window_unit:
+            raise _invalid(f"window {item.window_id!r} belongs to unit {window_unit!r}, not {unit_id!r}", "window_id")
+        unit_id = window_unit
+    if item.category_id is not None and item.category_id not in city.category_ids:
+        raise _invalid(f"unknown category {item.category_id!r}", "category_id")
+    if item.district_id is not None and (item.district_id not in city.unit_ids
+                                         or city.units_by_id[item.district_id].kind != "district"):
+        raise _invalid(f"unknown district {item.district_id!r}", "district_id")
+    return unit_id
+
+
+def _received_event(runtime: ServiceRuntime, row: dict[str, Any]) -> events.Envelope:
+    category = row["category_id"] if row["category_id"] != UNCATEGORISED else None
+    return events.Envelope.of(
+        events.FeedbackReceived(
+            feedback_id=row["id"], unit_id=row["unit_id"], channel=row["channel"],
+            occurred_at=aware(row["submitted_at"]),
+            year=row["year"], level=row["level"], window_id=row["window_id"], category_id=category,
+            district_id=row["district_id"], has_text=bool(row["text"])),
+        source=runtime.service, key=row["unit_id"])
+
+
+def due_date(intake: Intake, now: datetime) -> date:
+    settings = intake.settings
+    return add_working_days(now.astimezone(intake.city.timezone).date(), settings.response_days,
+                            settings.holidays, settings.workdays)
+
+
+def receipt(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "tracking_code": row.tracking_code, "unit_id": row.unit_id,
+            "category_id": row.category_id, "status": "received"}
+
+
+async def create_feedback(intake: Intake, item: NewFeedback, *, now: datetime | None = None
+                          ) -> tuple[dict[str, Any], bool]:
+    """Store, classify, route and announce one item; (receipt, False) for a retry of a stored one."""
+    now = now or datetime.now(UTC)
+    city = intake.city
+    text_ = item.text if item.text and item.text.strip() else None
+    if item.level is None and text_ is None:
+        raise _invalid("a level or a text is required", "text")
+    named_unit = _check_references(city, item)
+    submitted_at = item.submitted_at or now
+    check_moment(intake.settings, submitted_at, now, "submitted_at" if item.channel != "social" else "posted_at")
+    if item.category_id is not None:
+        category_id, method, confidence = item.category_id, "caller", None
+    elif text_ is not None:
+        verdict = intake.classifier.classify(text_)
+        category_id, method, confidence = verdict.category_id, verdict.method, verdict.confidence
+    else:
+        category_id, method, confidence = UNCATEGORISED, "none", None
+    unit_id = named_unit or (city.categories_by_id[category_id].unit if category_id in city.category_ids else None)
+    if unit_id is None and text_ is None:
+        raise _invalid("a rating without text needs unit_id or window_id: there is nothing to route it by",
+                       "unit_id")
+    at = submitted_at.astimezone(UTC)
+    contact = intake.vault.seal(item.contact)
+    async with intake.runtime.transaction() as session:
+        for _ in range(5):
+            row = {"id": str(uuid.uuid4()), "tracking_code": new_tracking_code(), "client_id": item.client_id,
+                   "channel": item.channel, "unit_id": unit_id, "category_id": category_id,
+                   "classified_by": method, "confidence": confidence, "level": item.level, "text": text_,
+                   "window_id": item.window_id, "district_id": item.district_id, "contact": contact,
+                   "submitted_at": at, "year": local_year(city, at),
+                   "due": due_date(intake, now) if unit_id is not None else None,
+                   "platform": item.platform, "post_id": item.post_id, "url": item.url}
+            if await repository.insert_feedback(session, row):
+                if unit_id is not None:
+                    await intake.runtime.emit(session, [_received_event(intake.runtime, row)])
+                return receipt(_Row(row)), True
+            earlier = await _stored_retry(session, item)
+            if earlier is not None:
+                return receipt(earlier), False
+            # Otherwise the tracking code collided: draw another.
+    raise ApiError(503, "could not allocate a tracking code; retry")
+
+
+class _Row:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+async def _stored_retry(session: AsyncSession, item: NewFeedback) -> Any:
+    f = models.feedback.c
+    if item.client_id is not None:
+        return await repository.feedback_where(session, f.client_id == item.client_id)
+    if item.platform is not None and item.post_id is not None:
+        return await repository.feedback_where(session, f.platform == item.platform, f.post_id == item.post_id)
+    return None
+
+
+def status_of(row: Any) -> str:
+    if row.responded_at is not None:
+        return "responded"
+    if row.notice_id is not None:
+        return "in_rectification"
+    return "routed" if row.unit_id is not None else "received"
+
+
+def is_overdue(intake: Intake, row: Any, now: datetime) -> bool:
+    today = now.astimezone(intake.city.timezone).date()
+    return row.responded_at is None and row.due is not None and row.due < today
+
+
+async def by_tracking_code(intake: Intake, code: str) -> Any:
+    async with intake.runtime.transaction() as session:
+        row = await repository.feedback_where(session, models.feedback.c.tracking_code == code)
+    if row is None:
+        raise ApiError(404, "no feedback with this tracking code")
+    return row
+
+
+async def follow_up(intake: Intake, code: str, level: int, *, now: datetime | None = None) -> Any:
+    now = now or datetime.now(UTC)
+    f = models.feedback.c
+    async with intake.runtime.transaction() as session:
+        row = await repository.feedback_where(session, f.tracking_code == code)
+        if row is None:
+            raise ApiError(404, "no feedback with this tracking code")
+        if row.responded_at is None:
+            raise ApiError(409, "a follow-up rating is possible once the unit has responded")
+        # Conditional: of two concurrent follow-ups only one finds the slot empty.
+        if not await repository.update_feedback(session, row.id, {"follow_up_level": level, "followed_up_at": now},
+                                                 f.follow_up_level.is_(None)):
+            raise ApiError(409, "this feedback already has its follow-up rating")
+        await intake.runtime.emit(session, [events.Envelope.of(
+            events.FeedbackFollowUp(feedback_id=row.id, unit_id=row.unit_id, level=level, occurred_at=now,
+                                    year=local_year(intake.city, now),
+                                    category_id=row.category_id if row.category_id != UNCATEGORISED else None),
+            source=intake.runtime.service, key=row.unit_id)])
+    return await by_tracking_code(intake, code)
+
+
+async def _unit_item(session: AsyncSession, unit_id: str | None, feedback_id: str) -> Any:
+    f = models.feedback.c
+    unit_match = f.unit_id == unit_id if unit_id is not None else f.unit_id.is_(None)
+    row = await repository.feedback_where(session, f.id == feedback_id, unit_match)
+    if row is None:
+        raise ApiError(404, "no such feedback routed to this unit")
+    return row
+
+
+def _check_unit(intake: Intake, unit_id: str) -> None:
+    if unit_id not in intake.city.unit_ids:
+        raise ApiError(404, f"unknown unit {unit_id!r}")
+
+
+async def list_for_unit(intake: Intake, principal: Principal, unit_id: str | None, *, status: str | None,
+                        category_id: str | None, overdue: bool | None, cursor: str | None, limit: int,
+                        now: datetime | None = None) -> tuple[list[Any], str | None]:
+    """A unit's feedback (unit None: the commission's queue of items no unit holds yet)."""
+    now = now or datetime.now(UTC)
+    if unit_id is None:
+        if not principal.is_commission():
+            raise ApiError(403, "the queue of unrouted feedback is the commission's")
+    else:
+        _check_unit(intake, unit_id)
+        ensure_unit(principal, unit_id)
+    today = now.astimezone(intake.city.timezone).date()
+    async with intake.runtime.transaction() as session:
+        rows = await repository.list_feedback(session, unit_id=unit_id, status=status, category_id=category_id,
+                                              overdue_before=today if overdue else None, after=cursor,
+                                              limit=limit + 1)
+    if overdue is False:
+        rows = [r for r in rows if not is_overdue(intake, r, now)]
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def respond(intake: Intake, principal: Principal, unit_id: str, feedback_id: str, text_: str,
+                  *, now: datetime | None = None) -> Any:
+    now = now or datetime.now(UTC)
+    _check_unit(intake, unit_id)
+    if not (principal.role == "coordinator" and principal.unit_id == unit_id):
+        raise ApiError(403, f"only the coordinator of {unit_id} responds to its feedback")
+    f = models.feedback.c
+    async with intake.runtime.transaction() as session:
+        row = await _unit_item(session, unit_id, feedback_id)
+        if not await repository.update_feedback(session, row.id, {"response_text": text_, "responded_at": now},
+                                                f.responded_at.is_(None), f.unit_id == unit_id):
+            raise ApiError(409, "this feedback already has a response")
+        due = row.due or due_date(intake, now)
+        await intake.runtime.emit(session, [events.Envelope.of(
+            events.FeedbackResponded(feedback_id=row.id, unit_id=unit_id, responded_at=now, due=due,
+                                     overdue=now.astimezone(intake.city.timezone).date() > due),
+            source=intake.runtime.service, key=unit_id)])
+        return await repository.feedback_where(session, f.id == row.id)
+
+
+async def reassign(intake: Intake, principal: Principal, unit_id: str | None, feedback_id: str, to_unit: str,
+                   reason: str, *, now: datetime | None = None) -> Any:
+    """Move an item to another unit (audited); from the commission's queue (unit None) it is routed."""
+    now = now or datetime.now(UTC)
+    if unit_id is None:
+        if not principal.is_commission():
+            raise ApiError(403, "the commission routes the queue of unrouted feedback")
+    else:
+        _check_unit(intake, unit_id)
+        ensure_unit(principal, unit_id)
+    if to_unit not in intake.city.unit_ids:
+        raise _invalid(f"unknown unit {to_unit!r}", "unit_id")
+    if to_unit == unit_id:
+        raise _invalid("the feedback is already routed to this unit", "unit_id")
+    f = models.feedback.c
+    async with intake.runtime.transaction() as session:
+        row = await _unit_item(session, unit_id, feedback_id)
+        if row.responded_at is not None:
+            raise ApiError(409, "a responded item stays with the unit that responded")
+        held = f.unit_id == unit_id if unit_id is not None else f.unit_id.is_(None)
+        # The new unit gets its full response time; a notice of the old unit no longer applies.
+        if not await repository.update_feedback(session, row.id, {"unit_id": to_unit, "due": due_date(intake, now),
+                                                                  "notice_id": None}, held):
+            raise ApiError(409, "the feedback was moved meanwhile; reload it")
+        await repository.add_audit(session, feedback_id=row.id, action="reassign" if unit_id else "route",
+                                   actor=principal.token_id, role=principal.role, unit_id=to_unit,
+                                   detail={"from": unit_id, "to": to_unit, "reason": reason})
+        moved = await repository.feedback_where(session, f.id == row.id)
+        if unit_id is None:
+            envelope = _received_event(intake.runtime, moved._asdict())
+        else:
+            category = row.category_id if row.category_id != UNCATEGORISED else None
+            envelope = events.Envelope.of(
+                events.FeedbackReassigned(feedback_id=row.id, from_unit_id=unit_id, unit_id=to_unit,
+                                          channel=row.channel, occurred_at=aware(row.submitted_at), year=row.year,
+                                          level=row.level, category_id=category),
+                source=intake.runtime.service, key=to_unit)
+        await intake.runtime.emit(session, [envelope])
+        return moved
+
+
+async def read_contact(intake: Intake, principal: Principal, unit_id: str, feedback_id: str) -> dict[str, Any]:
+    """Only the coordinator of the unit the item is routed to; every read is audited."""
+    _check_unit(intake, unit_id)
+    if not (principal.role == "coordinator" and principal.unit_id == unit_id):
+        raise ApiError(403, "contact data is shown only to the coordinator of the unit the item is routed to")
+    async with intake.runtime.transaction() as session:
+        row = await _unit_item(session, unit_id, feedback_id)
+        await repository.add_audit(session, feedback_id=row.id, action="contact_read", actor=principal.token_id,
+                                   role=principal.role, unit_id=unit_id, detail={})
+    contact = intake.vault.open(row.contact) if row.contact else {}
+    return {"feedback_id": row.id, "phone": contact.get("phone"), "email": contact.get("email")}
+
+
+async def audit_trail(intake: Intake, principal: Principal, unit_id: str, feedback_id: str) -> list[dict[str, Any]]:
+    _check_unit(intake, unit_id)
+    ensure_unit(principal, unit_id)
+    async with intake.runtime.transaction() as session:
+        row = await _unit_item(session, unit_id, feedback_id)
+        rows = await repository.audit_of(session, row.id)
+    return [{"action": r.action, "actor": r.actor, "role": r.role, "unit_id": r.unit_id, "detail": r.detail,
+             "at": aware(r.at)} for r in rows]
+
+
+# social media --------------------------------------------------------------------------
+
+
+def verify_social(settings: IntakeSettings, body: bytes, signature: str | None) -> dict[str, Any]:
+    """401 unless X-Signature is the HMAC-SHA256 of the raw body with the named platform's secret."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    platform = value.get("platform") if isinstance(value, dict) else None
+    secret = settings.social_secrets.get(platform) if isinstance(platform, str) else None
+    if secret is None or not signature or not signature.startswith("sha256="):
+        raise ApiError(401, "bad or missing signature")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature.removeprefix("sha256=").strip().lower()):
+        raise ApiError(401, "bad or missing signature")
+    assert isinstance(value, dict)
+    return value
+
+
+# survey --------------------------------------------------------------------------------
+
+
+async def define_survey(intake: Intake, *, year: int, title: str, strata: list[dict[str, Any]]) -> str:
+    ids = [s["id"] for s in strata]
+    if len(set(ids)) != len(ids):
+        raise _invalid("stratum ids must be unique", "strata")
+    survey_id = str(uuid.uuid4())
+    async with intake.runtime.transaction() as session:
+        if not await repository.insert_survey(session, {"id": survey_id, "year": year, "title": title,
+                                                        "strata": strata}):
+            raise ApiError(409, f"the survey of {year} is already defined (one per year)")
+        await intake.runtime.emit(session, [events.Envelope.of(
+            events.SurveyDefined(survey_id=survey_id, year=year, title=title,
+                                 strata=[events.Stratum(**s) for s in strata]),
+            source=intake.runtime.service, key=survey_id)])
+    return survey_id
+
+
+async def get_survey(intake: Intake, survey_id: str) -> dict[str, Any]:
+    async with intake.runtime.transaction() as session:
+        survey = await repository.get_survey(session, survey_id)
+        if survey is None:
+            raise ApiError(404, "no such survey")
+        counts = await repository.respondents_per_stratum(session, survey_id)
+    strata = [{"id": s["id"], "population": s["population"], "respondents": counts.get(s["id"], 0)}
+              for s in survey.strata]
+    return {"id": survey.id, "year": survey.year, "title": survey.title,
+            "respondents": sum(counts.values()), "strata": strata}
+
+
+@dataclass
+class UploadOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def upload_survey(intake: Intake, survey_id: str, chunks: AsyncIterator[bytes], *, csv_format: bool
+                        ) -> UploadOutcome:
+    """Parse the body as it arrives and commit every few hundred rows: memory stays flat."""
+    async with intake.runtime.transaction() as session:
+        survey = await repository.get_survey(session, survey_id)
+    if survey is None:
+        raise ApiError(404, "no such survey")
+    strata = {s["id"] for s in survey.strata}
+    units = intake.city.unit_ids
+    outcome = UploadOutcome()
+    pending: list[SurveyRow] = []
+    header: list[str] | None = None
+    try:
+        async for number, line in survey_rows.numbered_lines(chunks):
+            if not line.strip():
+                continue
+            try:
+                if csv_format and header is None:
+                    header = survey_rows.parse_csv_header(line)
+                    continue
+                row = (survey_rows.parse_csv(number, line, header, strata=strata, units=units) if header is not None
+                       else survey_rows.parse_ndjson(number, line, strata=strata, units=units))
+            except survey_rows.RowError as exc:
+                if csv_format and header is None:
+                    raise ApiError(422, f"line {number}: {exc}") from None
+                outcome.rejected.append({"row": number, "error": {"code": "invalid", "message": str(exc)}})
+                continue
+            pending.append(row)
+            if len(pending) >= intake.settings.survey_chunk_rows:
+                await _store_survey_rows(intake, survey, pending, outcome)
+                pending = []
+    except survey_rows.RowError as exc:
+        await _store_survey_rows(intake, survey, pending, outcome)
+        raise ApiError(422, f"{exc}; the rows before it were stored "
+                            f"({outcome.accepted} accepted, {outcome.duplicates} duplicates)") from None
+    await _store_survey_rows(intake, survey, pending, outcome)
+    return outcome
+
+
+async def _store_survey_rows(intake: Intake, survey: Any, rows: list[SurveyRow], outcome: UploadOutcome) -> None:
+    if not rows:
+        return
+    # A respondent repeated inside one chunk: the first occurrence is stored, the rest are duplicates.
+    first: dict[str, SurveyRow] = {}
+    for row in rows:
+        if row.respondent_id in first:
+            outcome.duplicates += 1
+        else:
+            first[row.respondent_id] = row
+    async with intake.runtime.transaction() as session:
+        inserted = await repository.insert_survey_responses(session, [
+            {"survey_id": survey.id, "respondent_id": r.respondent_id, "stratum": r.stratum, "ratings": r.ratings}
+            for r in first.values()])
+        envelopes = [events.Envelope.of(
+            events.SurveyResponse(survey_id=survey.id, year=survey.year, respondent_id=r.respondent_id,
+                                  stratum=r.stratum, ratings=r.ratings),
+            source=intake.runtime.service, key=survey.id) for r in first.values() if r.respondent_id in inserted]
+        await intake.runtime.emit(session, envelopes)
+    outcome.accepted += len(inserted)
+    outcome.duplicates += len(first) - len(inserted)

@@ -1,0 +1,226 @@
+"""Benchmark of feedback-intake over HTTP into PostgreSQL + Kafka, beside a bare FastAPI endpoint.
+
+Run: .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32]
+Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
+(YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
+The service runs as a real `yardstick serve` process on a fresh database and topic prefix; the bare
+endpoint (same body model, no database) runs as its own uvicorn process: the framework's ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from yardstick import auth
+from yardstick.city import default_city_path, load_city
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICE_PORT, BARE_PORT = 18291, 18292
+CITY = load_city(default_city_path())
+
+BARE_APP = textwrap.dedent('''
+    from typing import Any
+    from fastapi import FastAPI
+    from pydantic import ValidationError
+    from feedback_intake.schemas import RatingBatch, RatingItem
+    app = FastAPI()
+
+    @app.post("/v1/ratings", status_code=202)
+    async def ratings(body: RatingBatch) -> dict[str, Any]:
+        accepted = 0
+        for raw in body.ratings:
+            try:
+                RatingItem.model_validate(raw)
+                accepted += 1
+            except ValidationError:
+                pass
+        return {"accepted": accepted, "duplicates": 0, "suppressed": 0, "rejected": []}
+''')
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(url: str, make: Callable[[int], dict[str, Any]], *, seconds: float, concurrency: int,
+               expect: int) -> tuple[int, float, list[float]]:
+    """Requests made by `make(i)` from `concurrency` workers for `seconds`: (requests, elapsed, latencies)."""
+    latencies: list[float] = []
+    counter = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal counter
+            while time.perf_counter() < stop:
+                counter += 1
+                request = make(counter)
+                started = time.perf_counter()
+                response = await client.post(url, **request)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != expect:
+                    raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(latencies), time.perf_counter() - began, latencies
+
+
+def report(name: str, requests: int, elapsed: float, latencies: list[float], per_request: int = 1) -> float:
+    rate = requests * per_request / elapsed
+    print(f"{name:<34} {rate:>10.0f} /s   requests {requests:>6}   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
+          f"   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms")
+    return rate
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def _database(admin: str, statement: str) -> None:
+    conn = await asyncpg.connect(admin.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def main(seconds: float, concurrency: int, households: int) -> None:
+    """Processes are started and stopped here, outside the event loop that drives the load."""
+    admin = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
+                           "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
+    name = f"bench_intake_{secrets.token_hex(4)}"
+    asyncio.run(_database(admin, f'CREATE DATABASE "{name}"'))
+    secret = secrets.token_urlsafe(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")} | {
+        "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
+        "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+        "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_LOG_LEVEL": "WARNING",
+        "YARDSTICK_INTAKE_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name,
+        "YARDSTICK_INTAKE_PORT": str(SERVICE_PORT), "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:",
+        # The benchmark is one client: the per-client limits would measure themselves.
+        "YARDSTICK_INTAKE_RATE_PER_S": "1000000", "YARDSTICK_INTAKE_RATE_BURST": "1000000",
+    }
+    service = subprocess.Popen([str(BIN / "yardstick"), "serve", "feedback-intake"], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare_file = Path(f"/tmp/bench_intake_bare_{os.getpid()}.py")
+    bare_file.write_text(BARE_APP)
+    bare = subprocess.Popen([str(BIN / "uvicorn"), "--app-dir", str(bare_file.parent), f"{bare_file.stem}:app",
+                             "--port", str(BARE_PORT), "--log-level", "warning", "--no-access-log"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{SERVICE_PORT}/readyz", service)
+        wait_ready(f"http://127.0.0.1:{BARE_PORT}/docs", bare)
+        asyncio.run(measure(secret, seconds, concurrency, households))
+        print(f"intake process max RSS: {rss_mib(service.pid):.0f} MiB")
+    finally:
+        for proc in (service, bare):
+            proc.terminate()
+            proc.wait(timeout=30)
+        bare_file.unlink(missing_ok=True)
+        asyncio.run(_database(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def measure(secret: str, seconds: float, concurrency: int, households: int) -> None:
+    windows = list(CITY.windows)
+    tokens = [auth.issue(secret, role="kiosk", window_id=w.id, subject=f"bench-{w.id}")[0] for w in windows]
+    start = datetime.now(UTC) - timedelta(days=20)
+
+    def batch(i: int) -> dict[str, Any]:
+        k = i % len(windows)
+        # Each kiosk's presses 10 s apart, so none is suppressed.
+        base = start + timedelta(seconds=1000 * (i // len(windows)))
+        body = {"ratings": [{"id": str(uuid.uuid4()), "window_id": windows[k].id, "level": 1 + j % 5,
+                             "rated_at": (base + timedelta(seconds=10 * j)).isoformat()} for j in range(100)]}
+        return {"content": json.dumps(body), "headers": {"Authorization": f"Bearer {tokens[k]}",
+                                                         "Content-Type": "application/json"}}
+
+    print(f"kiosk batches of 100, {concurrency} concurrent clients, {seconds:.0f} s each")
+    n, t, lat = await load(f"http://127.0.0.1:{BARE_PORT}/v1/ratings", batch, seconds=seconds,
+                           concurrency=concurrency, expect=202)
+    ceiling = report("bare FastAPI (parse + answer)", n, t, lat, 100)
+    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/ratings", batch, seconds=seconds,
+                           concurrency=concurrency, expect=202)
+    rate = report("intake ratings (PG + outbox)", n, t, lat, 100)
+    print(f"{'ratio intake / bare':<34} {rate / ceiling:10.2f}   (aim: 20,000 ratings/s)")
+
+    def feedback(i: int) -> dict[str, Any]:
+        return {"json": {"channel": "web", "text": "公交车总是不准点，等了四十分钟", "level": 2,
+                         "client_id": str(uuid.uuid4())}}
+
+    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/feedback", feedback, seconds=seconds,
+                           concurrency=concurrency, expect=201)
+    report("feedback posts, one unit", n, t, lat)
+    unit_ids = [u.id for u in CITY.units]
+
+    def spread(i: int) -> dict[str, Any]:
+        # The outbox serialises transactions per event key (the unit): spread, they run in parallel.
+        return {"json": {"channel": "web", "text": "公交车总是不准点，等了四十分钟", "level": 2,
+                         "unit_id": unit_ids[i % len(unit_ids)], "client_id": str(uuid.uuid4())}}
+
+    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/feedback", spread, seconds=seconds,
+                           concurrency=concurrency, expect=201)
+    report("feedback posts, spread over units", n, t, lat)
+    print(f"{'':<34} (aim: 1,000 requests/s, p99 < 50 ms)")
+
+    commission = auth.issue(secret, role="commission")[0]
+    headers = {"Authorization": f"Bearer {commission}"}
+    async with httpx.AsyncClient(timeout=600) as client:
+        survey = await client.post(f"http://127.0.0.1:{SERVICE_PORT}/v1/surveys", headers=headers, json={
+            "year": 2026, "title": "bench", "strata": [{"id": "urban", "population": 9_000_000},
+                                                      {"id": "rural", "population": 3_000_000}]})
+        survey_id = survey.json()["id"]
+        units = [u.id for u in CITY.units][:80]
+        lines = "".join(json.dumps({"respondent_id": f"h{i}", "stratum": "urban" if i % 3 else "rural",
+                                    "ratings": {u: 1 + (i + j) % 5 for j, u in enumerate(units)}}) + "\n"
+                        for i in range(households)).encode()
+        began = time.perf_counter()
+        upload = await client.post(f"http://127.0.0.1:{SERVICE_PORT}/v1/surveys/{survey_id}/responses",
+                                   content=lines, headers={**headers, "Content-Type": "application/x-ndjson"})
+        elapsed = time.perf_counter() - began
+        body = upload.json()
+    print(f"survey upload: {households} households x {len(units)} units, {len(lines) / 2**20:.1f} MiB: "
+          f"{elapsed:.1f} s ({body['accepted']} accepted, {len(body['rejected'])} rejected; aim < 30 s)")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--households", type=int, default=12_000)
+    args = parser.parse_args()
+    main(args.seconds, args.concurrency, args.households)
