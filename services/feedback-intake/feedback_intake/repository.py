@@ -45,9 +45,10 @@ async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> s
     if not rows:
         return set()
     insert = insert_for(session)
-    # One multi-row INSERT: RETURNING names the rows that were new.
-    stmt = insert(ratings).values(rows).on_conflict_do_nothing(index_elements=["id"]).returning(ratings.c.id)
-    return {r[0] for r in await session.execute(stmt)}
+    # An executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with
+    # RETURNING); building `.values(rows)` instead compiled a new statement for every request.
+    stmt = insert(ratings).on_conflict_do_nothing(index_elements=["id"]).returning(ratings.c.id)
+    return {r[0] for r in await session.execute(stmt, rows)}
 
 
 async def get_rating(session: AsyncSession, rating_id: str) -> Any:
