@@ -144,9 +144,9 @@ async def insert_survey_responses(session: AsyncSession, rows: list[dict[str, An
     """Insert, skipping respondents stored before; returns the respondent ids actually inserted."""
     if not rows:
         return set()
-    stmt = (insert_for(session)(survey_responses).values(rows).on_conflict_do_nothing()
+    stmt = (insert_for(session)(survey_responses).on_conflict_do_nothing()
             .returning(survey_responses.c.respondent_id))
-    return {r[0] for r in await session.execute(stmt)}
+    return {r[0] for r in await session.execute(stmt, rows)}
 
 
 async def respondents_per_stratum(session: AsyncSession, survey_id: str) -> dict[str, int]:
