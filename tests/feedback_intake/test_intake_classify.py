@@ -54,3 +54,13 @@ def test_without_keywords_the_model_decides(city: CityProfile) -> None:
     # No keyword of any category appears here; the character n-grams carry it.
     verdict = Classifier(city).classify("The number 12 bus is always late")
     assert verdict.method == "model" and verdict.category_id == "bus"
+
+
+def test_the_fast_probabilities_equal_sklearns_on_every_labelled_text(city: CityProfile) -> None:
+    """The classifier scores one text with plain arrays; sklearn's own pipeline is the reference."""
+    classifier = Classifier(city)
+    for text, _ in labelled():
+        fast = classifier._probabilities(text)
+        reference = classifier._probabilities_sklearn(text)
+        assert fast.keys() == reference.keys()
+        assert max(abs(fast[c] - reference[c]) for c in fast) < 1e-12, text
