@@ -4,6 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests use: Chromium and a CJK font for the browser tests, shellcheck for the
+# script tests. Installed once; as root here and in CI.
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || missing+=(fonts-wqy-microhei)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+if ((${#missing[@]})); then
+  echo "test: installing ${missing[*]} from Debian's packages (once) ..."
+  if [[ "$(id -u)" == 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "test: not root; install them with: sudo apt-get install -y ${missing[*]}" >&2
+  fi
+fi
+export YARDSTICK_TEST_ARTIFACTS="${YARDSTICK_TEST_ARTIFACTS:-$PWD/test-artifacts}"
+mkdir -p "$YARDSTICK_TEST_ARTIFACTS"
+
 started=()
 cleanup() {
   local code=$?

@@ -13,6 +13,8 @@ from yardstick.runtime import ServiceRuntime
 
 from scoring import api, consumers, service
 from scoring.models import metadata
+from scoring.pages import views as pages
+from scoring.pages.settings import PagesSettings
 from scoring.settings import ScoringSettings
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -34,6 +36,7 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
             await asyncio.sleep(settings.update_interval_s)
 
     runtime.add_task("scorecard-updates", emitter)
-    app = runtime.create_app(title="Yardstick scoring", routers=[api.router])
+    app = runtime.create_app(title="Yardstick scoring", routers=[api.router, pages.router])
     app.state.settings = settings
+    app.state.pages_settings = PagesSettings()
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,45 @@ class Ratings:
                 for (u, c, d, y), (n, s, s2) in self.cells.items()]
 
 
+def is_negative(level: int | None, has_text: bool) -> bool:
+    """notices.md's negative item: a level of 2 or less, or a text with no level."""
+    return level <= 2 if level is not None else has_text
+
+
+class Complaints:
+    """Complaint-cell and month deltas summed in memory before one upsert each (the pages' read model)."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str, date, int], list[int]] = {}
+        self.months: dict[tuple[int, int, str], int] = {}
+
+    def add(self, *, unit_id: str, category_id: str | None, day: date, year: int, negative: bool,
+            sign: int = 1) -> None:
+        if category_id is None:
+            return  # kiosk presses have no category and never enter complaint cells
+        cell = self.cells.setdefault((unit_id, category_id, day - timedelta(days=day.weekday()), year), [0, 0])
+        cell[0] += sign
+        cell[1] += sign * int(negative)
+
+    def count(self, *, year: int, day: date, channel: str) -> None:
+        key = (year, day.month, channel)
+        self.months[key] = self.months.get(key, 0) + 1
+
+    async def write(self, session: AsyncSession) -> None:
+        await repository.add_complaints(session, [
+            {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
+            for (u, k, w, y), (t, n) in self.cells.items()])
+        await repository.add_months(session, [{"year": y, "month": m, "channel": c, "n": n}
+                                              for (y, m, c), n in self.months.items()])
+
+
+def received(complaints: Complaints, data: events.FeedbackReceived, day: date) -> None:
+    """Count one feedback.received for the pages (every item, whatever its year's status)."""
+    complaints.count(year=data.year, day=day, channel=data.channel)
+    complaints.add(unit_id=data.unit_id, category_id=data.category_id, day=day, year=data.year,
+                   negative=is_negative(data.level, data.has_text))
+
+
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
     """One handler per event type; each bumps its year (or counts the item late when it is final)."""
 
@@ -59,6 +98,9 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         data = envelope.data
         assert isinstance(data, events.FeedbackReceived)
         known(data.unit_id)
+        complaints = Complaints()
+        received(complaints, data, local_day(data.occurred_at))
+        await complaints.write(session)
         channel = CHANNEL_OF.get(data.channel)
         if data.level is None or channel is None:
             return  # complaint analysis only (method step 1)
@@ -71,6 +113,15 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         data = envelope.data
         assert isinstance(data, events.FeedbackReassigned)
         known(data.unit_id)
+        moved = Complaints()
+        # The reassigned event carries no has_text; an item without a level was a text (intake needs one).
+        negative = is_negative(data.level, True)
+        day_of_item = local_day(data.occurred_at)
+        moved.add(unit_id=data.from_unit_id, category_id=data.category_id, day=day_of_item, year=data.year,
+                  negative=negative, sign=-1)
+        moved.add(unit_id=data.unit_id, category_id=data.category_id, day=day_of_item, year=data.year,
+                  negative=negative)
+        await moved.write(session)
         channel = CHANNEL_OF.get(data.channel)
         if data.level is None or channel is None:
             return
@@ -124,6 +175,8 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         data = envelope.data
         assert isinstance(data, events.TargetFields)
         known(data.unit_id)
+        await repository.put_target_title(session, target_id=data.target_id, title=data.title,
+                                          public_commitment=data.public_commitment)
         if await live(session, data.year, data.unit_id, "targets"):
             await repository.put_target(session, {
                 "target_id": data.target_id, "unit_id": data.unit_id, "year": data.year, "code": data.code,
@@ -135,12 +188,53 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         data = envelope.data
         assert isinstance(data, events.TargetProgress)
         known(data.unit_id)
+        projection = data.projection
+        await repository.put_target_point(session, {
+            "target_id": data.target_id, "date": data.date, "unit_id": data.unit_id, "year": data.year,
+            "value": data.value, "status": data.status,
+            "projection": projection.value if projection else None,
+            "low": projection.low if projection else None, "high": projection.high if projection else None})
         if await live(session, data.year, data.unit_id, "targets"):
             # A correction carries the corrected value for its date: it overwrites.
             await repository.put_target_value(session, target_id=data.target_id, day=data.date,
                                               year=data.year, value=data.value)
 
+    async def notice_issued(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.NoticeIssued)
+        known(data.unit_id)
+        await repository.put_notice(session, {
+            "notice_id": data.notice_id, "unit_id": data.unit_id, "year": data.year, "rule": data.rule,
+            "subject": data.subject, "severity": data.severity, "status": "issued", "issued_at": data.issued_at,
+            "verified_at": None, "evidence": data.evidence, "linked_notice_id": data.linked_notice_id,
+            "overdue": [], "history": [{"status": "issued", "at": data.issued_at.isoformat()}], "changes": 1})
+
+    async def notice_transitioned(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.NoticeTransitioned)
+        notice = await repository.notice_view(session, data.notice_id)
+        if notice is None:
+            raise NotFound(f"notice {data.notice_id!r} was never issued")
+        history = [*notice["history"], {"status": data.status, "previous": data.previous, "at": data.at.isoformat()}]
+        # A reopened notice leaves the deadlines it missed behind; a new step starts a new clock.
+        await repository.update_notice(
+            session, data.notice_id, status=data.status, history=history, changes=notice["changes"] + 1,
+            verified_at=data.at if data.status == "verified" else None, overdue=[])
+
+    async def notice_overdue(session: AsyncSession, envelope: Envelope) -> None:
+        data = envelope.data
+        assert isinstance(data, events.NoticeOverdue)
+        notice = await repository.notice_view(session, data.notice_id)
+        if notice is None:
+            raise NotFound(f"notice {data.notice_id!r} was never issued")
+        overdue = [o for o in notice["overdue"] if o["step"] != data.step]
+        overdue.append({"step": data.step, "deadline": data.deadline.isoformat()})
+        await repository.update_notice(session, data.notice_id, overdue=overdue, changes=notice["changes"] + 1)
+
     return {
+        "notice.issued": notice_issued,
+        "notice.transitioned": notice_transitioned,
+        "notice.overdue": notice_overdue,
         "feedback.received": feedback_received,
         "feedback.reassigned": feedback_reassigned,
         "feedback.follow_up": feedback_follow_up,
@@ -169,9 +263,12 @@ async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city
             fresh.append(e)
     statuses: dict[int, str] = {}
     ratings = Ratings()
+    complaints = Complaints()
     tz = city.timezone
     for e in fresh:
         data = e.data
+        if isinstance(data, events.FeedbackReceived) and data.unit_id in city.unit_ids:
+            received(complaints, data, data.occurred_at.astimezone(tz).date())
         if isinstance(data, events.FeedbackReceived | events.FeedbackFollowUp):
             level = data.level
             channel = "online" if isinstance(data, events.FeedbackFollowUp) else CHANNEL_OF.get(data.channel)
@@ -189,5 +286,6 @@ async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city
             except NotFound:
                 continue  # the live consumer dead-lettered it: it changed nothing there either
     await repository.add_ratings(session, ratings.rows())
+    await complaints.write(session)
     await repository.record_events(session, consumer, [e.id for e in fresh])
     return len(fresh)

@@ -187,8 +187,73 @@ emitted = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# --- read model for the pages: complaints, target progress and notices (rebuilt by replay) ---
+
+# Feedback items per unit, category and week (the Monday, local): all of them and the negative ones
+# (notices.md: level <= 2, or a text with no level). Reassigned items move with their counts.
+complaint_weeks = Table(
+    "complaint_weeks", metadata,
+    Column("unit_id", String(100), primary_key=True),
+    Column("category_id", String(100), primary_key=True),
+    Column("week", Date, primary_key=True),
+    Column("year", Integer, primary_key=True),  # a week across New Year has a cell in each year
+    Column("total", Integer, nullable=False),
+    Column("negative", Integer, nullable=False),
+)
+
+# Every feedback.received per year, local month and channel (the report's volume table).
+feedback_months = Table(
+    "feedback_months", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("month", Integer, primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# What target.progress said per target and date: the value and the tracker's projection then.
+target_points = Table(
+    "target_points", metadata,
+    Column("target_id", String(100), primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("unit_id", String(100), nullable=False, index=True),
+    Column("year", Integer, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("projection", Float, nullable=True),
+    Column("low", Float, nullable=True),
+    Column("high", Float, nullable=True),
+)
+
+# Titles and cadence of targets, which the scorecard's table does not keep.
+target_titles = Table(
+    "target_titles", metadata,
+    Column("target_id", String(100), primary_key=True),
+    Column("title", String(500), nullable=False),
+    Column("public_commitment", Boolean, nullable=False),
+)
+
+# Notices as notices.v1 tells them: state, overdue steps and the history of transitions.
+notice_views = Table(
+    "notice_views", metadata,
+    Column("notice_id", String(64), primary_key=True),
+    Column("unit_id", String(100), nullable=False, index=True),
+    Column("year", Integer, nullable=False, index=True),
+    Column("rule", String(60), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("linked_notice_id", String(64), nullable=True),
+    Column("overdue", JSON, nullable=False),
+    Column("history", JSON, nullable=False),
+    Column("changes", Integer, nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_table(metadata)
 
 # The tables a replay of the topics fills (rebuild empties and refills exactly these).
-READ_MODEL = (channel_days, surveys, survey_strata, survey_cells, targets, target_values, late_after_final)
+READ_MODEL = (channel_days, surveys, survey_strata, survey_cells, targets, target_values, late_after_final,
+              complaint_weeks, feedback_months, target_points, target_titles, notice_views)

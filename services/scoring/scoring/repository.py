@@ -15,10 +15,13 @@ from scoring.models import (
     assessments,
     audit,
     channel_days,
+    complaint_weeks,
     configs,
     emitted,
+    feedback_months,
     late_after_final,
     leader_grades,
+    notice_views,
     objections,
     processed_events,
     projects,
@@ -26,6 +29,8 @@ from scoring.models import (
     survey_cells,
     survey_strata,
     surveys,
+    target_points,
+    target_titles,
     target_values,
     targets,
     years,
@@ -364,3 +369,139 @@ async def put_emitted(session: AsyncSession, year: int, rows: list[dict[str, Any
     stmt = stmt.on_conflict_do_update(index_elements=["year", "unit_id"], set_={
         "total": stmt.excluded.total, "components": stmt.excluded.components, "at": stmt.excluded.at})
     await session.execute(stmt, [{"year": year, **r} for r in rows])
+
+
+# --- the pages' read model -------------------------------------------------------------------
+
+
+async def add_complaints(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Add per (unit, category, week) deltas of all items and negative ones (negative for a moved item)."""
+    values = list(rows)
+    if not values:
+        return
+    insert = insert_for(session)
+    stmt = insert(complaint_weeks)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["unit_id", "category_id", "week", "year"],
+        set_={"total": complaint_weeks.c.total + stmt.excluded.total,
+              "negative": complaint_weeks.c.negative + stmt.excluded.negative})
+    await session.execute(stmt, values)
+
+
+async def add_months(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
+    values = list(rows)
+    if not values:
+        return
+    insert = insert_for(session)
+    stmt = insert(feedback_months)
+    stmt = stmt.on_conflict_do_update(index_elements=["year", "month", "channel"],
+                                      set_={"n": feedback_months.c.n + stmt.excluded.n})
+    await session.execute(stmt, values)
+
+
+async def put_target_point(session: AsyncSession, row: Mapping[str, Any]) -> None:
+    insert = insert_for(session)
+    stmt = insert(target_points).values(**row)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["target_id", "date"], set_={k: v for k, v in row.items() if k not in ("target_id", "date")}))
+
+
+async def put_target_title(session: AsyncSession, *, target_id: str, title: str, public_commitment: bool) -> None:
+    insert = insert_for(session)
+    stmt = insert(target_titles).values(target_id=target_id, title=title, public_commitment=public_commitment)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["target_id"], set_={"title": title, "public_commitment": public_commitment}))
+
+
+async def put_notice(session: AsyncSession, row: Mapping[str, Any]) -> None:
+    """A notice as issued; a replayed notice.issued keeps the state its later events gave it."""
+    insert = insert_for(session)
+    await session.execute(insert(notice_views).values(**row).on_conflict_do_nothing())
+
+
+async def notice_view(session: AsyncSession, notice_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(notice_views).where(notice_views.c.notice_id == notice_id))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def update_notice(session: AsyncSession, notice_id: str, **values: Any) -> None:
+    await session.execute(update(notice_views).where(notice_views.c.notice_id == notice_id).values(**values))
+
+
+async def notices_of(session: AsyncSession, *, year: int | None = None, unit_id: str | None = None,
+                     open_only: bool = False) -> list[dict[str, Any]]:
+    c = notice_views.c
+    query = select(notice_views).order_by(c.issued_at.desc(), c.notice_id)
+    if year is not None:
+        query = query.where(c.year == year)
+    if unit_id is not None:
+        query = query.where(c.unit_id == unit_id)
+    if open_only:
+        query = query.where(c.status != "verified")
+    return [dict(r) for r in (await session.execute(query)).mappings()]
+
+
+async def weekly_satisfaction(session: AsyncSession, *, unit_id: str, year: int) -> list[tuple[date, str, int, float]]:
+    """Per day and channel of the unit's year: (day, channel, n, sum s); the caller folds days into weeks."""
+    c = channel_days.c
+    rows = await session.execute(select(c.day, c.channel, c.n, c.sum_s)
+                                 .where(c.unit_id == unit_id, c.year == year).order_by(c.day))
+    return [(d, str(ch), int(n), float(s)) for d, ch, n, s in rows]
+
+
+async def complaint_cells(session: AsyncSession, *, year: int, unit_id: str | None = None
+                          ) -> list[tuple[str, str, date, int, int]]:
+    """(unit, category, week, total, negative) of the year, optionally for one unit."""
+    c = complaint_weeks.c
+    query = select(c.unit_id, c.category_id, c.week, c.total, c.negative).where(c.year == year)
+    if unit_id is not None:
+        query = query.where(c.unit_id == unit_id)
+    rows = await session.execute(query.order_by(c.week))
+    return [(str(u), str(k), w, int(t), int(n)) for u, k, w, t, n in rows]
+
+
+async def complaint_weeks_of(session: AsyncSession, *, unit_id: str, category_id: str
+                             ) -> list[tuple[date, int, int]]:
+    """Every week of one cell, across years (a notice's effect spans the turn of a year)."""
+    c = complaint_weeks.c
+    rows = await session.execute(select(c.week, c.total, c.negative)
+                                 .where(c.unit_id == unit_id, c.category_id == category_id).order_by(c.week))
+    return [(w, int(t), int(n)) for w, t, n in rows]
+
+
+async def months_of(session: AsyncSession, year: int) -> list[tuple[int, str, int]]:
+    c = feedback_months.c
+    rows = await session.execute(select(c.month, c.channel, c.n).where(c.year == year).order_by(c.month))
+    return [(int(m), str(ch), int(n)) for m, ch, n in rows]
+
+
+async def target_series(session: AsyncSession, *, unit_id: str, year: int) -> list[dict[str, Any]]:
+    """The unit's targets of the year (approved, not withdrawn) with their titles and every progress point."""
+    t, tt, p = targets.c, target_titles.c, target_points.c
+    heads = await session.execute(
+        select(t.target_id, t.code, t.kind, t.direction, t.baseline, t.target, t.weight, tt.title)
+        .select_from(targets.outerjoin(target_titles, tt.target_id == t.target_id))
+        .where(t.unit_id == unit_id, t.year == year, t.approved.is_(True), t.withdrawn.is_(False))
+        .order_by(t.code, t.target_id))
+    out = {r["target_id"]: {**dict(r), "points": []} for r in heads.mappings()}
+    if out:
+        rows = await session.execute(select(target_points).where(p.target_id.in_(list(out))).order_by(p.date))
+        for r in rows.mappings():
+            out[r["target_id"]]["points"].append(dict(r))
+    return list(out.values())
+
+
+async def page_stamp(session: AsyncSession) -> str:
+    """Changes whenever anything a page shows may have changed (the live pages poll it)."""
+    version = (await session.execute(select(func.coalesce(func.sum(years.c.version), 0)))).scalar_one()
+    notices = (await session.execute(select(func.coalesce(func.sum(notice_views.c.changes), 0)))).scalar_one()
+    weeks = (await session.execute(select(func.coalesce(func.sum(complaint_weeks.c.total), 0)))).scalar_one()
+    return f"{int(version)}.{int(notices)}.{int(weeks)}"
+
+
+async def published_years(session: AsyncSession) -> list[tuple[int, str]]:
+    """Years whose results are public (a draft or final), newest first."""
+    rows = await session.execute(select(years.c.year, years.c.status).where(years.c.status.in_(("draft", "final")))
+                                 .order_by(years.c.year.desc()))
+    return [(int(y), str(s)) for y, s in rows]

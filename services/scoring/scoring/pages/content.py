@@ -1,0 +1,172 @@
+"""What each page shows, gathered from scoring's read model: no HTTP here, and no other service called."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime
+
+from scoring import repository, service
+from scoring.pages import opinion
+
+# The step a notice waits for in each state (notices.md lifecycle); deadlines reach us only when missed.
+NEXT_STEP = {"issued": "acknowledge", "acknowledged": "plan", "plan_submitted": "resolve", "resolved": "verify"}
+
+
+def _aware(moment: datetime) -> datetime:
+    return service._aware(moment)
+
+
+def notice_row(n: dict[str, Any]) -> dict[str, Any]:
+    """A notice as the pages show it: no feedback ids, evidence reduced to its numbers."""
+    evidence = {k: v for k, v in sorted(n["evidence"].items())
+                if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {"notice_id": n["notice_id"], "unit_id": n["unit_id"], "year": n["year"], "rule": n["rule"],
+            "subject": n["subject"], "severity": n["severity"], "status": n["status"],
+            "issued_at": _aware(n["issued_at"]).isoformat(),
+            "verified_at": _aware(n["verified_at"]).isoformat() if n["verified_at"] else None,
+            "evidence": evidence, "overdue": list(n["overdue"]), "history": list(n["history"]),
+            "next_step": NEXT_STEP.get(n["status"]),
+            "linked_notice_id": n["linked_notice_id"]}
+
+
+async def page_stamp(runtime: ServiceRuntime) -> str:
+    async with runtime.sessions() as session:
+        return await repository.page_stamp(session)
+
+
+async def ranking(runtime: ServiceRuntime, year: int) -> dict[str, list[dict[str, Any]]]:
+    """Rows per group, in rank order, groups in the city profile's order."""
+    rows = service.ranking_rows(await service.scorecards(runtime, year), None)
+    out: dict[str, list[dict[str, Any]]] = {g.id: [] for g in runtime.city.groups}
+    for r in rows:
+        out.setdefault(r["group"], []).append(r)
+    return out
+
+
+async def open_notices(runtime: ServiceRuntime, unit_id: str | None = None) -> list[dict[str, Any]]:
+    async with runtime.sessions() as session:
+        rows = await repository.notices_of(session, unit_id=unit_id, open_only=True)
+    return [notice_row(n) for n in rows]
+
+
+async def unit_page(runtime: ServiceRuntime, unit_id: str, year: int) -> dict[str, Any]:
+    card = await service.scorecard(runtime=runtime, unit_id=unit_id, year=year)
+    async with runtime.sessions() as session:
+        days = await repository.weekly_satisfaction(session, unit_id=unit_id, year=year)
+        cells = await repository.complaint_cells(session, year=year, unit_id=unit_id)
+        targets = await repository.target_series(session, unit_id=unit_id, year=year)
+        notices = await repository.notices_of(session, unit_id=unit_id)
+    weeks, by_channel = opinion.weekly_means(days)
+    negative: dict[str, int] = defaultdict(int)
+    weekly: dict[str, dict[date, int]] = defaultdict(dict)
+    for _u, category, week, _total, n in cells:
+        negative[category] += n
+        weekly[category][week] = weekly[category].get(week, 0) + n
+    # The trend covers the 12 weeks up to now (or to the year's end), quiet weeks as zeros.
+    last = opinion.week_of(min(service.today(runtime), date(year, 12, 31)))
+    all_weeks = [last - timedelta(weeks=i) for i in range(11, -1, -1)]
+    top = sorted((c for c in negative if negative[c] > 0), key=lambda c: (-negative[c], c))[:8]
+    categories = [{"category_id": c, "negative": negative[c], "trend": [weekly[c].get(w, 0) for w in all_weeks]}
+                  for c in top]
+    return {"card": card, "weeks": weeks, "satisfaction": by_channel, "categories": categories,
+            "category_weeks": all_weeks, "targets": targets, "notices": [notice_row(n) for n in notices]}
+
+
+async def public_results(runtime: ServiceRuntime, year: int | None) -> dict[str, Any]:
+    """The published scorecards of a year (the newest published when none is asked) and its notices."""
+    async with runtime.sessions() as session:
+        published = await repository.published_years(session)
+    if year is None:
+        year = published[0][0] if published else service.current_year(runtime)
+    try:
+        results: dict[str, Any] | None = await service.public_scorecards(runtime=runtime, year=year)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        results = None
+    async with runtime.sessions() as session:
+        notices = await repository.notices_of(session, year=year)
+    groups: dict[str, list[dict[str, Any]]] = {g.id: [] for g in runtime.city.groups}
+    for r in (results or {}).get("rows", []):
+        groups.setdefault(r["group"], []).append(r)
+    return {"year": year, "years": [y for y, _s in published], "results": results, "groups": groups,
+            "notices": [notice_row(n) for n in notices]}
+
+
+async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
+    """The annual public-opinion analysis: every figure from the read model or the scorecards."""
+    today = service.today(runtime)
+    async with runtime.sessions() as session:
+        row = await repository.year_row(session, year)
+        months = await repository.months_of(session, year)
+        this_cells = await repository.complaint_cells(session, year=year)
+        last_cells = await repository.complaint_cells(session, year=year - 1)
+        notices = await repository.notices_of(session, year=year)
+        cell_weeks: dict[tuple[str, str], list[tuple[date, int, int]]] = {}
+        for n in notices:
+            if n["status"] == "verified" and n["rule"] in ("complaint-recurrence", "recurrence-after-rectification"):
+                key = (n["unit_id"], n["subject"])
+                if key not in cell_weeks:
+                    cell_weeks[key] = await repository.complaint_weeks_of(session, unit_id=key[0],
+                                                                          category_id=key[1])
+    status = str(row["status"]) if row else "live"
+    cards = await service.scorecards(runtime, year)
+
+    channels: dict[str, list[int]] = {}
+    for m, channel, count in months:
+        channels.setdefault(channel, [0] * 12)[m - 1] += count
+    volume = {"months": list(range(1, 13)), "channels": dict(sorted(channels.items())),
+              "by_channel": {c: sum(v) for c, v in sorted(channels.items())},
+              "total": sum(sum(v) for v in channels.values())}
+
+    satisfaction = []
+    for card in sorted(cards.values(), key=lambda c: (c["group"], c["rank"], c["unit_id"])):
+        public = card["public"]
+        satisfaction.append({"unit_id": card["unit_id"], "group": card["group"], "rank": card["rank"],
+                             "grade": card["grade"], "total": card["total"], "S": public.get("S"),
+                             "interval": public.get("interval"),
+                             "n": {c: v.get("n", 0) for c, v in public.get("channels", {}).items()}})
+        # S is 0 on the scorecard when nobody rated the unit; the report says "no ratings" instead.
+        satisfaction[-1]["rated"] = any(n for n in satisfaction[-1]["n"].values())
+
+    def negatives(cells: list[tuple[str, str, date, int, int]]) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for _u, category, _w, _t, n in cells:
+            out[category] += n
+        return {c: n for c, n in out.items() if n}
+
+    shares = opinion.category_shares(negatives(this_cells), negatives(last_cells))
+    by_status: dict[str, int] = defaultdict(int)
+    by_rule: dict[str, int] = defaultdict(int)
+    items = []
+    for n in sorted(notices, key=lambda n: (_aware(n["issued_at"]), n["notice_id"])):
+        by_status[n["status"]] += 1
+        by_rule[n["rule"]] += 1
+        item = notice_row(n)
+        weeks = cell_weeks.get((n["unit_id"], n["subject"]))
+        if weeks is not None and n["verified_at"] is not None:
+            tz = runtime.city.timezone
+            eff = opinion.effect([(w, neg) for w, _t, neg in weeks],
+                                 issued=_aware(n["issued_at"]).astimezone(tz).date(),
+                                 verified=_aware(n["verified_at"]).astimezone(tz).date(), today=today)
+            item["effect"] = asdict(eff)
+        else:
+            item["effect"] = None
+        items.append(item)
+    rows = [asdict(s) for s in shares]
+    return {
+        "year": year, "status": status, "generated_on": today.isoformat(),
+        "volume": volume, "satisfaction": satisfaction,
+        "categories": rows,
+        "negative_total": sum(s.negative for s in shares),
+        "previous_negative_total": sum(s.previous_negative for s in shares),
+        "notices": {"issued": len(notices), "by_status": dict(sorted(by_status.items())),
+                    "by_rule": dict(sorted(by_rule.items())), "items": items},
+        "priorities": [r for r in rows if r["priority"]],
+        "test": opinion.TEST,
+    }

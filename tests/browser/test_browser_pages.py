@@ -1,0 +1,334 @@
+"""The pages in headless Chromium: sign-in, ranking order, charts, live updates, no contact data, phone layout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import sync_playwright
+from yardstick import events
+from yardstick.auth import issue
+from yardstick.bus.codec import encode
+from yardstick.bus.memory import MemoryBus
+from yardstick.city import default_city_path, load_city
+from yardstick.events import Envelope
+from yardstick.services import SERVICES
+
+CHROMIUM = "/usr/bin/chromium"
+SECRET = "browser-secret-0123456789abcdef0123456789abcdef"
+UNIT = "health-commission"
+PHONE = "13987654321"
+EMAIL = "li.si@example.cn"
+COMPLAINT = "在医院挂号排了四个小时"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the test thread owns no signals
+        yield
+
+
+class Stack:
+    """The four services on one MemoryBus and uvicorn servers, in a thread with its own event loop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.city = load_city(default_city_path())
+        self.ports = {name: free_port() for name in SERVICES}
+        self.loop = asyncio.new_event_loop()
+        self.bus = MemoryBus(retry_s=0.02)
+        self.servers: list[_Server] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        from scoring.pages.settings import PagesSettings
+
+        for name, spec in SERVICES.items():
+            settings = spec.settings(data_dir=self.data_dir, bus="memory", auth_secret=SECRET, database_url="",
+                                     port=self.ports[name])
+            app = spec.create_app(settings, bus=self.bus, city=self.city)
+            if name == "scoring":
+                app.state.pages_settings = PagesSettings(intake_url=self.url("feedback-intake"), poll_s=0.5)
+            self.servers.append(_Server(uvicorn.Config(app, host="127.0.0.1", port=self.ports[name],
+                                                       log_config=None, access_log=False, lifespan="on")))
+        await self.bus.start()
+        try:
+            await asyncio.gather(*(s.serve() for s in self.servers))
+        finally:
+            await self.bus.stop()
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while not (len(self.servers) == len(SERVICES) and all(s.started for s in self.servers)):
+            assert datetime.now(UTC) < deadline, "services did not start"
+            threading.Event().wait(0.1)
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.should_exit = True
+        self.thread.join(timeout=30)
+
+    def publish(self, *items: events.Event, key: str = UNIT) -> None:
+        envelopes = [encode(Envelope.of(d, source="test", key=key)) for d in items]
+        asyncio.run_coroutine_threadsafe(self.bus.publish(envelopes), self.loop).result(timeout=10)
+
+    def settled(self) -> None:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while any(self.bus.lag(group) for group in ("scoring", "notices")):
+            assert datetime.now(UTC) < deadline, "consumers did not catch up"
+            threading.Event().wait(0.05)
+
+
+def token(role: str, **scope: Any) -> str:
+    signed, _claims = issue(SECRET, role=role, **scope)
+    return signed
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("browser-data"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Screenshots go to $YARDSTICK_TEST_ARTIFACTS when set (CI uploads it), else pytest's tmp dir."""
+    chosen = os.environ.get("YARDSTICK_TEST_ARTIFACTS")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the test setup installs Debian's chromium package")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+def rate(stack: Stack, levels: list[int], unit_id: str = UNIT) -> None:
+    window = stack.city.windows_of(unit_id)[0].id
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    with httpx.Client(base_url=stack.url("feedback-intake")) as client:
+        for i, level in enumerate(levels):
+            kiosk = token("kiosk", window_id=window, subject=f"kiosk-{uuid.uuid4().hex[:8]}")
+            body = {"ratings": [{"id": str(uuid.uuid4()), "window_id": window, "level": level,
+                                 "rated_at": (now - timedelta(seconds=i)).isoformat()}]}
+            r = client.post("/v1/ratings", json=body, headers={"Authorization": f"Bearer {kiosk}"})
+            assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: Stack) -> dict[str, Any]:
+    """Ratings for several units, complaints with contact data, a target, a notice, and a finalized last year."""
+    year = datetime.now(UTC).astimezone(stack.city.timezone).year
+    for unit in stack.city.units[:6]:
+        rate(stack, [5, 4, 3][: 1 + len(unit.id) % 3], unit.id)
+    codes = []
+    with httpx.Client(base_url=stack.url("feedback-intake")) as client:
+        for level in (1, 2, None):
+            body: dict[str, Any] = {"channel": "web", "unit_id": UNIT, "category_id": "seeing-a-doctor",
+                                    "text": COMPLAINT, "contact": {"phone": PHONE, "email": EMAIL}}
+            if level is not None:
+                body["level"] = level
+            r = client.post("/v1/feedback", json=body,
+                            headers={"Authorization": f"Bearer {token('citizen', subject='c')}"})
+            assert r.status_code == 201, r.text
+            codes.append(r.json()["tracking_code"])
+    last_year = datetime(year - 1, 6, 15, 3, tzinfo=UTC)
+    stack.publish(*(events.FeedbackReceived(feedback_id=f"old-{i}", unit_id=UNIT, channel="mobile",
+                                            occurred_at=last_year, year=year - 1, level=1 + i % 5,
+                                            category_id="seeing-a-doctor" if i % 2 else None)
+                    for i in range(10)))
+    today = datetime.now(UTC).astimezone(stack.city.timezone).date()
+    stack.publish(
+        events.TargetDefined(target_id="t-browser", unit_id=UNIT, year=year, code="beds", title="More beds",
+                             kind="numeric", direction="increase", baseline=0.0, target=100.0, weight=1.0,
+                             cadence="daily", approved=True),
+        *(events.TargetProgress(target_id="t-browser", unit_id=UNIT, year=year, date=today - timedelta(days=d),
+                                value=40.0 - d, attainment=0.4, status="at_risk",
+                                projection=events.Projection(value=80.0, low=65.0, high=95.0))
+          for d in (6, 4, 2, 0)),
+        events.NoticeIssued(notice_id="n-browser", unit_id=UNIT, rule="complaint-recurrence",
+                            subject="seeing-a-doctor", severity="normal",
+                            issued_at=datetime.now(UTC) - timedelta(days=2), year=year,
+                            evidence={"window_count": 6, "baseline_count": 0}))
+    stack.settled()
+    commission = token("commission", subject="browser-test")
+    r = httpx.post(f"{stack.url('scoring')}/v1/scorecards/{year - 1}:finalize", json={"force": True},
+                   headers={"Authorization": f"Bearer {commission}"})
+    assert r.status_code == 200, r.text
+    return {"year": year, "codes": codes, "commission": commission}
+
+
+def sign_in(page: Any, stack: Stack, tok: str) -> None:
+    page.goto(f"{stack.url('scoring')}/dashboard/sign-in?lang=en")
+    page.get_by_label("Access token").fill(tok)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/dashboard(\?.*)?$|.*/dashboard/units/.*"))
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack) -> Iterator[Any]:
+    """A fresh context that refuses (and records) every request leaving the machine."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith("http://127.0.0.1:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    opened = context.new_page()
+    opened.outside = outside
+    yield opened
+    context.close()
+    assert outside == [], f"pages reached for the internet: {outside}"
+
+
+def test_the_dashboard_ranks_every_unit_of_a_group(page: Any, stack: Stack, seeded: dict[str, Any],
+                                                    artifacts: Path) -> None:
+    sign_in(page, stack, seeded["commission"])
+    year = seeded["year"]
+    page.goto(f"{stack.url('scoring')}/dashboard?year={year}")
+    for group in stack.city.groups:
+        api = httpx.get(f"{stack.url('scoring')}/v1/scorecards", params={"year": year, "group": group.id},
+                        headers={"Authorization": f"Bearer {seeded['commission']}"}).json()
+        rows = page.locator(f'table[data-group="{group.id}"] tbody tr')
+        shown = [rows.nth(i).get_attribute("data-unit") for i in range(rows.count())]
+        assert shown == [r["unit_id"] for r in api["rows"]]
+        assert set(shown) == {u.id for u in stack.city.units_in_group(group.id)}
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+
+
+def test_a_unit_page_draws_its_charts_and_takes_a_new_rating_live(page: Any, stack: Stack,
+                                                                  seeded: dict[str, Any], artifacts: Path) -> None:
+    sign_in(page, stack, seeded["commission"])
+    page.goto(f"{stack.url('scoring')}/dashboard/units/{UNIT}?year={seeded['year']}&lang=en")
+    charts = page.locator("svg.chart")
+    assert charts.count() >= 2
+    for i in range(charts.count()):
+        box = charts.nth(i).bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 50
+        assert charts.nth(i).get_attribute("aria-label")
+    assert page.locator("svg.chart polygon.band").count() == 1
+    assert page.locator("svg.chart .series").count() >= 2  # a line per channel (a dot for one week)
+    page.screenshot(path=str(artifacts / "unit.png"), full_page=True)
+
+    def window_n() -> str:
+        return str(page.locator("table.channels tr", has_text="Service-window kiosks").locator("td").first
+                   .inner_text())
+
+    before = window_n()
+    page.evaluate("window.__notReloaded = true")
+    rate(stack, [5])
+    page.wait_for_function("([sel, old]) => { const r = [...document.querySelectorAll(sel)].find("
+                           "t => t.textContent.includes('Service-window kiosks'));"
+                           " return r && r.querySelector('td').textContent.trim() !== old; }",
+                           arg=["table.channels tr", before], timeout=20000)
+    assert int(window_n()) == int(before) + 1
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_public_pages_and_report_show_no_contact_data(page: Any, stack: Stack, seeded: dict[str, Any],
+                                                      artifacts: Path) -> None:
+    year = seeded["year"]
+    base = stack.url("scoring")
+    seen = []
+    for lang in ("zh", "en"):
+        page.goto(f"{base}/public?year={year - 1}&lang={lang}")
+        seen.append(page.content())
+        page.goto(f"{base}/v1/reports/annual/{year - 1}?lang={lang}")
+        seen.append(page.content())
+    page.goto(f"{base}/public?year={year - 1}")
+    assert page.locator("html").get_attribute("lang") == "en"  # the last switch (English) is remembered
+    page.screenshot(path=str(artifacts / "public.png"), full_page=True)
+    sign_in(page, stack, seeded["commission"])
+    page.goto(f"{base}/v1/reports/annual/{year}?lang=en")
+    seen.append(page.content())
+    page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+    page.emulate_media(media="print")
+    page.screenshot(path=str(artifacts / "report-print.png"), full_page=True)
+    for html in seen:
+        for secret in (PHONE, EMAIL, "example.cn", COMPLAINT, *seeded["codes"]):
+            assert secret not in html
+
+
+def test_the_reports_figures_equal_the_apis(page: Any, stack: Stack, seeded: dict[str, Any]) -> None:
+    year = seeded["year"]
+    bearer = {"Authorization": f"Bearer {seeded['commission']}"}
+    report = httpx.get(f"{stack.url('scoring')}/v1/reports/annual/{year - 1}",
+                       headers={"accept": "application/json"}).json()
+    page.goto(f"{stack.url('scoring')}/v1/reports/annual/{year - 1}?lang=en")
+    total = page.locator("table.volume tr", has_text="All").locator("td[data-total]")
+    assert int(total.get_attribute("data-total")) == report["volume"]["total"] == 10
+    final = httpx.get(f"{stack.url('scoring')}/v1/public/scorecards", params={"year": year - 1}).json()
+    for card in final["scorecards"]:
+        row = page.locator(f'table.satisfaction tr[data-unit="{card["unit_id"]}"]')
+        shown = row.get_attribute("data-s")
+        assert (float(shown) if shown else None) == card["public"]["S"]
+    live = httpx.get(f"{stack.url('scoring')}/v1/scorecards/{UNIT}", params={"year": year}, headers=bearer).json()
+    this_year = httpx.get(f"{stack.url('scoring')}/v1/reports/annual/{year}",
+                          headers={**bearer, "accept": "application/json"}).json()
+    assert next(s for s in this_year["satisfaction"] if s["unit_id"] == UNIT)["S"] == live["public"]["S"]
+    doctor = next(c for c in this_year["categories"] if c["category_id"] == "seeing-a-doctor")
+    assert doctor["negative"] == 3 and doctor["previous_negative"] == 2
+
+
+def test_pages_work_on_a_phone_and_from_the_keyboard(browser: Any, stack: Stack, seeded: dict[str, Any],
+                                                     artifacts: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{stack.url('scoring')}/public?year={seeded['year'] - 1}&lang=en")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    for field in page.locator("input, select").all():
+        field_id = field.get_attribute("id")
+        assert field_id and page.locator(f'label[for="{field_id}"]').count() == 1
+    page.get_by_label("Tracking code").fill(seeded["codes"][0])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Look up").click()
+    assert page.url.startswith(stack.url("feedback-intake")) and seeded["codes"][0] in page.url
+    assert '"status"' in page.content()
+    page.goto(f"{stack.url('scoring')}/public?year={seeded['year'] - 1}&lang=zh")
+    page.screenshot(path=str(artifacts / "public-phone.png"), full_page=True)
+    context.close()
