@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+
 from yardstick import auth
 from yardstick.city import default_city_path, load_city
 

@@ -18,12 +18,13 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+from sqlalchemy import delete  # noqa: E402
+
 from notices import consumers, detectors, service  # noqa: E402
 from notices.app import MIGRATIONS  # noqa: E402
 from notices.models import negative_days, processed_events  # noqa: E402
 from notices.settings import NoticesSettings  # noqa: E402
 from notices.workdays import WorkCalendar  # noqa: E402
-from sqlalchemy import delete  # noqa: E402
 from yardstick import db, events  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402
 from yardstick.consumer import IdempotentConsumer  # noqa: E402

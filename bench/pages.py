@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import httpx  # noqa: E402
+
 from scoring import consumers  # noqa: E402
 from scoring.app import create_app  # noqa: E402
 from scoring.settings import ScoringSettings  # noqa: E402

@@ -30,6 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+
 from target_tracker import forecast  # noqa: E402
 from yardstick import auth  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from playwright.sync_api import sync_playwright
+
 from yardstick import events
 from yardstick.auth import issue
 from yardstick.bus.codec import encode

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from feedback_intake.deadlines import add_working_days
 from feedback_intake.limits import RateLimiter
 from yardstick.city import UNCATEGORISED

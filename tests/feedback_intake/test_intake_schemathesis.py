@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from feedback_intake.app import create_app
-from feedback_intake.settings import IntakeSettings
 from hypothesis import HealthCheck, settings
 from starlette.testclient import TestClient
+
+from feedback_intake.app import create_app
+from feedback_intake.settings import IntakeSettings
 from yardstick.auth import issue
 from yardstick.city import default_city_path, load_city
 

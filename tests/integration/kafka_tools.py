@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from yardstick.bus import Message
 
 

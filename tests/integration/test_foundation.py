@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from harness import REPO, System, control, wait_for
 from kafka_tools import produce, read_all, rewind_group
+
 from yardstick import auth, events
 from yardstick.bus import Message
 from yardstick.bus.codec import encode

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from harness import System, wait_for
 from kafka_tools import read_all
+
 from yardstick import auth, events
 from yardstick.bus.codec import decode
 from yardstick.city import default_city_path, load_city

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from harness import System, wait_for
 from kafka_tools import produce, read_all
+
 from yardstick import auth, events
 from yardstick.bus.codec import encode
 from yardstick.city import default_city_path, load_city

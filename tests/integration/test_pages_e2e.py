@@ -9,6 +9,7 @@ from typing import Any
 
 from harness import System, wait_for
 from kafka_tools import produce
+
 from yardstick import events
 from yardstick.auth import issue
 from yardstick.bus.codec import encode

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from harness import System, wait_for
 from kafka_tools import produce
+
 from scoring import commands, service
 from scoring.settings import ScoringSettings
 from yardstick import events

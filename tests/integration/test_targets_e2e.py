@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from harness import System, wait_for
 from kafka_tools import read_all
+
 from yardstick import auth
 from yardstick.bus.codec import decode
 from yardstick.city import default_city_path, load_city

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+
 from notices.app import create_app
 from notices.settings import NoticesSettings
 from yardstick import events

@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
 from notices import detectors
 from notices.detectors import (
     ComplaintCell,
@@ -19,8 +22,6 @@ from notices.detectors import (
     target_off_track,
     wilson_interval,
 )
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
 
 def test_p_value_is_the_exact_binomial_tail() -> None:

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binom
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from statsmodels.stats.multitest import multipletests
+
 from notices import repository, service
 from notices.app import MIGRATIONS
 from notices.models import negative_days, notices, outbox, rating_days, target_reports, target_states
 from notices.schemas import PlanIn
 from notices.settings import NoticesSettings
 from notices.workdays import WorkCalendar
-from scipy.stats import binom
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from statsmodels.stats.multitest import multipletests
 from yardstick import db
 from yardstick.auth import Principal
 from yardstick.city import CityProfile

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from scoring.method import CHANNEL_OF, DEFAULT_CHANNEL_WEIGHTS, ChannelSums, public_evaluation, satisfaction
 
 

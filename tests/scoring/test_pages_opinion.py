@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 from scipy.stats import norm
+
 from scoring.pages import i18n, opinion, svg
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from yardstick import events
 from yardstick.bus.codec import encode
 from yardstick.events import Envelope

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from scoring import commands, service
 from yardstick import events
 from yardstick.bus.codec import encode

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+
 from yardstick.bus.codec import decode
 
 UNIT = "health-commission"

@@ -7,6 +7,7 @@ import random
 from datetime import date, timedelta
 
 import pytest
+
 from target_tracker import cadence, forecast
 from target_tracker.forecast import HoltParams, Projection, Spec, Thresholds
 

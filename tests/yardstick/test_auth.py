@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+
 from yardstick import events
 from yardstick.auth import issue
 from yardstick.bus.codec import encode

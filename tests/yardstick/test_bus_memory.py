@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from yardstick.bus import DeadLetter, Message, Subscription
 from yardstick.bus.memory import MemoryBus
 

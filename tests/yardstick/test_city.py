@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+
 from yardstick.city import (
     UNCATEGORISED,
     City,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from yardstick import cli, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import decode, encode

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 from yardstick import db, events
 from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription
 from yardstick.bus.codec import decode, encode

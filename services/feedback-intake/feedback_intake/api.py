@@ -8,9 +8,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
-from yardstick.auth import Principal, optional_principal, require
-from yardstick.errors import ApiError
-from yardstick.runtime import runtime_of
 
 from feedback_intake import service
 from feedback_intake.limits import RateLimiter
@@ -34,6 +31,9 @@ from feedback_intake.schemas import (
 )
 from feedback_intake.service import Intake, NewFeedback
 from feedback_intake.settings import IntakeSettings
+from yardstick.auth import Principal, optional_principal, require
+from yardstick.errors import ApiError
+from yardstick.runtime import runtime_of
 
 router = APIRouter(prefix="/v1")
 

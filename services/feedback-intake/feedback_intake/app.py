@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from yardstick import events
-from yardstick.bus import Bus
-from yardstick.city import CityProfile
-from yardstick.runtime import ServiceRuntime
 
 from feedback_intake import api, consumers, open311
 from feedback_intake.classify import Classifier
@@ -17,6 +13,10 @@ from feedback_intake.limits import RateLimiter
 from feedback_intake.models import metadata
 from feedback_intake.service import Intake
 from feedback_intake.settings import IntakeSettings
+from yardstick import events
+from yardstick.bus import Bus
+from yardstick.city import CityProfile
+from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
+
 from yardstick.city import UNCATEGORISED, CityProfile
 
 Method = Literal["keyword", "model", "none"]

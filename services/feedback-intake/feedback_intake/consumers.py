@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from feedback_intake import repository
 from yardstick import events
 from yardstick.city import CityProfile
 from yardstick.consumer import EventHandler
 from yardstick.events import Envelope
-
-from feedback_intake import repository
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table

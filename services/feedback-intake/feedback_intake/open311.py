@@ -7,12 +7,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from yardstick.auth import authenticator
-from yardstick.errors import ApiError
 
 from feedback_intake import service
 from feedback_intake.api import intake_of, rate_limit
 from feedback_intake.service import NewFeedback
+from yardstick.auth import authenticator
+from yardstick.errors import ApiError
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 

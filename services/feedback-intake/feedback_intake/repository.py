@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import dialect_name, insert_for
 
 from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
+from yardstick.db import dialect_name, insert_for
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:

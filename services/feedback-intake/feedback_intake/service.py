@@ -15,11 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick import events
-from yardstick.auth import Principal, ensure_unit
-from yardstick.city import UNCATEGORISED, CityProfile
-from yardstick.errors import ApiError
-from yardstick.runtime import ServiceRuntime
 
 from feedback_intake import models, repository, survey_rows
 from feedback_intake.classify import Classifier
@@ -28,6 +23,11 @@ from feedback_intake.deadlines import add_working_days
 from feedback_intake.schemas import RatingItem
 from feedback_intake.settings import IntakeSettings
 from feedback_intake.survey_rows import SurveyRow
+from yardstick import events
+from yardstick.auth import Principal, ensure_unit
+from yardstick.city import UNCATEGORISED, CityProfile
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime
 
 
 @dataclass

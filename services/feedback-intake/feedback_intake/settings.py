@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from yardstick.settings import ServiceSettings
 
 

@@ -8,14 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
-from yardstick.auth import Principal, ensure_unit, require
-from yardstick.errors import ApiError
-from yardstick.runtime import ServiceRuntime, runtime_of
 
 from notices import detectors, repository, service
 from notices.schemas import RULE_MODELS, OptionalTextIn, PlanIn, SubscriptionIn, TextIn
 from notices.settings import NoticesSettings
 from notices.workdays import WorkCalendar
+from yardstick.auth import Principal, ensure_unit, require
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime, runtime_of
 
 router = APIRouter(prefix="/v1")
 public = APIRouter(prefix="/v1/public")

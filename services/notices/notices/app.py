@@ -6,16 +6,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
-from yardstick import events
-from yardstick.bus import Bus
-from yardstick.city import CityProfile
-from yardstick.runtime import ServiceRuntime
 
 from notices import api, consumers
 from notices.models import metadata
 from notices.settings import NoticesSettings
 from notices.tasks import Evaluator
 from notices.workdays import WorkCalendar
+from yardstick import events
+from yardstick.bus import Bus
+from yardstick.city import CityProfile
+from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from notices import repository
 from yardstick import events
 from yardstick.city import CityProfile
 from yardstick.consumer import EventHandler, NotFound
 from yardstick.events import Envelope
-
-from notices import repository
 
 ONLINE = {"web", "mobile", "hotline", "face_to_face", "exhibit_hall", "open311"}
 

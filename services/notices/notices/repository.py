@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import dialect_name, insert_for
 
 from notices.models import (
     category_days,
@@ -24,6 +23,7 @@ from notices.models import (
     target_reports,
     target_states,
 )
+from yardstick.db import dialect_name, insert_for
 
 
 def _insert(session: AsyncSession) -> Any:

@@ -9,18 +9,18 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick import events
-from yardstick.auth import Principal
-from yardstick.city import CityProfile
-from yardstick.errors import ApiError
-from yardstick.events import Envelope
-from yardstick.outbox import add as add_to_outbox
 
 from notices import detectors, repository
 from notices.detectors import ComplaintSettings, Finding, RecurrenceSettings, SatisfactionSettings, TargetSettings
 from notices.models import outbox
 from notices.schemas import RULE_MODELS, PlanIn
 from notices.workdays import WorkCalendar
+from yardstick import events
+from yardstick.auth import Principal
+from yardstick.city import CityProfile
+from yardstick.errors import ApiError
+from yardstick.events import Envelope
+from yardstick.outbox import add as add_to_outbox
 
 SOURCE = "notices"
 SWEEP = "daily"

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from yardstick.settings import ServiceSettings
 
 from notices.workdays import DEFAULT_CALENDAR, HolidayYear
+from yardstick.settings import ServiceSettings
 
 
 class NoticesSettings(ServiceSettings):

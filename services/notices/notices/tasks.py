@@ -7,12 +7,12 @@ import logging
 from datetime import UTC, datetime
 
 import httpx
-from yardstick.events import Envelope
-from yardstick.runtime import ServiceRuntime
 
 from notices import notify, repository, service
 from notices.settings import NoticesSettings
 from notices.workdays import WorkCalendar
+from yardstick.events import Envelope
+from yardstick.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
 

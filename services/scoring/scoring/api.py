@@ -8,9 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
-from yardstick.auth import Principal, ensure_unit, require
-from yardstick.errors import ApiError
-from yardstick.runtime import runtime_of
 
 from scoring import service
 from scoring.schemas import (
@@ -22,6 +19,9 @@ from scoring.schemas import (
     ObjectionBody,
     ProjectBody,
 )
+from yardstick.auth import Principal, ensure_unit, require
+from yardstick.errors import ApiError
+from yardstick.runtime import runtime_of
 
 router = APIRouter(prefix="/v1")
 READERS = require("commission", "leader", "coordinator")

@@ -7,15 +7,15 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
-from yardstick.bus import Bus
-from yardstick.city import CityProfile
-from yardstick.runtime import ServiceRuntime
 
 from scoring import api, consumers, service
 from scoring.models import metadata
 from scoring.pages import views as pages
 from scoring.pages.settings import PagesSettings
 from scoring.settings import ScoringSettings
+from yardstick.bus import Bus
+from yardstick.city import CityProfile
+from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 log = logging.getLogger(__name__)

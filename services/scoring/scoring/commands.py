@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from yardstick import db
-from yardstick.bus import DeadLetter, Message
-from yardstick.bus.codec import decode
-from yardstick.events import Envelope
-from yardstick.runtime import ServiceRuntime
 
 from scoring import consumers, repository, service
 from scoring.app import MIGRATIONS
 from scoring.models import adjustments, assessments, configs, leader_grades, metadata, projects
 from scoring.settings import ScoringSettings
+from yardstick import db
+from yardstick.bus import DeadLetter, Message
+from yardstick.bus.codec import decode
+from yardstick.events import Envelope
+from yardstick.runtime import ServiceRuntime
 
 BATCH = 5000
 # The commission's own inputs are not on any topic: a rebuild takes them from the live database.

@@ -7,13 +7,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from scoring import repository
+from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
 from yardstick.consumer import EventHandler, NotFound
 from yardstick.events import Envelope
-
-from scoring import repository
-from scoring.method import CHANNEL_OF, satisfaction
 
 CONSUMER = "scoring"
 TOPICS = [events.FEEDBACK, events.SURVEY, events.TARGETS, events.NOTICES]

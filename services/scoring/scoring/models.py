@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, String, Table, Text
+
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table

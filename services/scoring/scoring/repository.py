@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import dialect_name, insert_for
 
 from scoring.models import (
     adjustments,
@@ -35,6 +34,7 @@ from scoring.models import (
     targets,
     years,
 )
+from yardstick.db import dialect_name, insert_for
 
 # --- years ---------------------------------------------------------------------------------
 

@@ -12,13 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from scoring import method, repository
 from yardstick import events
 from yardstick.auth import Principal
 from yardstick.errors import ApiError
 from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
-
-from scoring import method, repository
 
 log = logging.getLogger(__name__)
 SOURCE = "scoring"

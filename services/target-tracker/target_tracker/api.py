@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from yardstick.auth import Principal, require
-from yardstick.errors import ApiError
-from yardstick.runtime import runtime_of
 
 from target_tracker import service
 from target_tracker.schemas import ProgressIn, ReasonIn, TargetIn, TargetPatch
 from target_tracker.settings import TargetsSettings
+from yardstick.auth import Principal, require
+from yardstick.errors import ApiError
+from yardstick.runtime import runtime_of
 
 router = APIRouter(prefix="/v1")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from yardstick.bus import Bus
-from yardstick.city import CityProfile
-from yardstick.runtime import ServiceRuntime
 
 from target_tracker import api, service
 from target_tracker.models import metadata
 from target_tracker.settings import TargetsSettings
+from yardstick.bus import Bus
+from yardstick.city import CityProfile
+from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
+
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table

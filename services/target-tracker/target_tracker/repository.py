@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
-from yardstick.db import dialect_name, insert_for
 
 from target_tracker.models import audit, progress, targets
+from yardstick.db import dialect_name, insert_for
 
 # Enough reports for both projections (Holt looks at the last 120 at most).
 SERIES_LIMIT = 120

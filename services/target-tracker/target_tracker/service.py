@@ -14,14 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from yardstick import events
-from yardstick.auth import Principal, ensure_unit
-from yardstick.errors import ApiError
-from yardstick.runtime import ServiceRuntime
 
 from target_tracker import cadence, forecast, repository
 from target_tracker.schemas import ProgressIn, TargetIn, TargetPatch
 from target_tracker.settings import TargetsSettings
+from yardstick import events
+from yardstick.auth import Principal, ensure_unit
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
 

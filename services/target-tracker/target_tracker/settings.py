@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from yardstick.settings import ServiceSettings
 
 from target_tracker.forecast import Thresholds
+from yardstick.settings import ServiceSettings
 
 
 class TargetsSettings(ServiceSettings):

@@ -7,11 +7,10 @@ from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from yardstick.errors import ApiError
-from yardstick.runtime import ServiceRuntime
-
 from scoring import repository, service
 from scoring.pages import opinion
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime
 
 # The step a notice waits for in each state (notices.md lifecycle); deadlines reach us only when missed.
 NEXT_STEP = {"issued": "acknowledge", "acknowledged": "plan", "plan_submitted": "resolve", "resolved": "verify"}

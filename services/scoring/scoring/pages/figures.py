@@ -6,10 +6,10 @@ from datetime import date
 from typing import Any
 
 from markupsafe import Markup
-from yardstick.city import CityProfile
 
 from scoring.pages import svg
 from scoring.pages.i18n import Lang, category_name, day, month, word
+from yardstick.city import CityProfile
 
 
 def unit_charts(page: dict[str, Any], *, year: int, lang: Lang, city: CityProfile) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from yardstick.auth import Principal
-from yardstick.errors import ApiError
-from yardstick.runtime import ServiceRuntime, runtime_of
 
 from scoring import service
 from scoring.pages import content, figures, i18n
 from scoring.pages.settings import PagesSettings
 from scoring.pages.templates import render
+from yardstick.auth import Principal
+from yardstick.errors import ApiError
+from yardstick.runtime import ServiceRuntime, runtime_of
 
 router = APIRouter(include_in_schema=True)
 TOKEN_COOKIE = "yardstick_dashboard"
