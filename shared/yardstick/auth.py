@@ -70,7 +70,6 @@ class Revocations:
 
     def __init__(self) -> None:
         self.revoked: set[str] = set()
-        self.issued: dict[str, events.TokenIssued] = {}
 
     def subscription(self, service: str, instance: str) -> Subscription:
         return Subscription(group=f"{service}-auth-{instance}", topics=[events.AUTH],
@@ -80,8 +79,6 @@ class Revocations:
         envelope = decode(message)
         if isinstance(envelope.data, events.TokenRevoked):
             self.revoked.add(envelope.data.token_id)
-        elif isinstance(envelope.data, events.TokenIssued):
-            self.issued[envelope.data.token_id] = envelope.data
 
 
 class Authenticator:

@@ -33,16 +33,43 @@ def processed_table(metadata: MetaData) -> Table:
     )
 
 
+# SQLSTATE classes that say "try again" rather than "this event is wrong": connection exceptions,
+# transaction rollbacks (deadlock, serialization), insufficient resources (too many connections),
+# operator intervention (shutdown, "starting up", cancelled), system errors; and lock_not_available.
+_TRANSIENT_SQLSTATE_CLASSES = {"08", "40", "53", "57", "58"}
+_TRANSIENT_SQLSTATES = {"55P03"}
+_TRANSIENT_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
+                            "ConnectionFailureError", "PostgresConnectionError", "InternalClientError"}
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Database or network unreachable: retry. Everything else is the message's fault."""
+    """Database or network unreachable or busy: retry. Everything else is the message's fault."""
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # SQLAlchemy wraps most asyncpg server errors in a plain DBAPIError: judge by the
+        # driver's error (its SQLSTATE, or the connection error that caused it).
+        return any(_transient_driver_error(e) for e in _chain(exc.orig))
+    return _transient_driver_error(exc)
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 8:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _transient_driver_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | OSError | TimeoutError):
         return True
-    name = type(exc).__name__
-    # asyncpg's connection errors do not always arrive wrapped by SQLAlchemy.
-    return name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
-                    "ConnectionFailureError", "PostgresConnectionError"}
+    if type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS:
+        return True
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return isinstance(code, str) and (code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES)
 
 
 class IdempotentConsumer:

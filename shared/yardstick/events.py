@@ -267,7 +267,7 @@ class TokenIssued(_Event):
     __topic__ = AUTH
     token_id: str
     role: str
-    subject: str | None = None
+    # No subject: it may name a person (a leader, an assessor); the registry keeps it.
     unit_id: str | None = None
     window_id: str | None = None
     expires_at: datetime | None = None

@@ -56,10 +56,6 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-def dialect_name_of(conn: AsyncConnection) -> str:
-    return conn.dialect.name
-
-
 def _key_lock_id(key: str) -> int:
     return zlib.crc32(f"outbox:{key}".encode()) - 2**31
 
@@ -175,18 +171,29 @@ class Relay:
                 backoff = min(backoff * 2, self.retry_max_s)
 
     async def publish_once(self) -> bool:
-        """Publish one batch; True when a full batch went out (there may be more)."""
-        t = self.table
+        """Publish one batch; True when a full batch went out (there may be more).
+
+        On PostgreSQL the work runs on the connection that holds the relay's advisory lock: if
+        that session died (and with it the lock, which another instance may now hold), the
+        query fails here and the relay lets go instead of publishing beside the new holder.
+        """
+        if self._lock_conn is not None:
+            return await self._publish_batch(self._lock_conn)
         async with self.engine.connect() as conn:
-            # The payload as its stored JSON text: it is the message value as it is.
-            rows = (await conn.execute(
-                select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
-                       cast(t.c.payload, Text).label("payload"))
-                .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch)
-            )).all()
-            if len(rows) < self.batch:
-                # The backlog fits in this batch: the gauge is exact without a count(*).
-                OUTBOX_PENDING.labels(service=self.service).set(len(rows))
+            return await self._publish_batch(conn)
+
+    async def _publish_batch(self, conn: AsyncConnection) -> bool:
+        t = self.table
+        # The payload as its stored JSON text: it is the message value as it is.
+        rows = (await conn.execute(
+            select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
+                   cast(t.c.payload, Text).label("payload"))
+            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch)
+        )).all()
+        await conn.commit()  # hold no snapshot or locks while waiting on the broker
+        if len(rows) < self.batch:
+            # The backlog fits in this batch: the gauge is exact without a count(*).
+            OUTBOX_PENDING.labels(service=self.service).set(len(rows))
         if not rows:
             return False
         messages = [
@@ -197,16 +204,16 @@ class Relay:
         # Wait for the broker's acks before marking: a crash in between republishes,
         # and consumers skip the duplicates by event id.
         await self.bus.publish(messages)
-        async with self.engine.begin() as conn:
-            # By id list, not id range: on PostgreSQL a row inside the range may have been
-            # uncommitted when we read, and must not be marked before it is published.
-            ids = [r.id for r in rows]
-            if dialect_name_of(conn) == "postgresql":
-                # One array parameter instead of `batch` expanded ones: compiled once, cheap to send.
-                await conn.execute(update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-                                   .values(sent_at=datetime.now(UTC)), {"ids": ids})
-            else:
-                await conn.execute(update(t).where(t.c.id.in_(ids)).values(sent_at=datetime.now(UTC)))
+        ids = [r.id for r in rows]
+        if conn.dialect.name == "postgresql":
+            # One array parameter instead of `batch` expanded ones: compiled once, cheap to send.
+            await conn.execute(update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+                               .values(sent_at=datetime.now(UTC)), {"ids": ids})
+        else:
+            # By id list, not id range: a row inside the range may have been uncommitted when
+            # we read, and must not be marked before it is published.
+            await conn.execute(update(t).where(t.c.id.in_(ids)).values(sent_at=datetime.now(UTC)))
+        await conn.commit()
         self.published += len(rows)
         if len(rows) == self.batch:
             OUTBOX_PENDING.labels(service=self.service).set(await self._pending())

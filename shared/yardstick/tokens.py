@@ -57,7 +57,7 @@ class Registry:
                 id=claims["jti"], role=role, subject=subject, unit_id=unit_id, window_id=window_id,
                 issued_at=issued_at, expires_at=expires_at, revoked=False))
             await add(session, outbox, [events.Envelope.of(
-                events.TokenIssued(token_id=claims["jti"], role=role, subject=subject, unit_id=unit_id,
+                events.TokenIssued(token_id=claims["jti"], role=role, unit_id=unit_id,
                                    window_id=window_id, expires_at=expires_at),
                 source=SOURCE, key=claims["jti"])])
         return token, claims

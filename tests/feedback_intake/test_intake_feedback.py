@@ -221,6 +221,10 @@ async def test_social_items_are_signed_idempotent_and_complaints(system: Any) ->
     assert unsigned.status_code == 401
     wrong = await system.intake.post("/v1/social/items", content=raw, headers={"X-Signature": sign("other", raw)})
     assert wrong.status_code == 401
+    # A header with non-ASCII bytes is a bad signature too, not a server error.
+    crafted = await system.intake.post("/v1/social/items", content=raw,
+                                       headers=[(b"X-Signature", "sha256=é".encode("latin-1"))])
+    assert crafted.status_code == 401
     signed = {"X-Signature": sign("weibo-secret", raw)}
     first = await system.intake.post("/v1/social/items", content=raw, headers=signed)
     again = await system.intake.post("/v1/social/items", content=raw, headers=signed)

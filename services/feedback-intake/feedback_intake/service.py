@@ -510,7 +510,9 @@ def verify_social(settings: IntakeSettings, body: bytes, signature: str | None) 
     if secret is None or not signature or not signature.startswith("sha256="):
         raise ApiError(401, "bad or missing signature")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.removeprefix("sha256=").strip().lower()):
+    given = signature.removeprefix("sha256=").strip().lower().encode("utf-8", "replace")
+    # Bytes, not str: compare_digest refuses non-ASCII str, which a crafted header can carry.
+    if not hmac.compare_digest(expected.encode(), given):
         raise ApiError(401, "bad or missing signature")
     assert isinstance(value, dict)
     return value

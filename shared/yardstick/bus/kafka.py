@@ -41,7 +41,8 @@ class _ConsumerRunner:
         self.bus = bus
         self.sub = sub
         self.lock = asyncio.Lock()
-        self.processed: dict[TopicPartition, int] = {}
+        self.processed: dict[TopicPartition, int] = {}  # handled, offset not yet committed
+        self.positions: dict[TopicPartition, int] = {}  # next offset to handle, for the lag gauge
         self.consumer: AIOKafkaConsumer | None = None
 
     async def commit_processed(self) -> None:
@@ -104,6 +105,7 @@ class _ConsumerRunner:
                             )
                             await self.bus.deliver(sub, message)
                             self.processed[tp] = record.offset + 1
+                            self.positions[tp] = record.offset + 1
                     await self.commit_processed()
                 self._record_lag(consumer)
         finally:
@@ -125,14 +127,11 @@ class _ConsumerRunner:
     def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
-            if high is None:
+            position = self.positions.get(tp)
+            if high is None or position is None:
                 continue
-            with contextlib.suppress(Exception):
-                pos = self.processed.get(tp)
-                last = consumer.last_stable_offset(tp) or high
-                committed_pos = pos if pos is not None else last
-                CONSUMER_LAG.labels(consumer=self.sub.group, topic=tp.topic,
-                                    partition=str(tp.partition)).set(max(0, high - committed_pos))
+            CONSUMER_LAG.labels(consumer=self.sub.group, topic=tp.topic,
+                                partition=str(tp.partition)).set(max(0, high - position))
 
 
 class KafkaBus:

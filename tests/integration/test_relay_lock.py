@@ -1,0 +1,88 @@
+"""The outbox relay on PostgreSQL: one holder of the lock, and letting go when its session dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from yardstick import events
+from yardstick.bus.memory import MemoryBus
+from yardstick.db import make_engine, new_metadata
+from yardstick.outbox import Relay, add, outbox_table
+
+
+def _admin() -> str:
+    url = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
+    if not url:
+        pytest.fail("YARDSTICK_TEST_PG_ADMIN_URL is not set: run through `make test`", pytrace=False)
+    return url
+
+
+def _event(n: int) -> events.Envelope:
+    now = datetime.now(UTC)
+    return events.Envelope.of(events.FeedbackReceived(feedback_id=f"f{n}", unit_id="u", channel="window",
+                                                      occurred_at=now, year=now.year, level=5),
+                              source="test", key="u")
+
+
+async def _scenario() -> None:
+    name = f"yt_relay_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_admin().rsplit("/", 1)[0] + "/" + name)
+    metadata = new_metadata()
+    table = outbox_table(metadata)
+    bus = MemoryBus()
+    relays = [Relay(engine=engine, table=table, bus=bus, service="t", interval_s=0.05) for _ in range(2)]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        for relay in relays:
+            await relay.start()
+
+        async def write(first: int, count: int) -> None:
+            async with AsyncSession(engine) as session, session.begin():
+                await add(session, table, [_event(n) for n in range(first, first + count)])
+            for relay in relays:
+                relay.wake()
+
+        async def published() -> list[str]:
+            return [m.header("ce_id").decode() for m in bus.logs["feedback.v1"]]  # type: ignore[union-attr]
+
+        await write(0, 50)
+        for _ in range(200):
+            if len(await published()) >= 50:
+                break
+            await asyncio.sleep(0.05)
+        holders = [r for r in relays if r.holds_lock]
+        assert len(holders) == 1, "exactly one relay holds the lock"
+        # Kill the holder's session: its lock is gone, and the other relay may take over.
+        pid = (await holders[0]._lock_conn.execute(text("SELECT pg_backend_pid()"))).scalar()  # type: ignore[union-attr]
+        await holders[0]._lock_conn.commit()  # type: ignore[union-attr]
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await write(50, 50)
+        for _ in range(400):
+            if len(await published()) >= 100:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        ids = await published()
+        assert len(ids) == 100 and len(set(ids)) == 100, f"{len(ids)} published, {len(set(ids))} distinct"
+        assert sum(r.holds_lock for r in relays) <= 1
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_one_relay_publishes_and_a_dead_lock_session_hands_over() -> None:
+    asyncio.run(_scenario())
