@@ -6,13 +6,15 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from feedback_intake.deadlines import add_working_days
 from feedback_intake.limits import RateLimiter
+from feedback_intake.models import feedback
 from yardstick.city import UNCATEGORISED
 from yardstick.events import NoticeIssued
 
@@ -275,3 +277,30 @@ async def test_body_over_one_mebibyte_is_413(system: Any) -> None:
     response = await system.intake.post("/v1/feedback", content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
                                         headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+
+
+async def test_the_overdue_filter_pages_through_every_item(system: Any, token: Any) -> None:
+    """overdue=false and =true each page through all their items (the filter is not applied after LIMIT)."""
+    posted = [(await post(system, {"channel": "web", "text": "公交车总是不准点", "level": 2})).json() for _ in range(6)]
+    late, fresh = posted[::2], posted[1::2]  # interleaved, so each page of two mixes both kinds
+    # Time passes for the late ones: their 15 working days ran out last week.
+    async with system.runtime(INTAKE).transaction() as session:
+        await session.execute(update(feedback).where(feedback.c.id.in_([i["id"] for i in late]))
+                              .values(due=date.today() - timedelta(days=7)))
+    unit = late[0]["unit_id"]
+    coordinator = bearer(token("coordinator", unit_id=unit))
+
+    async def all_pages(overdue: str) -> list[str]:
+        ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            query = f"/v1/units/{unit}/feedback?overdue={overdue}&limit=2" + (f"&cursor={cursor}" if cursor else "")
+            page = (await system.intake.get(query, headers=coordinator)).json()
+            assert page["items"] or not ids, "an empty page before the end"
+            ids += [i["id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return ids
+
+    assert sorted(await all_pages("true")) == sorted(i["id"] for i in late)
+    assert sorted(await all_pages("false")) == sorted(i["id"] for i in fresh)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
@@ -89,17 +89,19 @@ def status_condition(status: str) -> ColumnElement[bool]:
 
 
 async def list_feedback(session: AsyncSession, *, unit_id: str | None, status: str | None,
-                        category_id: str | None, overdue_before: date | None, after: str | None,
+                        category_id: str | None, overdue: bool | None, today: date, after: str | None,
                         limit: int) -> list[Any]:
-    """One page by id; `overdue_before` keeps the unanswered items due before that day."""
+    """One page by id; `overdue` True keeps the unanswered items due before today, False the others."""
     c = feedback.c
     query = select(feedback).where(c.unit_id == unit_id if unit_id is not None else c.unit_id.is_(None))
     if status is not None:
         query = query.where(status_condition(status))
     if category_id is not None:
         query = query.where(c.category_id == category_id)
-    if overdue_before is not None:
-        query = query.where(c.responded_at.is_(None), c.due < overdue_before)
+    late = and_(c.responded_at.is_(None), c.due.is_not(None), c.due < today)
+    if overdue is not None:
+        # In SQL, not after the LIMIT: filtering a page afterwards would cut it short.
+        query = query.where(late if overdue else not_(late))
     if after is not None:
         query = query.where(c.id > after)
     return list(await session.execute(query.order_by(c.id).limit(limit)))

@@ -404,10 +404,7 @@ async def list_for_unit(intake: Intake, principal: Principal, unit_id: str | Non
     today = now.astimezone(intake.city.timezone).date()
     async with intake.runtime.transaction() as session:
         rows = await repository.list_feedback(session, unit_id=unit_id, status=status, category_id=category_id,
-                                              overdue_before=today if overdue else None, after=cursor,
-                                              limit=limit + 1)
-    if overdue is False:
-        rows = [r for r in rows if not is_overdue(intake, r, now)]
+                                              overdue=overdue, today=today, after=cursor, limit=limit + 1)
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return rows[:limit], next_cursor
 
