@@ -267,6 +267,15 @@ async def test_anonymous_clients_are_rate_limited_per_install_id(system: Any) ->
     assert other.status_code == 201
 
 
+async def test_a_fresh_install_id_per_request_does_not_escape_the_address_limit(system: Any) -> None:
+    settings = system.apps[INTAKE].state.settings
+    system.apps[INTAKE].state.limiter = RateLimiter(rate=0.01, burst=2)
+    statuses = [(await post(system, {"channel": "mobile", "unit_id": "tax", "level": 5},
+                            {"X-Install-Id": f"forged-{i}"})).status_code
+                for i in range(int(2 * settings.address_rate_scale) + 3)]
+    assert statuses[-1] == 429 and statuses.count(201) <= 2 * settings.address_rate_scale
+
+
 def test_a_shared_address_gets_a_larger_bucket() -> None:
     limiter = RateLimiter(rate=0.0001, burst=2)
     assert [limiter.take("a", now=0.0) for _ in range(3)][-1] > 0

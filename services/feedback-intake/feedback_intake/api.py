@@ -48,19 +48,20 @@ def intake_of(request: Request) -> Intake:
 def rate_limit(request: Request, principal: Principal | None) -> None:
     """429 with Retry-After when the caller's bucket is empty.
 
-    Authenticated callers are limited per token; anonymous ones per install id when the app
-    sends one, else per address, with a larger bucket since a carrier's NAT puts many phones
-    behind one address.
+    Authenticated callers are limited per token. Anonymous ones always draw on their address's
+    bucket, a larger one since a carrier's NAT puts many phones behind one address; an install
+    id, when the app sends one, adds a finer bucket inside it (a fresh id per request must not
+    buy a fresh burst).
     """
     limiter: RateLimiter = request.app.state.limiter
     settings: IntakeSettings = request.app.state.settings
     if principal is not None:
         wait = limiter.take(f"token:{principal.token_id}")
-    elif install := request.headers.get("x-install-id", "").strip()[:100]:
-        wait = limiter.take(f"install:{install}")
     else:
         address = request.client.host if request.client else "unknown"
         wait = limiter.take(f"address:{address}", scale=settings.address_rate_scale)
+        if wait == 0 and (install := request.headers.get("x-install-id", "").strip()[:100]):
+            wait = limiter.take(f"install:{install}")
     if wait > 0:
         raise ApiError(429, "too many requests; slow down", headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
