@@ -36,6 +36,8 @@ def published(system: System, topic: str, event_type: str) -> list[Any]:
     messages = asyncio.run(read_all(system.prefix + topic))
     out = []
     for message in messages:
+        if message.header("ce_source") != b"feedback-intake":
+            continue  # other modules of the session put test messages (a poison one among them) here
         envelope = decode(message)
         if envelope.type == event_type:
             out.append(envelope.data)
