@@ -327,3 +327,31 @@ async def test_sweep_judges_milestones_after_their_due_date(system: Any, commiss
 
 def _noon(on: date) -> datetime:
     return datetime(on.year, on.month, on.day, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+async def test_the_sweep_never_overwrites_a_report_that_came_after_its_read(system: Any, commission: Api) -> None:
+    """The sweep read a target, then a report changed it: the sweep's stale verdict must not land."""
+    from target_tracker import repository, service
+    from target_tracker.models import targets
+    from target_tracker.schemas import ProgressIn
+    from yardstick.auth import Principal
+
+    runtime = system.runtime("target-tracker")
+    settings = system.apps["target-tracker"].state.settings
+    target = await commission.define()
+    reporter = Principal(token_id="t", role="coordinator", unit_id=UNIT, subject="coordinator-a")
+    on = date(PAST, 6, 1)
+    await service.report(runtime=runtime, settings=settings, principal=reporter, target_id=target["id"],
+                         body=ProgressIn(date=on, value=29), now=_noon(on + timedelta(days=1)))
+    async with runtime.sessions() as session:
+        seen = (await session.execute(targets.select().where(targets.c.id == target["id"]))).mappings().one()
+    # Meanwhile a new report arrives...
+    later = date(PAST, 6, 20)
+    await service.report(runtime=runtime, settings=settings, principal=reporter, target_id=target["id"],
+                         body=ProgressIn(date=later, value=27), now=_noon(later + timedelta(days=1)))
+    # ...so the sweep's write, based on what it saw before, changes nothing.
+    async with runtime.transaction() as session:
+        assert await repository.set_status_if_unchanged(session, seen, "no_data") is False
+    async with runtime.sessions() as session:
+        now_row = (await session.execute(targets.select().where(targets.c.id == target["id"]))).mappings().one()
+    assert now_row["status"] != "no_data" and now_row["latest_date"] == later

@@ -39,6 +39,17 @@ async def update_target(session: AsyncSession, target_id: str, values: dict[str,
     await session.execute(update(targets).where(targets.c.id == target_id).values(**values))
 
 
+async def set_status_if_unchanged(session: AsyncSession, row: RowMapping, status: str) -> bool:
+    """The sweep's write: only if no report changed the target since the sweep read it."""
+    c = targets.c
+    result = await session.execute(
+        update(targets).where(c.id == row["id"], c.status == row["status"],
+                              c.latest_date.is_not_distinct_from(row["latest_date"]),
+                              c.latest_value.is_not_distinct_from(row["latest_value"]))
+        .values(status=status))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def unit_targets(session: AsyncSession, unit_id: str, year: int | None, *, after: str | None,
                        limit: int) -> Sequence[RowMapping]:
     stmt = select(targets).where(targets.c.unit_id == unit_id)

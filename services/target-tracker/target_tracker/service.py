@@ -463,8 +463,8 @@ async def sweep(*, runtime: ServiceRuntime, settings: TargetsSettings, now: date
         envelopes = []
         for row in rows:
             status = live_status(row, settings, today)
-            if status != row["status"]:
-                await repository.update_target(session, row["id"], {"status": status})
+            # A report committed since the read has judged the target itself: leave it be.
+            if status != row["status"] and await repository.set_status_if_unchanged(session, row, status):
                 envelopes.append(_status_changed(runtime, row, row["status"], status, today))
         await runtime.emit(session, envelopes)
     log.info("target sweep", extra={"service": runtime.service, "checked": len(rows), "changed": len(envelopes)})
