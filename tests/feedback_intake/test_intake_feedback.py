@@ -72,6 +72,11 @@ async def test_retry_with_the_same_client_id_is_stored_once(system: Any) -> None
     assert first.json() == second.json()
     payloads = await outbox_payloads(system, "feedback.received")
     assert len([p for p in payloads if p["feedback_id"] == first.json()["id"]]) == 1
+    # The same id with another body is not a retry: no receipt (and tracking code) of someone else's item.
+    other = await post(system, {**item, "level": 5})
+    assert other.status_code == 409 and first.json()["tracking_code"] not in other.text
+    # Ids must be UUIDs: counters ("1", "2", ...) would collide between apps.
+    assert (await post(system, {**item, "client_id": "1"})).status_code == 422
 
 
 @pytest.mark.parametrize(("change", "where"), [

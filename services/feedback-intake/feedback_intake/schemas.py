@@ -58,6 +58,9 @@ class Contact(BaseModel):
     email: str | None = Field(default=None, max_length=254)
 
 
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: FeedbackChannel
@@ -69,7 +72,8 @@ class FeedbackIn(BaseModel):
     district_id: Slug | None = None
     contact: Contact | None = None
     submitted_at: AwareDatetime | None = None
-    client_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    # A UUID (api.md): ids a client counts up ("1", "2", ...) would collide between citizens.
+    client_id: str | None = Field(default=None, pattern=UUID_PATTERN)
 
 
 class FeedbackReceipt(BaseModel):

@@ -315,6 +315,10 @@ async def create_feedback(intake: Intake, item: NewFeedback, *, now: datetime | 
                 return receipt(_Row(row)), True
             earlier = await _stored_retry(session, item)
             if earlier is not None:
+                if (earlier.channel, earlier.level, earlier.text) != (item.channel, item.level, text_):
+                    # Not a retry: someone else's id, or a client reusing ids. Never hand out the
+                    # stored item's receipt (its tracking code opens the unit's response).
+                    raise ApiError(409, "client_id was used before for a different item; send a new UUID")
                 return receipt(earlier), False
             # Otherwise the tracking code collided: draw another.
     raise ApiError(503, "could not allocate a tracking code; retry")
