@@ -70,7 +70,7 @@ async def notices_app(tmp_path: Path, city: CityProfile, unused_tcp_port: int
     receiver = Receiver()
     settings = NoticesSettings(data_dir=tmp_path, bus="memory", auth_secret=SECRET, live_evaluation=False,
                                daily_sweep=False, smtp_port=unused_tcp_port, delivery_interval_s=0.05,
-                               delivery_backoff_s=0.05)
+                               delivery_backoff_s=0.05, webhook_allow_private=True)
     bus = MemoryBus(retry_s=0.02)
     app = create_app(settings, bus=bus, city=city)
     original = httpx.AsyncClient
@@ -189,3 +189,24 @@ async def test_events_to_notice_lifecycle_and_notifications(
     assert kinds.count("notice.issued") == 1 and kinds.count("notice.transitioned") == 4
     assert kinds.count("notice.overdue") == 1
     assert all(m["To"] == "coordinator@health.example" for m in inbox.messages)
+
+
+async def test_webhooks_to_internal_addresses_are_refused(tmp_path: Path, city: CityProfile, token: Any) -> None:
+    """A subscriber must not make the service call inside the network (loopback, private, link-local)."""
+    from notices.notify import resolve_public
+
+    settings = NoticesSettings(data_dir=tmp_path, bus="memory", auth_secret=SECRET, live_evaluation=False,
+                               daily_sweep=False)
+    app = create_app(settings, bus=MemoryBus(), city=city)
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        for url in ("http://127.0.0.1:8080/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest",
+                    "http://localhost/hook", "http://[::1]/hook"):
+            r = await client.post("/v1/subscriptions", json={"webhook_url": url}, headers=commission)
+            assert r.status_code == 422, (url, r.text)
+        assert (await client.post("/v1/subscriptions", json={"webhook_url": "https://hooks.example.org/x"},
+                                  headers=commission)).status_code == 201
+    # A name that resolves inside the network is refused at delivery time.
+    with pytest.raises(PermissionError):
+        await resolve_public("http://localhost:9/hook")

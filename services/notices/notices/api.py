@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from notices import detectors, repository, service
+from notices import detectors, notify, repository, service
 from notices.schemas import RULE_MODELS, OptionalTextIn, PlanIn, SubscriptionIn, TextIn
 from notices.settings import NoticesSettings
 from notices.workdays import WorkCalendar
@@ -225,6 +225,11 @@ async def put_rule(rule_id: str, request: Request, body: Annotated[dict[str, Any
 @router.post("/subscriptions", tags=["subscriptions"], status_code=201)
 async def subscribe(body: SubscriptionIn, request: Request,
                     principal: Principal = Depends(require("commission", "coordinator"))) -> dict[str, Any]:
+    if body.webhook_url is not None:
+        try:
+            notify.check_webhook_host(str(body.webhook_url), allow_private=_settings(request).webhook_allow_private)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from exc
     async with runtime_of(request).transaction() as session:
         sub = await service.subscribe(session, unit_id=body.unit_id,
                                       webhook_url=str(body.webhook_url) if body.webhook_url else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import smtplib
@@ -31,7 +32,42 @@ def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
-async def send_webhook(client: httpx.AsyncClient, url: str, secret: str, payload: dict[str, Any]) -> None:
+def public_address(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def check_webhook_host(url: str, *, allow_private: bool) -> None:
+    """At subscription: refuse a host that is a loopback, private or link-local address."""
+    host = httpx.URL(url).host
+    if allow_private:
+        return
+    if host in {"localhost", ""} or host.endswith(".localhost"):
+        raise ValueError(f"webhook host {host!r} is not a public address")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: checked again, resolved, at every delivery
+    if not public_address(host):
+        raise ValueError(f"webhook host {host!r} is not a public address")
+
+
+async def resolve_public(url: str) -> None:
+    """At delivery: every address the name resolves to must be public (DNS may have changed)."""
+    host = httpx.URL(url).host
+    port = httpx.URL(url).port or 443
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses or not all(public_address(a) for a in addresses):
+        raise PermissionError(f"webhook host {host!r} resolves to a non-public address")
+
+
+async def send_webhook(client: httpx.AsyncClient, url: str, secret: str, payload: dict[str, Any],
+                       *, allow_private: bool = False) -> None:
+    if not allow_private:
+        await resolve_public(url)
     body = body_of(payload)
     response = await client.post(url, content=body, headers={"Content-Type": "application/json",
                                                               SIGNATURE_HEADER: signature(secret, body)})
@@ -65,7 +101,8 @@ async def deliver_due(sessions: async_sessionmaker[AsyncSession], settings: Noti
                 if sub is None:
                     raise LookupError("subscription removed")
                 if item["channel"] == "webhook":
-                    await send_webhook(client, sub["webhook_url"], sub["secret"], item["payload"])
+                    await send_webhook(client, sub["webhook_url"], sub["secret"], item["payload"],
+                                       allow_private=settings.webhook_allow_private)
                 else:
                     await asyncio.to_thread(send_email, settings, sub["email"], item["payload"])
             except Exception as exc:

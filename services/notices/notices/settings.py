@@ -39,5 +39,8 @@ class NoticesSettings(ServiceSettings):
     smtp_from: str = "notices@yardstick.invalid"
     smtp_timeout_s: float = 10.0
     webhook_timeout_s: float = 10.0
+    # Webhooks to loopback, private or link-local addresses would let a subscriber make this
+    # service call inside the network; allowed only where that is the point (local tests).
+    webhook_allow_private: bool = False
     # The span before a notice and after its verification over which the effect is measured.
     effect_days: int = 28
