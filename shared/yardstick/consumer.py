@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -136,8 +135,3 @@ class IdempotentConsumer:
 def _is_duplicate_key(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "processed_events" in text and ("unique" in text or "duplicate" in text)
-
-
-def handler_map(**handlers: EventHandler) -> dict[str, Any]:
-    """Maps `feedback_received=fn` style keywords to event types (`feedback.received`)."""
-    return {name.replace("_", ".", 1): fn for name, fn in handlers.items()}

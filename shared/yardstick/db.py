@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +26,6 @@ NAMING = {
 
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING)
-
-
-class Base(DeclarativeBase):
-    """Declarative base for services that prefer ORM classes; each service passes its own MetaData."""
-
-    __abstract__ = True
 
 
 def is_sqlite(url: str) -> bool:

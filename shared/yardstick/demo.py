@@ -130,8 +130,11 @@ class Demo:
 
     # the city's activity ----------------------------------------------------------------
     async def run(self) -> Tally:
-        commission = await self._token("commission", role="commission", subject="demo-commission")
-        (self.registry.settings.data_dir / "commission-token").write_text(commission + "\n")
+        # A day's commission token for the newcomer, readable by its owner only.
+        commission = await self._token("commission", role="commission", subject="demo-commission", ttl_s=86_400)
+        path = self.registry.settings.data_dir / "commission-token"
+        path.write_text(commission + "\n")
+        path.chmod(0o600)
         async with httpx.AsyncClient(timeout=60) as client:
             await self.kiosk_ratings(client)
             await self.feedback(client)

@@ -123,7 +123,7 @@ class ServiceRuntime:
 
     async def _migrate_with_retry(self) -> None:
         delay = self.settings.retry_initial_s
-        for attempt in range(1, 1000):
+        for attempt in range(1, 31):
             try:
                 await db.migrate(self.engine, self.migrations)
                 return

@@ -51,10 +51,6 @@ async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> s
     return {r[0] for r in await session.execute(stmt, rows)}
 
 
-async def get_rating(session: AsyncSession, rating_id: str) -> Any:
-    return (await session.execute(select(ratings).where(ratings.c.id == rating_id))).first()
-
-
 # feedback ------------------------------------------------------------------------------
 
 
@@ -121,7 +117,8 @@ async def link_notice(session: AsyncSession, *, notice_id: str, unit_id: str, fe
                       category_id: str | None) -> int:
     """Link the notice to the items it names and, for a complaint notice, to the unit's open items of the category."""
     c = feedback.c
-    named = c.id.in_(list(feedback_ids)) if feedback_ids else false()
+    # An item already in another notice stays there.
+    named = and_(c.id.in_(list(feedback_ids)), c.notice_id.is_(None)) if feedback_ids else false()
     open_in_category = (and_(c.category_id == category_id, c.responded_at.is_(None), c.notice_id.is_(None))
                         if category_id else false())
     result = await session.execute(

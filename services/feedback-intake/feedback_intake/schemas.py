@@ -37,15 +37,6 @@ class RatingResult(BaseModel):
     rejected: list[RatingRejection]
 
 
-class StoredRating(BaseModel):
-    id: str
-    window_id: str
-    unit_id: str
-    level: int
-    rated_at: datetime
-    status: str
-
-
 # feedback ------------------------------------------------------------------------------
 
 FeedbackChannel = Literal["web", "mobile", "hotline", "face_to_face", "exhibit_hall"]

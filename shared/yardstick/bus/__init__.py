@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -44,7 +44,6 @@ class Subscription:
     # broadcast: every instance reads every message from the beginning, no group offsets
     # (the auth.v1 revocation list each instance keeps in memory).
     broadcast: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def dlq_topic(topic: str) -> str:

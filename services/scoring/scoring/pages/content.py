@@ -97,6 +97,12 @@ async def public_results(runtime: ServiceRuntime, year: int | None) -> dict[str,
             "notices": [notice_row(n) for n in notices]}
 
 
+async def year_status(runtime: ServiceRuntime, year: int) -> str:
+    async with runtime.sessions() as session:
+        row = await repository.year_row(session, year)
+    return str(row["status"]) if row else "live"
+
+
 async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
     """The annual public-opinion analysis: every figure from the read model or the scorecards."""
     today = service.today(runtime)

@@ -248,14 +248,15 @@ async def annual_report(year: int, request: Request) -> Response:
     runtime = runtime_of(request)
     if not 1900 <= year <= 9999:
         raise ApiError(422, "year must be a four-digit year")
-    report = await content.annual_report(runtime, year)
-    if report["status"] != "final":
+    # Who may read it first: the report is heavy, and anonymous callers may not make us build it.
+    if await content.year_status(runtime, year) != "final":
         principal = _principal(request)
         if principal is None:
             raise ApiError(401, f"the report of {year} is public once the year is finalized; until then sign in",
                            headers={"WWW-Authenticate": "Bearer"})
         if principal.role not in REPORT_ROLES:
             raise ApiError(403, f"role {principal.role} may not read the report of a year not finalized")
+    report = await content.annual_report(runtime, year)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(report)
     lang = _lang(request)
