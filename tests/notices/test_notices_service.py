@@ -248,3 +248,34 @@ async def test_satisfaction_and_target_rules_issue_notices(
     async with sessions() as session, session.begin():
         again = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
     assert again.issued == [] and again.fired == 3
+
+
+async def test_a_reminder_goes_out_one_working_day_before_each_deadline_and_only_once(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    from notices.models import deliveries
+
+    async with sessions() as session, session.begin():
+        await service.subscribe(session, unit_id="health-commission", webhook_url=None,
+                                email="coordinator@health.example", principal=HEALTH, city=city,
+                                now=at(date(2026, 9, 1)))
+
+    async def reminders() -> list[str]:
+        async with sessions() as session:
+            payloads = [r[0] for r in (await session.execute(select(deliveries.c.payload))).all()]
+        return [p["deadline"] for p in payloads if p["type"] == "notice.deadline"]
+
+    # Acknowledge is due Thursday 8 October (1-7 October is the National Day holiday).
+    notice_id = await seed_notice(sessions, city, date(2026, 9, 30))
+    await sweep_marks(sessions, date(2026, 9, 30))  # issued today; 8 October is the next working day
+    await sweep_marks(sessions, date(2026, 10, 7))  # still the same deadline: no second reminder
+    assert await reminders() == ["2026-10-08"]
+    # Acknowledged Thursday the 8th: 5 working days (Saturday the 10th is a make-up working day) put the
+    # plan's deadline on Wednesday the 14th. Monday the 12th is two working days ahead: no reminder yet;
+    # Tuesday the 13th is one working day ahead.
+    acked = await step(sessions, notice_id, "acknowledge", HEALTH, date(2026, 10, 8))
+    assert acked["deadline"] == date(2026, 10, 14)
+    await sweep_marks(sessions, date(2026, 10, 12))
+    assert await reminders() == ["2026-10-08"]
+    await sweep_marks(sessions, date(2026, 10, 13))
+    await sweep_marks(sessions, date(2026, 10, 13))
+    assert await reminders() == ["2026-10-08", "2026-10-14"]
