@@ -210,3 +210,41 @@ async def test_webhooks_to_internal_addresses_are_refused(tmp_path: Path, city: 
     # A name that resolves inside the network is refused at delivery time.
     with pytest.raises(PermissionError):
         await resolve_public("http://localhost:9/hook")
+
+
+async def test_a_replay_of_the_same_events_raises_notices_on_the_same_cells(
+        tmp_path: Path, city: CityProfile, token: Any) -> None:
+    """Two services fed the same events, in a different order and with redeliveries, evaluated on the
+    same days, hold notices on the same (unit, rule, subject) cells: detection follows the events'
+    own days, not when they arrived."""
+    day = date(2026, 4, 15)
+    history = [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=d), d) for d in range(12, 60, 4)]
+    history += [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=i % 5), 100 + i)
+                for i in range(10)]
+    history += [complaint("xihu-district", "noise", day - timedelta(days=i % 6), 200 + i) for i in range(8)]
+    history += [complaint("transport", "parking", day - timedelta(days=d), 300 + d) for d in range(0, 40, 9)]
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+
+    async def cells(run: str, order: list[Envelope]) -> set[tuple[str, str, str]]:
+        settings = NoticesSettings(data_dir=tmp_path / run, bus="memory", auth_secret=SECRET,
+                                   live_evaluation=False, daily_sweep=False)
+        bus = MemoryBus(retry_s=0.02)
+        app = create_app(settings, bus=bus, city=city)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            await bus.start()
+            await bus.publish([encode(e) for e in order])
+            consumer = app.state.runtime.consumers[0]
+            await eventually(lambda: consumer.applied + consumer.skipped == len(order))
+            for d in range(3, -1, -1):
+                r = await client.post("/v1/rules:evaluate", json={"day": (day - timedelta(days=d)).isoformat()},
+                                      headers=commission)
+                assert r.status_code == 200, r.text
+            items = (await client.get("/v1/notices", headers=commission)).json()["items"]
+            await bus.stop()
+        return {(n["unit_id"], n["rule"], n["subject"]) for n in items}
+
+    live = await cells("live", history)
+    assert live, "the scenario must raise something to compare"
+    replayed = await cells("replay", list(reversed(history)) + history[:5])
+    assert replayed == live
