@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import hmac
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -170,6 +172,11 @@ async def test_events_to_notice_lifecycle_and_notifications(
     assert [h["action"] for h in detail["history"]] == ["issue", "overdue", "acknowledge", "plan", "resolve",
                                                         "verify"]
     assert detail["effect"]["before"]["negative"] > 0
+    as_csv = await client.get("/v1/public/notices", headers={"Accept": "text/csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    csv_rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert csv_rows[0]["id"] == nid and csv_rows[0]["outcome"] == "verified"
+    assert json.loads(csv_rows[0]["plan"]) == ["evening clinics"] and "feedback_ids" not in as_csv.text
     public = (await client.get("/v1/public/notices")).json()["items"][0]
     assert public["outcome"] == "verified" and public["plan"] == ["evening clinics"]
     assert "feedback_ids" not in public and "actor" not in json.dumps(public)

@@ -6,7 +6,7 @@ import base64
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from notices import detectors, notify, repository, service
@@ -16,6 +16,7 @@ from notices.workdays import WorkCalendar
 from yardstick.auth import Principal, ensure_unit, require
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime, runtime_of
+from yardstick.tables import csv_response, wants_csv
 
 router = APIRouter(prefix="/v1")
 public = APIRouter(prefix="/v1/public")
@@ -249,10 +250,14 @@ def _public_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
     return {k: evidence[k] for k in keep if k in evidence}
 
 
-@public.get("/notices", tags=["public"])
+PUBLIC_COLUMNS = ("id", "unit_id", "rule", "subject", "severity", "status", "overdue", "issued_on",
+                  "acknowledged_at", "resolved_at", "verified_on", "outcome", "plan", "commitment", "evidence")
+
+
+@public.get("/notices", tags=["public"], response_model=None)
 async def public_notices(request: Request, year: int | None = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
-                         ) -> dict[str, Any]:
+                         ) -> dict[str, Any] | Response:
     offset = _offset(cursor)
     async with runtime_of(request).sessions() as session:
         rows = await repository.list_notices(session, unit_id=None, status=None, year=year, offset=offset,
@@ -268,6 +273,8 @@ async def public_notices(request: Request, year: int | None = None,
                       "resolved_at": n["resolved_at"].isoformat() if n["resolved_at"] else None,
                       "verified_on": n["verified_on"].isoformat() if n["verified_on"] else None,
                       "outcome": "verified" if n["status"] == "verified" else "open"})
+    if wants_csv(request):
+        return csv_response(PUBLIC_COLUMNS, items)
     return {"items": items, "next_cursor": _cursor(offset, limit, len(items))}
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -22,25 +20,20 @@ from scoring.schemas import (
 from yardstick.auth import Principal, ensure_unit, require
 from yardstick.errors import ApiError
 from yardstick.runtime import runtime_of
+from yardstick.tables import csv_response, wants_csv
 
 router = APIRouter(prefix="/v1")
+COMPONENTS = ("public", "targets", "leaders", "bonus", "adjustments")
 READERS = require("commission", "leader", "coordinator")
 COMMISSION = require("commission")
 
 
+RANKING_COLUMNS = ("group", "rank", "unit_id", "total", *COMPONENTS, "grade", "final")
+
+
 def _csv(rows: list[dict[str, Any]]) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    components = ["public", "targets", "leaders", "bonus", "adjustments"]
-    writer.writerow(["group", "rank", "unit_id", "total", *components, "grade", "final"])
-    for r in rows:
-        writer.writerow([r["group"], r["rank"], r["unit_id"], r["total"], *(r["components"][c] for c in components),
-                         r["grade"], r["final"]])
-    return Response(out.getvalue(), media_type="text/csv")
+    return csv_response(RANKING_COLUMNS, [{**r, **r["components"]} for r in rows])
 
-
-def _wants_csv(request: Request) -> bool:
-    return "text/csv" in request.headers.get("accept", "")
 
 
 @router.get("/scorecards", tags=["scorecards"], response_model=None)
@@ -48,7 +41,7 @@ async def get_ranking(request: Request, year: int | None = None, group: str | No
                       principal: Principal = Depends(READERS)) -> dict[str, Any] | Response:
     runtime = runtime_of(request)
     body = await service.ranking(runtime=runtime, year=year or service.current_year(runtime), group=group)
-    return _csv(body["rows"]) if _wants_csv(request) else body
+    return _csv(body["rows"]) if wants_csv(request) else body
 
 
 @router.get("/scorecards/{unit_id}", tags=["scorecards"])
@@ -62,7 +55,7 @@ async def get_scorecard(unit_id: str, request: Request, year: int | None = None,
 @router.get("/public/scorecards", tags=["public"], response_model=None)
 async def get_public_scorecards(request: Request, year: int) -> dict[str, Any] | Response:
     body = await service.public_scorecards(runtime=runtime_of(request), year=year)
-    return _csv(body["rows"]) if _wants_csv(request) else body
+    return _csv(body["rows"]) if wants_csv(request) else body
 
 
 @router.get("/config/{year}", tags=["config"])

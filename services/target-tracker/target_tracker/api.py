@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +13,7 @@ from target_tracker.settings import TargetsSettings
 from yardstick.auth import Principal, require
 from yardstick.errors import ApiError
 from yardstick.runtime import runtime_of
+from yardstick.tables import csv_response, wants_csv
 
 router = APIRouter(prefix="/v1")
 
@@ -126,15 +125,9 @@ async def public_targets(request: Request, year: int | None = YEAR, limit: int =
                          cursor: str | None = None) -> dict[str, Any] | Response:
     page = await service.public_list(runtime=runtime_of(request), settings=settings_of(request), year=year,
                                      cursor=cursor, limit=limit)
-    if "text/csv" not in request.headers.get("accept", ""):
+    if not wants_csv(request):
         return page
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(PUBLIC_CSV)
-    for item in page["items"]:
-        latest = item["latest"] or {}
-        flat = {**item, "latest_date": latest.get("date"), "latest_value": latest.get("value"),
-                "projection_value": item["projection"]["value"]}
-        writer.writerow(["" if flat[c] is None else flat[c] for c in PUBLIC_CSV])
-    headers = {"X-Next-Cursor": page["next_cursor"]} if page["next_cursor"] else {}
-    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+    flat = [{**item, "latest_date": (item["latest"] or {}).get("date"),
+             "latest_value": (item["latest"] or {}).get("value"), "projection_value": item["projection"]["value"]}
+            for item in page["items"]]
+    return csv_response(PUBLIC_CSV, flat, next_cursor=page["next_cursor"])
