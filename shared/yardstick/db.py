@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,11 @@ def run_migrations_online(target_metadata: MetaData) -> None:
                       render_as_batch=conn.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp with its zone: SQLite hands back naive datetimes, and everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def dialect_name(session: AsyncSession) -> str:

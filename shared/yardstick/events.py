@@ -340,6 +340,14 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return {t: m.model_json_schema() for t, m in sorted(EVENT_MODELS.items())}
 
 
+def is_negative(level: int | None, has_text: bool) -> bool:
+    """notices.md's negative item: a level of 2 or less, or a text complaint with no level.
+
+    Scoring's complaint counts and the notices' detectors both count by this one rule.
+    """
+    return level <= 2 if level is not None else has_text
+
+
 def parse_time(value: str | datetime) -> datetime:
     if isinstance(value, datetime):
         return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notices.consumers import is_negative
+from yardstick.events import is_negative
 
 
 @pytest.mark.parametrize(("level", "has_text", "negative"), [

@@ -32,6 +32,7 @@ from feedback_intake.schemas import (
 from feedback_intake.service import Intake, NewFeedback
 from feedback_intake.settings import IntakeSettings
 from yardstick.auth import Principal, optional_principal, require
+from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import runtime_of
 
@@ -97,10 +98,10 @@ async def post_feedback(body: FeedbackIn, request: Request, response: Response,
 
 
 def _status(row: Any) -> FeedbackStatus:
-    response = ({"text": row.response_text, "responded_at": service.aware(row.responded_at)}
+    response = ({"text": row.response_text, "responded_at": as_utc(row.responded_at)}
                 if row.responded_at is not None else None)
     return FeedbackStatus(tracking_code=row.tracking_code, status=service.status_of(row), unit_id=row.unit_id,
-                          category_id=row.category_id, submitted_at=service.aware(row.submitted_at), due=row.due,
+                          category_id=row.category_id, submitted_at=as_utc(row.submitted_at), due=row.due,
                           notice={"id": row.notice_id} if row.notice_id else None, response=response,
                           follow_up_level=row.follow_up_level)
 
@@ -125,9 +126,9 @@ def _unit_item(intake: Intake, row: Any) -> UnitFeedback:
         id=row.id, tracking_code=row.tracking_code, channel=row.channel, unit_id=row.unit_id,
         category_id=row.category_id, classified_by=row.classified_by, confidence=row.confidence, level=row.level,
         text=row.text, window_id=row.window_id, district_id=row.district_id, has_contact=row.contact is not None,
-        status=service.status_of(row), submitted_at=service.aware(row.submitted_at), due=row.due,
+        status=service.status_of(row), submitted_at=as_utc(row.submitted_at), due=row.due,
         overdue=service.is_overdue(intake, row, now), notice_id=row.notice_id, response_text=row.response_text,
-        responded_at=service.aware(row.responded_at) if row.responded_at else None,
+        responded_at=as_utc(row.responded_at) if row.responded_at else None,
         follow_up_level=row.follow_up_level)
 
 

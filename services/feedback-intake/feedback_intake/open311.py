@@ -12,6 +12,7 @@ from feedback_intake import service
 from feedback_intake.api import intake_of, rate_limit
 from feedback_intake.service import NewFeedback
 from yardstick.auth import authenticator
+from yardstick.db import as_utc
 from yardstick.errors import ApiError
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -79,6 +80,6 @@ async def get_request(request_id: str, request: Request) -> list[dict[str, Any]]
     return [{"service_request_id": row.tracking_code, "status": "closed" if row.responded_at else "open",
              "status_notes": row.response_text, "service_name": category.name if category else None,
              "service_code": row.category_id, "agency_responsible": row.unit_id,
-             "requested_datetime": service.aware(row.submitted_at).isoformat(),
-             "updated_datetime": service.aware(updated).isoformat(),
+             "requested_datetime": as_utc(row.submitted_at).isoformat(),
+             "updated_datetime": as_utc(updated).isoformat(),
              "expected_datetime": row.due.isoformat() if row.due else None}]

@@ -26,6 +26,7 @@ from feedback_intake.survey_rows import SurveyRow
 from yardstick import events
 from yardstick.auth import Principal, ensure_unit
 from yardstick.city import UNCATEGORISED, CityProfile
+from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
 
@@ -105,7 +106,7 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
         # In UTC, as stored: SQLite compares the stored text, which has no offset.
         earliest = min(item.rated_at for _, item in valid).astimezone(UTC) - interval
         latest = max(item.rated_at for _, item in valid).astimezone(UTC)
-        presses = sorted(aware(t) for t in await repository.device_presses(session, device, earliest, latest))
+        presses = sorted(as_utc(t) for t in await repository.device_presses(session, device, earliest, latest))
         rows: list[dict[str, Any]] = []
         for _, item in valid:
             if item.id in stored_ids:
@@ -173,11 +174,6 @@ def _count_stored_rejects_as_duplicates(outcome: RatingOutcome, retried: dict[in
         else:
             kept.append(rejection)
     outcome.rejected = kept
-
-
-def aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # feedback ------------------------------------------------------------------------------
@@ -259,7 +255,7 @@ def _received_event(runtime: ServiceRuntime, row: dict[str, Any]) -> events.Enve
     return events.Envelope.of(
         events.FeedbackReceived(
             feedback_id=row["id"], unit_id=row["unit_id"], channel=row["channel"],
-            occurred_at=aware(row["submitted_at"]),
+            occurred_at=as_utc(row["submitted_at"]),
             year=row["year"], level=row["level"], window_id=row["window_id"], category_id=category,
             district_id=row["district_id"], has_text=bool(row["text"])),
         source=runtime.service, key=row["unit_id"])
@@ -467,7 +463,7 @@ async def reassign(intake: Intake, principal: Principal, unit_id: str | None, fe
             category = row.category_id if row.category_id != UNCATEGORISED else None
             envelope = events.Envelope.of(
                 events.FeedbackReassigned(feedback_id=row.id, from_unit_id=unit_id, unit_id=to_unit,
-                                          channel=row.channel, occurred_at=aware(row.submitted_at), year=row.year,
+                                          channel=row.channel, occurred_at=as_utc(row.submitted_at), year=row.year,
                                           level=row.level, category_id=category),
                 source=intake.runtime.service, key=to_unit)
         await intake.runtime.emit(session, [envelope])
@@ -494,7 +490,7 @@ async def audit_trail(intake: Intake, principal: Principal, unit_id: str, feedba
         row = await _unit_item(session, unit_id, feedback_id)
         rows = await repository.audit_of(session, row.id)
     return [{"action": r.action, "actor": r.actor, "role": r.role, "unit_id": r.unit_id, "detail": r.detail,
-             "at": aware(r.at)} for r in rows]
+             "at": as_utc(r.at)} for r in rows]
 
 
 # social media --------------------------------------------------------------------------

@@ -15,11 +15,6 @@ from yardstick.events import Envelope
 ONLINE = {"web", "mobile", "hotline", "face_to_face", "exhibit_hall", "open311"}
 
 
-def is_negative(level: int | None, has_text: bool) -> bool:
-    """notices.md: a level of 2 or less, or a text complaint with no level."""
-    return (level is not None and level <= 2) or (level is None and has_text)
-
-
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
     def local_day(moment: datetime) -> date:
         return moment.astimezone(city.timezone).date()
@@ -41,7 +36,7 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         if data.category_id:
             await repository.add_category_item(session, unit_id=data.unit_id, category_id=data.category_id,
                                                day=day)
-        if data.category_id and is_negative(data.level, data.has_text):
+        if data.category_id and events.is_negative(data.level, data.has_text):
             await repository.add_negative(session, unit_id=data.unit_id, category_id=data.category_id,
                                           day=day)
             await repository.add_negative_item(session, feedback_id=data.feedback_id, unit_id=data.unit_id,
@@ -55,7 +50,7 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
             for unit, sign in ((data.from_unit_id, -1), (data.unit_id, 1)):
                 await repository.add_rating(session, kind="unit", subject_id=unit, unit_id=unit, day=day,
                                             satisfied=data.level >= 4, sign=sign)
-        if data.category_id and is_negative(data.level, True):
+        if data.category_id and events.is_negative(data.level, True):
             await repository.add_negative(session, unit_id=data.from_unit_id, category_id=data.category_id,
                                           day=day, sign=-1)
             await repository.add_negative(session, unit_id=data.unit_id, category_id=data.category_id, day=day)

@@ -39,11 +39,6 @@ class Ratings:
                 for (u, c, d, y), (n, s, s2) in self.cells.items()]
 
 
-def is_negative(level: int | None, has_text: bool) -> bool:
-    """notices.md's negative item: a level of 2 or less, or a text with no level."""
-    return level <= 2 if level is not None else has_text
-
-
 class Complaints:
     """Complaint-cell and month deltas summed in memory before one upsert each (the pages' read model)."""
 
@@ -75,7 +70,7 @@ def received(complaints: Complaints, data: events.FeedbackReceived, day: date) -
     """Count one feedback.received for the pages (every item, whatever its year's status)."""
     complaints.count(year=data.year, day=day, channel=data.channel)
     complaints.add(unit_id=data.unit_id, category_id=data.category_id, day=day, year=data.year,
-                   negative=is_negative(data.level, data.has_text))
+                   negative=events.is_negative(data.level, data.has_text))
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
@@ -115,7 +110,7 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         known(data.unit_id)
         moved = Complaints()
         # The reassigned event carries no has_text; an item without a level was a text (intake needs one).
-        negative = is_negative(data.level, True)
+        negative = events.is_negative(data.level, True)
         day_of_item = local_day(data.occurred_at)
         moved.add(unit_id=data.from_unit_id, category_id=data.category_id, day=day_of_item, year=data.year,
                   negative=negative, sign=-1)

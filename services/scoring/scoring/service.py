@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scoring import method, repository
 from yardstick import events
 from yardstick.auth import Principal
+from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
@@ -341,7 +342,7 @@ async def file_objection(*, runtime: ServiceRuntime, principal: Principal, unit_
         config = await config_of(session, year)
         if row is None or row["status"] != "draft":
             raise ApiError(409, f"{year} has no published draft open to objections")
-        if now() > _aware(row["draft_at"]) + timedelta(days=config.objection_days):
+        if now() > as_utc(row["draft_at"]) + timedelta(days=config.objection_days):
             raise ApiError(409, f"the objection period of {year} is over")
         await repository.add_objection(session, objection_id=objection_id, unit_id=unit_id, year=year, text=text,
                                        filed_at=now())
@@ -363,10 +364,6 @@ async def answer_objection(*, runtime: ServiceRuntime, principal: Principal, obj
     return {"id": objection_id, "status": "answered", "upheld": upheld}
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
-
-
 async def finalize(*, runtime: ServiceRuntime, principal: Principal, year: int, force: bool) -> dict[str, Any]:
     """Freeze the year: scorecards as of December 31, their inputs' counts and digest."""
     async with runtime.transaction() as session:
@@ -378,7 +375,7 @@ async def finalize(*, runtime: ServiceRuntime, principal: Principal, year: int, 
             config = await config_of(session, year)
             if status != "draft" or row is None:
                 raise ApiError(409, f"publish the draft of {year} first (or force)")
-            until = _aware(row["draft_at"]) + timedelta(days=config.objection_days)
+            until = as_utc(row["draft_at"]) + timedelta(days=config.objection_days)
             if now() < until:
                 raise ApiError(409, f"objections to {year} may be filed until {until.isoformat()} (or force)")
             open_ = await repository.open_objections(session, year)
@@ -451,7 +448,7 @@ async def emit_updates(runtime: ServiceRuntime, *, min_interval_s: float = 1.0) 
                 if last is not None and _canonical([last[0], last[1]]) == _canonical([card["total"],
                                                                                        card["components"]]):
                     continue
-                if last is not None and (moment - _aware(last[2])).total_seconds() < min_interval_s:
+                if last is not None and (moment - as_utc(last[2])).total_seconds() < min_interval_s:
                     held = True  # too soon for this unit: the next pass sends it
                     continue
                 rows.append({"unit_id": u, "total": card["total"], "components": card["components"], "at": moment})

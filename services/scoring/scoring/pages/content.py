@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from scoring import repository, service
 from scoring.pages import opinion
+from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
 
 # The step a notice waits for in each state (notices.md lifecycle); deadlines reach us only when missed.
 NEXT_STEP = {"issued": "acknowledge", "acknowledged": "plan", "plan_submitted": "resolve", "resolved": "verify"}
-
-
-def _aware(moment: datetime) -> datetime:
-    return service._aware(moment)
 
 
 def notice_row(n: dict[str, Any]) -> dict[str, Any]:
@@ -26,8 +23,8 @@ def notice_row(n: dict[str, Any]) -> dict[str, Any]:
                 if isinstance(v, int | float) and not isinstance(v, bool)}
     return {"notice_id": n["notice_id"], "unit_id": n["unit_id"], "year": n["year"], "rule": n["rule"],
             "subject": n["subject"], "severity": n["severity"], "status": n["status"],
-            "issued_at": _aware(n["issued_at"]).isoformat(),
-            "verified_at": _aware(n["verified_at"]).isoformat() if n["verified_at"] else None,
+            "issued_at": as_utc(n["issued_at"]).isoformat(),
+            "verified_at": as_utc(n["verified_at"]).isoformat() if n["verified_at"] else None,
             "evidence": evidence, "overdue": list(n["overdue"]), "history": list(n["history"]),
             "next_step": NEXT_STEP.get(n["status"]),
             "linked_notice_id": n["linked_notice_id"]}
@@ -149,7 +146,7 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
     by_status: dict[str, int] = defaultdict(int)
     by_rule: dict[str, int] = defaultdict(int)
     items = []
-    for n in sorted(notices, key=lambda n: (_aware(n["issued_at"]), n["notice_id"])):
+    for n in sorted(notices, key=lambda n: (as_utc(n["issued_at"]), n["notice_id"])):
         by_status[n["status"]] += 1
         by_rule[n["rule"]] += 1
         item = notice_row(n)
@@ -157,8 +154,8 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
         if weeks is not None and n["verified_at"] is not None:
             tz = runtime.city.timezone
             eff = opinion.effect([(w, neg) for w, _t, neg in weeks],
-                                 issued=_aware(n["issued_at"]).astimezone(tz).date(),
-                                 verified=_aware(n["verified_at"]).astimezone(tz).date(), today=today)
+                                 issued=as_utc(n["issued_at"]).astimezone(tz).date(),
+                                 verified=as_utc(n["verified_at"]).astimezone(tz).date(), today=today)
             item["effect"] = asdict(eff)
         else:
             item["effect"] = None
