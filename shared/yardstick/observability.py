@@ -8,13 +8,12 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
@@ -76,23 +75,39 @@ def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def request_middleware(service: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]],
-                                                  Awaitable[Response]]:
-    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+class RequestMiddleware:
+    """Request ids and request times, as plain ASGI.
+
+    Starlette's `BaseHTTPMiddleware` (what `app.middleware("http")` builds) runs every request
+    through an extra task and memory streams; this does the same work in the same task.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), b"")
+        rid = given.decode("latin-1")[:100] or uuid.uuid4().hex
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["x-request-id"] = rid
-            return response
+            await self.app(scope, receive, send_with_id)
         finally:
-            route = request.scope.get("route")
-            REQUESTS.labels(service=service, method=request.method,
+            route = scope.get("route")
+            REQUESTS.labels(service=self.service, method=scope.get("method", ""),
                             route=getattr(route, "path", "unmatched"), status=str(status)).observe(
                 time.perf_counter() - start)
             request_id.reset(token)
-
-    return middleware

@@ -164,7 +164,7 @@ class ServiceRuntime:
         app.state.runtime = self
         app.state.authenticator = self.authenticator
         errors.install(app)
-        app.middleware("http")(observability.request_middleware(self.service))
+        app.add_middleware(observability.RequestMiddleware, service=self.service)
         app.add_middleware(errors.BodyLimit, limit=self.settings.max_body_bytes,
                            large_prefixes=("/v1/surveys/",))
 

@@ -1,0 +1,24 @@
+"""Request ids and the request-time metric, on a real service app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def test_every_answer_carries_a_request_id_and_a_given_one_is_kept(system: Any) -> None:
+    fresh = await system.notices.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 32
+    again = await system.notices.get("/healthz")
+    assert again.headers["x-request-id"] != fresh.headers["x-request-id"]
+    kept = await system.notices.get("/healthz", headers={"X-Request-Id": "kiosk-17-retry-3"})
+    assert kept.headers["x-request-id"] == "kiosk-17-retry-3"
+    # Errors too, so a client can quote the id of a failed call.
+    missing = await system.intake.post("/v1/ratings", json={"ratings": []})
+    assert missing.status_code == 401 and missing.headers["x-request-id"]
+
+
+async def test_request_times_are_recorded_per_route_and_status(system: Any) -> None:
+    await system.notices.get("/healthz")
+    metrics = (await system.notices.get("/metrics")).text
+    assert 'yardstick_http_request_seconds_count{method="GET",route="/healthz",service="notices",status="200"}' \
+        in metrics
