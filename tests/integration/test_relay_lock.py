@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from yardstick import events
@@ -64,9 +63,12 @@ async def _scenario() -> None:
         holders = [r for r in relays if r.holds_lock]
         assert len(holders) == 1, "exactly one relay holds the lock"
         # Kill the holder's session: its lock is gone, and the other relay may take over.
-        pid = (await holders[0]._lock_conn.execute(text("SELECT pg_backend_pid()"))).scalar()  # type: ignore[union-attr]
-        await holders[0]._lock_conn.commit()  # type: ignore[union-attr]
-        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        # (Found from outside: the relay is using its own session concurrently.)
+        pids = await admin.fetch(
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1", name)
+        assert len(pids) == 1, pids
+        await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
         await write(50, 50)
         for _ in range(400):
             if len(await published()) >= 100:
