@@ -162,7 +162,9 @@ async def test_corrections_keep_the_audit_trail(system: Any, commission: Api, co
     assert reports[1]["reason"] == "typo in the first report"
     one = await coordinator.call("GET", f"/v1/targets/{target['id']}", 200)
     assert one["history"] == [{"date": on.isoformat(), "value": 24.5, "late": True, "corrected": True}]
-    corrections = await eventually(lambda: [e for e in events_of(system, "target.progress") if e.data.correction])
+    # Wait for both corrections to be relayed, not just the first.
+    corrections = await eventually(lambda: (found := [e for e in events_of(system, "target.progress")
+                                                      if e.data.correction]) and len(found) >= 2 and found)
     assert [e.data.value for e in corrections] == [25, 24.5]
     page = await coordinator.call("GET", f"/v1/targets/{target['id']}/audit?limit=2", 200)
     rest = await coordinator.call("GET", f"/v1/targets/{target['id']}/audit?cursor={page['next_cursor']}", 200)
