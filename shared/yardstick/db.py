@@ -132,6 +132,19 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+async def xact_lock(session: AsyncSession, name: str) -> None:
+    """Wait for a lock named `name`, held until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": name})
+
+
+async def try_xact_lock(session: AsyncSession, name: str) -> bool:
+    """The lock if free, else False at once: one instance at a time does a sweep or an emission."""
+    if dialect_name(session) != "postgresql":
+        return True
+    return bool((await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": name})).scalar())
+
+
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 

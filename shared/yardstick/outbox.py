@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -32,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import ce_time, encode_stored
-from yardstick.db import dialect_name
+from yardstick.db import xact_lock
 from yardstick.events import Envelope
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 
@@ -56,10 +55,6 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-def _key_lock_id(key: str) -> int:
-    return zlib.crc32(f"outbox:{key}".encode()) - 2**31
-
-
 async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]) -> None:
     """Queue events in the caller's transaction; they are published only if it commits.
 
@@ -70,9 +65,8 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]
     """
     if not envelopes:
         return
-    if dialect_name(session) == "postgresql":
-        for key in sorted({e.key for e in envelopes}):
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key_lock_id(key)})
+    for key in sorted({e.key for e in envelopes}):
+        await xact_lock(session, f"outbox:{key}")
     await session.execute(
         table.insert(),
         [
@@ -126,7 +120,7 @@ class Relay:
         if self._lock_conn is None:
             self._lock_conn = await self.engine.connect()
         got = (await self._lock_conn.execute(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": _key_lock_id(f"relay:{self.service}")})
+            text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": f"relay:{self.service}"})
         ).scalar()
         await self._lock_conn.commit()
         return bool(got)

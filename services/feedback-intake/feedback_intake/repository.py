@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
-from yardstick.db import dialect_name, insert_for
+from yardstick.db import dialect_name, insert_for, xact_lock
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
     """Serialise one kiosk's batches so suppression sees every earlier press."""
     if dialect_name(session) == "postgresql":
-        key = zlib.crc32(f"kiosk:{device}".encode()) - 2**31
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        await xact_lock(session, f"kiosk:{device}")
     elif dialect_name(session) == "sqlite":
         # No advisory locks: take the database's write lock first, with a write that changes
         # nothing, so the reads that follow already see every batch committed before this one

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import binom, norm
+from statsmodels.stats.multitest import multipletests
 
 COMPLAINT = "complaint-recurrence"
 SATISFACTION = "satisfaction-drop"
@@ -75,16 +76,10 @@ def recurrence_p_value(window: int, baseline: int, p0: float) -> float:
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """BH-adjusted q-values, in the order given (step-up, monotone, capped at 1)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    q = [1.0] * m
-    running = 1.0
-    for rank in range(m, 0, -1):
-        i = order[rank - 1]
-        running = min(running, p_values[i] * m / rank)
-        q[i] = running
-    return q
+    """BH-adjusted q-values, in the order given (statsmodels' fdr_bh: step-up, monotone, capped at 1)."""
+    if not p_values:
+        return []
+    return [float(q) for q in multipletests(list(p_values), method="fdr_bh")[1]]
 
 
 def complaint_recurrence(cells: Sequence[ComplaintCell], settings: ComplaintSettings, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notices.models import (
@@ -23,7 +23,7 @@ from notices.models import (
     target_reports,
     target_states,
 )
-from yardstick.db import dialect_name, insert_for
+from yardstick.db import dialect_name, insert_for, try_xact_lock
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -279,11 +279,8 @@ async def rule_history(session: AsyncSession, rule_id: str) -> list[dict[str, An
 
 
 async def try_lock(session: AsyncSession, name: str) -> bool:
-    """A transaction-scoped lock so one instance sweeps at a time (SQLite has one writer anyway)."""
-    if dialect_name(session) != "postgresql":
-        return True
-    got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": name})).scalar()
-    return bool(got)
+    """A transaction-scoped lock so one instance sweeps at a time."""
+    return await try_xact_lock(session, name)
 
 
 async def last_swept(session: AsyncSession, name: str) -> date | None:

@@ -34,7 +34,7 @@ from scoring.models import (
     targets,
     years,
 )
-from yardstick.db import dialect_name, insert_for
+from yardstick.db import insert_for, try_xact_lock
 
 # --- years ---------------------------------------------------------------------------------
 
@@ -67,13 +67,8 @@ async def year_versions(session: AsyncSession) -> list[tuple[int, int, int, str]
 
 
 async def lock_emitter(session: AsyncSession) -> bool:
-    """One instance emits scorecard.updated at a time (PostgreSQL advisory lock; SQLite is one process)."""
-    if dialect_name(session) != "postgresql":
-        return True
-    from sqlalchemy import text
-
-    got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('scoring-emitter'))"))).scalar()
-    return bool(got)
+    """One instance emits scorecard.updated at a time."""
+    return await try_xact_lock(session, "scoring-emitter")
 
 
 # --- read model writes ---------------------------------------------------------------------

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from target_tracker.models import audit, progress, targets
-from yardstick.db import dialect_name, insert_for
+from yardstick.db import insert_for, try_xact_lock
 
 # Enough reports for both projections (Holt looks at the last 120 at most).
 SERIES_LIMIT = 120
@@ -123,11 +122,7 @@ async def audit_trail(session: AsyncSession, target_id: str, *, after: int | Non
 
 
 async def try_sweep_lock(session: AsyncSession) -> bool:
-    """One sweep at a time across instances (PostgreSQL); released when the transaction ends."""
-    if dialect_name(session) != "postgresql":
-        return True
-    key = zlib.crc32(b"target-tracker:sweep") - 2**31
-    got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})).scalar()
-    return bool(got)
+    """One sweep at a time across instances; released when the transaction ends."""
+    return await try_xact_lock(session, "target-tracker:sweep")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from scipy.stats import norm
+from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 TEST = ("one-sided two-proportion z-test of a category's share of the year's negative feedback against the "
@@ -39,16 +40,10 @@ def rise_p_value(x1: int, n1: int, x0: int, n0: int) -> float | None:
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """Adjusted q-values in the order given (step-up, monotone)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    q = [1.0] * m
-    running = 1.0
-    for rank in range(m, 0, -1):
-        i = order[rank - 1]
-        running = min(running, p_values[i] * m / rank)
-        q[i] = min(running, 1.0)
-    return q
+    """BH-adjusted q-values, in the order given (statsmodels' fdr_bh: step-up, monotone, capped at 1)."""
+    if not p_values:
+        return []
+    return [float(q) for q in multipletests(list(p_values), method="fdr_bh")[1]]
 
 
 def category_shares(this_year: Mapping[str, int], last_year: Mapping[str, int],
