@@ -147,6 +147,28 @@ def _migrate(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from yardstick.bus import BusUnavailable
+    from yardstick.bus.deadletters import NoSuchTopic, physical_dlq, read
+    from yardstick.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    topic = physical_dlq(args.topic, settings.topic_prefix)
+    print(f"reading {topic} on {settings.kafka_bootstrap_servers} ...", file=sys.stderr)
+    try:
+        total, found = asyncio.run(read(settings.kafka_bootstrap_servers, topic, limit=args.limit))
+    except NoSuchTopic:
+        print(f"no topic {topic} on the broker (is YARDSTICK_TOPIC_PREFIX right?)", file=sys.stderr)
+        return 2
+    except BusUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    for entry in found:
+        print(json.dumps(entry.as_json(), ensure_ascii=False))
+    print(f"{topic}: {total} dead-lettered message(s), {len(found)} shown", file=sys.stderr)
+    return 0
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from yardstick.events import json_schemas
 
@@ -170,6 +192,13 @@ def _schemas(args: argparse.Namespace) -> int:
         print("stale event schemas (run `yardstick schemas write`):\n  " + "\n  ".join(stale), file=sys.stderr)
         return 1
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="bring services' databases to their newest migration, then exit")
     migrate.add_argument("service", choices=[*sorted(SERVICES), "all"])
 
+    dlq = sub.add_parser("dlq", help="list a dead-letter topic's messages: headers and reason, no payloads")
+    dlq.add_argument("topic", help="feedback.v1 or feedback.v1.dlq (YARDSTICK_TOPIC_PREFIX is prepended)")
+    dlq.add_argument("--limit", type=_positive, default=100)
+
     schemas = sub.add_parser("schemas", help="write or check the event JSON Schemas")
     schemas.add_argument("action", choices=["write", "check"])
     schemas.add_argument("--dir", default="shared/schemas/events")
@@ -235,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(args)
     if args.command == "schemas":
         return _schemas(args)
+    if args.command == "dlq":
+        return _dlq(args)
     if args.command == "migrate":
         return _migrate(args)
     if args.command == "demo":

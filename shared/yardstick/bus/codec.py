@@ -91,7 +91,9 @@ def decode(message: Message) -> events.Envelope:
     except events.UnknownEventType as exc:
         raise DeadLetter(str(exc)) from exc
     except ValidationError as exc:
-        raise DeadLetter(f"{event_type} breaks its schema: {exc.errors(include_url=False)}") from exc
+        # Without the input values: a value may be a comment's text, and reasons go to logs and x-error.
+        problems = exc.errors(include_url=False, include_input=False)
+        raise DeadLetter(f"{event_type} breaks its schema: {problems}") from exc
     key = message.key.decode() if message.key else str(attrs.get("partitionkey", ""))
     return events.Envelope(
         id=str(attrs["id"]), source=str(attrs["source"]), type=event_type,
