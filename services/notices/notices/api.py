@@ -21,6 +21,8 @@ from yardstick.tables import csv_response, wants_csv
 router = APIRouter(prefix="/v1")
 public = APIRouter(prefix="/v1/public")
 READERS = ("commission", "leader", "coordinator")
+# A year filter the database can hold (an unbounded int overflows SQLite's INTEGER: a 500).
+Year = Annotated[int | None, Query(ge=2000, le=2100)]
 
 
 class EvaluateIn(BaseModel):
@@ -51,9 +53,13 @@ def _offset(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        offset = int(base64.urlsafe_b64decode(cursor.encode()).decode())
     except ValueError as exc:
         raise ApiError(400, "invalid cursor") from exc
+    # Only cursors this service made: a negative or huge offset is a database error, not a page.
+    if not 0 <= offset <= 2**31:
+        raise ApiError(400, "invalid cursor")
+    return offset
 
 
 def _cursor(offset: int, limit: int, got: int) -> str | None:
@@ -70,7 +76,7 @@ def _item(n: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/notices", tags=["notices"])
 async def list_notices(request: Request, principal: Principal = Depends(require(*READERS)),
-                       unit_id: str | None = None, status: str | None = None, year: int | None = None,
+                       unit_id: str | None = None, status: str | None = None, year: Year = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
                        ) -> dict[str, Any]:
     if principal.role == "coordinator":
@@ -145,7 +151,7 @@ async def reopen(notice_id: str, request: Request, principal: Principal = Depend
 
 @router.get("/effects", tags=["notices"])
 async def effects(request: Request, principal: Principal = Depends(require("commission", "leader")),
-                  year: int | None = None) -> dict[str, Any]:
+                  year: Year = None) -> dict[str, Any]:
     """The effect of every verified notice: the metric before it and over the same span after verification."""
     async with runtime_of(request).sessions() as session:
         rows = await repository.list_notices(session, unit_id=None, status="verified", year=year, offset=0,
@@ -255,7 +261,7 @@ PUBLIC_COLUMNS = ("id", "unit_id", "rule", "subject", "severity", "status", "ove
 
 
 @public.get("/notices", tags=["public"], response_model=None)
-async def public_notices(request: Request, year: int | None = None,
+async def public_notices(request: Request, year: Year = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
                          ) -> dict[str, Any] | Response:
     offset = _offset(cursor)

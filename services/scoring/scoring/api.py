@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from scoring import service
@@ -26,6 +26,11 @@ router = APIRouter(prefix="/v1")
 COMPONENTS = ("public", "targets", "leaders", "bonus", "adjustments")
 READERS = require("commission", "leader", "coordinator")
 COMMISSION = require("commission")
+# The years the bodies accept too (schemas.py); outside them a date of the year cannot even be built.
+Year = Annotated[int, Path(ge=2000, le=2100)]
+YEAR_QUERY = Query(default=None, ge=2000, le=2100)
+# The audit's cursor is a row id; more digits than an INTEGER holds would be a database error.
+CURSOR = Query(default=None, pattern=r"^\d{1,9}$")
 
 
 RANKING_COLUMNS = ("group", "rank", "unit_id", "total", *COMPONENTS, "grade", "final")
@@ -37,7 +42,7 @@ def _csv(rows: list[dict[str, Any]]) -> Response:
 
 
 @router.get("/scorecards", tags=["scorecards"], response_model=None)
-async def get_ranking(request: Request, year: int | None = None, group: str | None = None,
+async def get_ranking(request: Request, year: int | None = YEAR_QUERY, group: str | None = None,
                       principal: Principal = Depends(READERS)) -> dict[str, Any] | Response:
     runtime = runtime_of(request)
     body = await service.ranking(runtime=runtime, year=year or service.current_year(runtime), group=group)
@@ -45,7 +50,7 @@ async def get_ranking(request: Request, year: int | None = None, group: str | No
 
 
 @router.get("/scorecards/{unit_id}", tags=["scorecards"])
-async def get_scorecard(unit_id: str, request: Request, year: int | None = None,
+async def get_scorecard(unit_id: str, request: Request, year: int | None = YEAR_QUERY,
                         principal: Principal = Depends(READERS)) -> dict[str, Any]:
     ensure_unit(principal, unit_id, readers=("leader",))
     runtime = runtime_of(request)
@@ -53,18 +58,18 @@ async def get_scorecard(unit_id: str, request: Request, year: int | None = None,
 
 
 @router.get("/public/scorecards", tags=["public"], response_model=None)
-async def get_public_scorecards(request: Request, year: int) -> dict[str, Any] | Response:
+async def get_public_scorecards(request: Request, year: int = Query(ge=2000, le=2100)) -> dict[str, Any] | Response:
     body = await service.public_scorecards(runtime=runtime_of(request), year=year)
     return _csv(body["rows"]) if wants_csv(request) else body
 
 
 @router.get("/config/{year}", tags=["config"])
-async def get_config(year: int, request: Request, principal: Principal = Depends(READERS)) -> dict[str, Any]:
+async def get_config(year: Year, request: Request, principal: Principal = Depends(READERS)) -> dict[str, Any]:
     return await service.get_config(runtime=runtime_of(request), year=year)
 
 
 @router.put("/config/{year}", tags=["config"])
-async def put_config(year: int, request: Request, body: Any = Body(...),
+async def put_config(year: Year, request: Request, body: Any = Body(...),
                      principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(422, "the config must be a JSON object")
@@ -100,22 +105,22 @@ async def post_adjustment(body: AdjustmentBody, request: Request,
 
 
 @router.get("/audit", tags=["inputs"])
-async def get_audit(request: Request, year: int | None = None, limit: int = 100, cursor: str | None = None,
+async def get_audit(request: Request, year: int | None = YEAR_QUERY, limit: int = 100, cursor: str | None = CURSOR,
                     principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     if not 1 <= limit <= 1000:
         raise ApiError(422, "limit must be between 1 and 1000")
-    after = int(cursor) if cursor and cursor.isdigit() else 0
+    after = int(cursor) if cursor else 0
     return await service.audit_trail(runtime=runtime_of(request), year=year, limit=limit, cursor=after)
 
 
 @router.post("/scorecards/{year}:publish-draft", tags=["closing"])
-async def post_publish_draft(year: int, request: Request,
+async def post_publish_draft(year: Year, request: Request,
                              principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await service.publish_draft(runtime=runtime_of(request), principal=principal, year=year)
 
 
 @router.post("/scorecards/{year}:finalize", tags=["closing"])
-async def post_finalize(year: int, request: Request, body: FinalizeBody | None = None,
+async def post_finalize(year: Year, request: Request, body: FinalizeBody | None = None,
                         principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await service.finalize(runtime=runtime_of(request), principal=principal, year=year,
                                   force=bool(body and body.force))

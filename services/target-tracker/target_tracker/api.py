@@ -22,6 +22,8 @@ WRITERS = require("commission", "coordinator")
 READERS = require("commission", "leader", "coordinator")
 LIMIT = Query(default=100, ge=1, le=1000)
 YEAR = Query(default=None, ge=2000, le=2100)
+# The audit's cursor is a row id; more digits than an INTEGER holds would be a database error.
+AUDIT_CURSOR = Query(default=None, pattern=r"^\d{1,9}$")
 
 
 def settings_of(request: Request) -> TargetsSettings:
@@ -103,7 +105,7 @@ async def get_target(target_id: str, request: Request, principal: Principal = De
 
 
 @router.get("/targets/{target_id}/audit", tags=["targets"])
-async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor: str | None = None,
+async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
                     principal: Principal = Depends(READERS)) -> dict[str, Any]:
     return await service.audit_list(runtime=runtime_of(request), principal=principal, target_id=target_id,
                                     cursor=cursor, limit=limit)

@@ -110,9 +110,14 @@ def _public_nav(request: Request) -> list[tuple[str, str]]:
 
 
 def _signed_in(request: Request) -> Principal | Response:
+    """The reader, or the answer instead of the page: sign in first (no token), or 403 (a role without a dashboard)."""
     principal = _principal(request)
-    if principal is None or principal.role not in DASHBOARD_ROLES:
+    if principal is None:
         return RedirectResponse("/dashboard/sign-in", status_code=303)
+    if principal.role not in DASHBOARD_ROLES:
+        lang = _lang(request)
+        return _page(request, "message", title=i18n.word("dashboard", lang), nav=_public_nav(request), status=403,
+                     heading="403", message=i18n.word("forbidden", lang))
     return principal
 
 
@@ -207,8 +212,10 @@ async def dashboard_unit(unit_id: str, request: Request) -> Response:
 @router.get("/dashboard/stamp", tags=["pages"])
 async def dashboard_stamp(request: Request) -> JSONResponse:
     principal = _principal(request)
-    if principal is None or principal.role not in DASHBOARD_ROLES:
+    if principal is None:
         raise ApiError(401, "sign in at /dashboard/sign-in")
+    if principal.role not in DASHBOARD_ROLES:
+        raise ApiError(403, f"role {principal.role} has no dashboard")
     return JSONResponse({"stamp": await content.page_stamp(runtime_of(request))},
                         headers={"Cache-Control": "no-store"})
 
