@@ -20,6 +20,9 @@ Role = Literal["kiosk", "citizen", "staff", "coordinator", "commission", "leader
 ROLES: tuple[str, ...] = ("kiosk", "citizen", "staff", "coordinator", "commission", "leader", "assessor")
 ALGORITHM = "HS256"
 ISSUER = "yardstick"
+# The `aud` claim every token carries; a deployment names its own (YARDSTICK_AUTH_AUDIENCE) so a
+# token signed for one deployment, or for another system sharing the secret, is refused here.
+AUDIENCE = "yardstick"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Principal:
 
 def issue(secret: str, *, role: str, subject: str | None = None, unit_id: str | None = None,
           window_id: str | None = None, ttl_s: int | None = None,
-          token_id: str | None = None) -> tuple[str, dict[str, Any]]:
+          token_id: str | None = None, audience: str = AUDIENCE) -> tuple[str, dict[str, Any]]:
     """Sign a token; returns it with its claims (what the registry stores)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
@@ -52,7 +55,7 @@ def issue(secret: str, *, role: str, subject: str | None = None, unit_id: str | 
     if role == "coordinator" and not unit_id:
         raise ValueError("a coordinator token needs --unit")
     now = datetime.now(UTC)
-    claims: dict[str, Any] = {"jti": token_id or uuid.uuid4().hex, "iss": ISSUER, "role": role,
+    claims: dict[str, Any] = {"jti": token_id or uuid.uuid4().hex, "iss": ISSUER, "aud": audience, "role": role,
                               "iat": int(now.timestamp())}
     if subject:
         claims["sub"] = subject
@@ -82,19 +85,27 @@ class Revocations:
 
 
 class Authenticator:
-    def __init__(self, secret: str | Callable[[], str], revocations: Revocations) -> None:
+    def __init__(self, secret: str | Callable[[], str], revocations: Revocations, *,
+                 audience: str = AUDIENCE) -> None:
         self._secret = secret
         self.revocations = revocations
+        self.audience = audience
 
     def secret(self) -> str:
         return self._secret() if callable(self._secret) else self._secret
 
     def verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(token, self.secret(), algorithms=[ALGORITHM], issuer=ISSUER,
-                                options={"require": ["jti", "role", "iat"]})
+            claims = jwt.decode(token, self.secret(), algorithms=[ALGORITHM], issuer=ISSUER, audience=self.audience,
+                                options={"require": ["jti", "role", "iat", "aud"]})
         except jwt.ExpiredSignatureError as exc:
             raise ApiError(401, "token expired; ask the commission for a new one") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise ApiError(401, "invalid token: bad signature") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise ApiError(401, f"invalid token: not issued for this deployment (audience {self.audience})") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise ApiError(401, f"invalid token: no {exc.claim!r} claim") from exc
         except jwt.PyJWTError as exc:
             raise ApiError(401, "invalid token") from exc
         if claims["jti"] in self.revocations.revoked:

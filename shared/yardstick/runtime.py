@@ -66,7 +66,7 @@ class ServiceRuntime:
         self.relay = Relay(engine=self.engine, table=self.outbox, bus=self.bus, service=self.service,
                            interval_s=settings.relay_interval_s, retry_max_s=settings.retry_max_s)
         self.revocations = Revocations()
-        self.authenticator = Authenticator(settings.secret, self.revocations)
+        self.authenticator = Authenticator(settings.secret, self.revocations, audience=settings.auth_audience)
         self.consumers: list[IdempotentConsumer] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []

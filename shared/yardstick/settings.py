@@ -53,6 +53,10 @@ class ServiceSettings(BaseSettings):
     auth_secret: str = Field(
         default="", validation_alias=AliasChoices("YARDSTICK_AUTH_SECRET", "auth_secret")
     )
+    # The `aud` claim tokens are issued with and must carry (docs/decisions/0006-token-audience.md).
+    auth_audience: str = Field(
+        default="yardstick", validation_alias=AliasChoices("YARDSTICK_AUTH_AUDIENCE", "auth_audience")
+    )
     city: Path | None = Field(default=None, validation_alias=AliasChoices("YARDSTICK_CITY", "city"))
     # The relay polls the outbox this often when nothing woke it up.
     relay_interval_s: float = 0.5

@@ -49,7 +49,7 @@ class Registry:
     async def issue(self, *, role: str, subject: str | None = None, unit_id: str | None = None,
                     window_id: str | None = None, ttl_s: int | None = None) -> tuple[str, dict[str, Any]]:
         token, claims = auth.issue(self.settings.secret(), role=role, subject=subject, unit_id=unit_id,
-                                   window_id=window_id, ttl_s=ttl_s)
+                                   window_id=window_id, ttl_s=ttl_s, audience=self.settings.auth_audience)
         issued_at = datetime.fromtimestamp(claims["iat"], UTC)
         expires_at = datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None
         async with db.transaction(self.sessions) as session:

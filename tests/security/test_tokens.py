@@ -1,0 +1,97 @@
+"""Tokens every service must refuse with 401 and a message that says why: a bad signature, expired,
+revoked through the registry and auth.v1, issued for another audience or for none."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from yardstick import auth
+from yardstick.errors import ApiError
+from yardstick.settings import AuthSettings
+from yardstick.tokens import Registry
+
+# One call per service that only the commission may make.
+PROTECTED = {"intake": "/v1/queue/feedback", "targets": "/v1/units/health-commission/targets",
+             "scoring": "/v1/scorecards", "notices": "/v1/rules"}
+
+
+async def answers(system: Any, token: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    for name, path in PROTECTED.items():
+        r = await getattr(system, name).get(path, headers={"Authorization": f"Bearer {token}"})
+        out[name] = (r.status_code, r.json()["error"]["message"] if r.status_code >= 400 else "")
+    return out
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"jti": "t-" + str(now), "iss": auth.ISSUER, "aud": auth.AUDIENCE, "role": "commission", "iat": now,
+            **extra}
+
+
+async def test_a_good_commission_token_passes_everywhere(system: Any, token: Any) -> None:
+    assert {name: status for name, (status, _) in (await answers(system, token("commission"))).items()} == {
+        name: 200 for name in PROTECTED}
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda secret: jwt.encode(claims(), secret + "-not", algorithm="HS256"), "invalid token: bad signature"),
+    (lambda secret: jwt.encode(claims(exp=int(time.time()) - 5), secret, algorithm="HS256"),
+     "token expired; ask the commission for a new one"),
+    (lambda secret: jwt.encode(claims(aud="another-city"), secret, algorithm="HS256"),
+     "invalid token: not issued for this deployment (audience yardstick)"),
+    (lambda secret: jwt.encode({k: v for k, v in claims().items() if k != "aud"}, secret, algorithm="HS256"),
+     "invalid token: no 'aud' claim"),
+    (lambda secret: jwt.encode(claims(), secret, algorithm="HS512"), "invalid token"),
+    (lambda secret: jwt.encode(claims(), None, algorithm="none"), "invalid token"),
+], ids=["bad-signature", "expired", "other-audience", "no-audience", "other-algorithm", "unsigned"])
+async def test_every_service_refuses_the_token_and_says_why(system: Any, secret: str, make: Any,
+                                                            message: str) -> None:
+    got = await answers(system, make(secret))
+    assert got == {name: (401, message) for name in PROTECTED}
+
+
+async def test_a_token_revoked_in_the_registry_stops_working_on_every_service(
+        system: Any, secret: str, tmp_path: Path, eventually: Any) -> None:
+    registry = Registry(AuthSettings(data_dir=tmp_path, auth_secret=secret, database_url=""))
+    await registry.prepare()
+    relay = registry.relay(system.bus)
+    await relay.start()
+    try:
+        token, issued = await registry.issue(role="commission", subject="leaving-staff")
+        assert jwt.decode(token, secret, algorithms=["HS256"], audience="yardstick")["aud"] == "yardstick"
+        assert {n: s for n, (s, _) in (await answers(system, token)).items()} == {n: 200 for n in PROTECTED}
+        assert await registry.revoke(issued["jti"]) is True
+
+        async def refused_everywhere() -> bool:
+            return await answers(system, token) == {name: (401, "token revoked") for name in PROTECTED}
+
+        await eventually(refused_everywhere, timeout=10)
+    finally:
+        await relay.stop()
+        await registry.close()
+
+
+def test_the_cli_issues_tokens_for_the_configured_audience(tmp_path: Path, secret: str) -> None:
+    env = {**os.environ, "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_DATA_DIR": str(tmp_path),
+           "YARDSTICK_BUS": "memory", "YARDSTICK_AUTH_AUDIENCE": "city-b"}
+    env.pop("YARDSTICK_AUTH_DATABASE_URL", None)
+    cli = Path(sys.executable).with_name("yardstick")
+    done = subprocess.run([str(cli), "token", "issue", "--role", "leader", "--subject", "mayor"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    assert jwt.decode(token, secret, algorithms=["HS256"], audience="city-b")["role"] == "leader"
+    revocations = auth.Revocations()
+    assert auth.Authenticator(secret, revocations, audience="city-b").verify(token).subject == "mayor"
+    with pytest.raises(ApiError) as refused:
+        auth.Authenticator(secret, revocations).verify(token)  # the default audience, "yardstick"
+    assert refused.value.status == 401 and "audience" in refused.value.message
