@@ -48,8 +48,9 @@ kafka:
 postgres:
 	bash deploy/postgres.sh start
 
+# Every benchmark, then a summary; `make bench BENCH_ARGS=--quick` runs each briefly (a smoke test).
 bench: setup
-	bash scripts/bench.sh
+	bash scripts/bench.sh $(BENCH_ARGS)
 
 schemas: setup
 	$(BIN)/yardstick schemas write
