@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import ce_time, encode_stored
-from yardstick.db import xact_lock
+from yardstick.db import JsonText, bulk_insert, xact_lock
 from yardstick.events import Envelope
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 
@@ -67,16 +67,13 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]
         return
     for key in sorted({e.key for e in envelopes}):
         await xact_lock(session, f"outbox:{key}")
-    await session.execute(
-        table.insert(),
-        [
-            {
-                "event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
-                "time": ce_time(e.time), "payload": e.data.model_dump(mode="json"),
-            }
-            for e in envelopes
-        ],
-    )
+    await bulk_insert(session, table, [
+        {
+            "event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
+            "time": ce_time(e.time), "payload": JsonText(e.data.model_dump_json()),
+        }
+        for e in envelopes
+    ])
     session.info.setdefault("outbox_added", 0)
     session.info["outbox_added"] += len(envelopes)
 

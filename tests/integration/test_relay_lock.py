@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from yardstick import events
@@ -60,6 +61,14 @@ async def _scenario() -> None:
             if len(await published()) >= 50:
                 break
             await asyncio.sleep(0.05)
+        # Published and marked: a kill between the two would rightly publish them again.
+        for _ in range(200):
+            async with engine.connect() as conn:
+                unsent = (await conn.execute(select(func.count()).select_from(table)
+                                             .where(table.c.sent_at.is_(None)))).scalar_one()
+            if not unsent:
+                break
+            await asyncio.sleep(0.05)
         holders = [r for r in relays if r.holds_lock]
         assert len(holders) == 1, "exactly one relay holds the lock"
         # Kill the holder's session: its lock is gone, and the other relay may take over.
@@ -69,6 +78,13 @@ async def _scenario() -> None:
             "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1", name)
         assert len(pids) == 1, pids
         await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+        # Termination is a signal the backend acts on when it next runs: until it is gone, the
+        # old holder could still publish a batch and only fail to mark it (a duplicate that the
+        # consumers would skip, but not what this test is about).
+        for _ in range(200):
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pids[0]["pid"]):
+                break
+            await asyncio.sleep(0.05)
         await write(50, 50)
         for _ in range(400):
             if len(await published()) >= 100:

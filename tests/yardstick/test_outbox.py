@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -303,3 +303,19 @@ async def test_the_consumer_on_the_memory_bus_dead_letters_and_moves_on(
     assert len(dead) == 1
     assert dead[0].header("ce_id") == _event(2).id.encode()
     assert dead[0].header("x-consumer") == b"test"
+
+
+async def test_bulk_insert_on_sqlite_skips_conflicts_and_reads_json_text(database: Db) -> None:
+    meta = db.new_metadata()
+    table = Table("bulk_items", meta, Column("id", String(10), primary_key=True), Column("n", Integer),
+                  Column("doc", JSON))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    async with db.transaction(database.sessions) as session:
+        first = await db.bulk_insert(session, table, [{"id": "a", "n": 1, "doc": db.JsonText('{"y": [2]}')}],
+                                  returning=table.c.id)
+        second = await db.bulk_insert(session, table, [{"id": "a", "n": 9, "doc": {}}, {"id": "b", "n": 2, "doc": {}}],
+                                   skip_conflicts=True, returning=table.c.id)
+        rows = {r.id: (r.n, r.doc) for r in (await session.execute(select(table))).all()}
+    assert (first, second) == (["a"], ["b"])
+    assert rows == {"a": (1, {"y": [2]}), "b": (2, {})}

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, any_, bindparam, false, func, not_, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
-from yardstick.db import dialect_name, insert_for, xact_lock
+from yardstick.db import bulk_insert, dialect_name, insert_for, xact_lock
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
@@ -27,7 +28,12 @@ async def lock_device(session: AsyncSession, device: str) -> None:
 async def existing_rating_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()
-    rows = await session.execute(select(ratings.c.id).where(ratings.c.id.in_(list(ids))))
+    if dialect_name(session) == "postgresql":
+        # One array parameter: an IN list of 100 is recompiled with 100 parameters every time.
+        found = select(ratings.c.id).where(ratings.c.id == any_(bindparam("ids", type_=ARRAY(String))))
+        rows = await session.execute(found, {"ids": list(ids)})
+    else:
+        rows = await session.execute(select(ratings.c.id).where(ratings.c.id.in_(list(ids))))
     return {r[0] for r in rows}
 
 
@@ -40,13 +46,7 @@ async def device_presses(session: AsyncSession, device: str, start: datetime, en
 
 async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     """Insert, skipping ids stored meanwhile; returns the ids actually inserted."""
-    if not rows:
-        return set()
-    insert = insert_for(session)
-    # An executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with
-    # RETURNING); building `.values(rows)` instead compiled a new statement for every request.
-    stmt = insert(ratings).on_conflict_do_nothing(index_elements=["id"]).returning(ratings.c.id)
-    return {r[0] for r in await session.execute(stmt, rows)}
+    return set(await bulk_insert(session, ratings, rows, skip_conflicts=True, returning=ratings.c.id))
 
 
 # feedback ------------------------------------------------------------------------------
