@@ -203,6 +203,14 @@ class NoticeIssued(_Event):
     feedback_ids: list[str] = Field(default_factory=list)
 
 
+class NoticeCommitment(BaseModel):
+    """A plan's public commitment (notices.md: the register shows it)."""
+
+    metric: str
+    target: str | float
+    due: date
+
+
 class NoticeTransitioned(_Event):
     __event_type__ = "notice.transitioned"
     __topic__ = NOTICES
@@ -212,6 +220,12 @@ class NoticeTransitioned(_Event):
     status: NoticeState
     at: datetime
     actor_role: str
+    # Optional, added later (readers of older events see none of them): what the public register shows.
+    actions: list[str] | None = Field(default=None, description="the plan's actions (on plan_submitted)")
+    commitment: NoticeCommitment | None = Field(default=None, description="the plan's commitment")
+    deadline: date | None = Field(default=None, description="when the step now due must be done")
+    figures: dict[str, float | int] | None = Field(
+        default=None, description="on verified: the numeric figures that showed the metric back to normal")
 
 
 class NoticeOverdue(_Event):

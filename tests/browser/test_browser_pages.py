@@ -310,6 +310,23 @@ def test_the_reports_figures_equal_the_apis(page: Any, stack: Stack, seeded: dic
     assert next(s for s in this_year["satisfaction"] if s["unit_id"] == UNIT)["S"] == live["public"]["S"]
     doctor = next(c for c in this_year["categories"] if c["category_id"] == "seeing-a-doctor")
     assert doctor["negative"] == 3 and doctor["previous_negative"] == 2
+    # Year on year: last year's satisfaction per unit is its final scorecard's (none when nobody rated it).
+    sign_in(page, stack, seeded["commission"])
+    page.goto(f"{stack.url('scoring')}/v1/reports/annual/{year}?lang=en")
+    compared = 0
+    for card in final["scorecards"]:
+        rated = any(ch.get("n", 0) for ch in card["public"]["channels"].values())
+        expected = card["public"]["S"] if rated else None
+        row = next(s for s in this_year["satisfaction"] if s["unit_id"] == card["unit_id"])
+        assert row["previous_S"] == expected
+        shown = page.locator(f'table.satisfaction tr[data-unit="{card["unit_id"]}"]').get_attribute("data-previous-s")
+        assert (float(shown) if shown else None) == expected
+        compared += expected is not None
+    assert compared >= 1 and this_year["previous_status"] == "final"
+    # Each category's share this year against last, as the table shows it.
+    shares = page.locator("table.categories tr[data-category]")
+    assert shares.count() == len(this_year["categories"])
+    assert page.locator('table.categories tr[data-category="seeing-a-doctor"]').get_attribute("data-negative") == "3"
 
 
 def test_pages_work_on_a_phone_and_from_the_keyboard(browser: Any, stack: Stack, seeded: dict[str, Any],
@@ -332,4 +349,144 @@ def test_pages_work_on_a_phone_and_from_the_keyboard(browser: Any, stack: Stack,
     assert '"status"' in page.content()
     page.goto(f"{stack.url('scoring')}/public?year={seeded['year'] - 1}&lang=zh")
     page.screenshot(path=str(artifacts / "public-phone.png"), full_page=True)
+    context.close()
+
+
+# --- accessibility: contrast, labels, keyboard ----------------------------------------------
+
+# Every visible text node's colour and the background it is drawn on, from the computed styles.
+TEXT_STYLES_JS = """
+() => {
+  const rgba = (s) => { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const layers = (el) => { const out = []; for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor); if (c && c[3] > 0) out.push(c); } return out; };
+  const out = []; const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const text = n.textContent.trim(); const el = n.parentElement;
+    if (!text || !el || seen.has(el) || el.closest('script,style,title')) continue;
+    seen.add(el);
+    const s = getComputedStyle(el); const r = el.getBoundingClientRect();
+    if (s.visibility !== 'visible' || s.display === 'none' || r.width === 0 || r.height === 0 || r.right < 0
+        || r.bottom < 0 || el.closest('details:not([open]) > :not(summary)')) continue;
+    const inSvg = el.closest('svg') !== null;
+    out.push({text: text.slice(0, 40), tag: el.tagName, color: rgba(inSvg ? s.fill : s.color),
+              opacity: Number(s.opacity), layers: layers(el), size: parseFloat(s.fontSize),
+              weight: Number(s.fontWeight) || 400});
+  }
+  return out;
+}
+"""
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    def channel(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _over(top: list[float], bottom: tuple[float, float, float]) -> tuple[float, float, float]:
+    a = top[3]
+    return (top[0] * a + bottom[0] * (1 - a), top[1] * a + bottom[1] * (1 - a), top[2] * a + bottom[2] * (1 - a))
+
+
+def contrast_failures(page: Any) -> list[str]:
+    """WCAG 2.1 contrast (1.4.3): 4.5:1 for text, 3:1 for large text (24 px, or 18.66 px bold)."""
+    failures = []
+    for item in page.evaluate(TEXT_STYLES_JS):
+        background: tuple[float, float, float] = (255.0, 255.0, 255.0)  # the canvas under every layer
+        for layer in reversed(item["layers"]):
+            background = _over(layer, background)
+        color = item["color"]
+        assert color is not None, f"no colour computed for {item}"
+        foreground = _over([color[0], color[1], color[2], color[3] * item["opacity"]], background)
+        lighter, darker = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+        ratio = (lighter + 0.05) / (darker + 0.05)
+        large = item["size"] >= 24 or (item["size"] >= 18.66 and item["weight"] >= 700)
+        if ratio < (3.0 if large else 4.5):
+            failures.append(f"{item['tag']} {item['text']!r}: {ratio:.2f}:1")
+    return failures
+
+
+def unlabelled_fields(page: Any) -> list[str]:
+    return list(page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+      .filter(f => !(f.labels && f.labels.length) && !f.getAttribute('aria-label')
+                   && !f.getAttribute('aria-labelledby'))
+      .map(f => f.outerHTML.slice(0, 80))"""))
+
+
+def test_every_page_has_readable_contrast_and_labelled_fields(page: Any, stack: Stack, seeded: dict[str, Any],
+                                                              artifacts: Path) -> None:
+    base = stack.url("scoring")
+    year = seeded["year"]
+    public = [f"/public?year={year - 1}", f"/public/units/{UNIT}", f"/v1/reports/annual/{year - 1}",
+              "/dashboard/sign-in"]
+    signed = [f"/dashboard?year={year}", f"/dashboard/units/{UNIT}?year={year}", "/dashboard/notices",
+              f"/v1/reports/annual/{year}"]
+    checked = 0
+    for lang in ("en", "zh"):
+        for path in public:
+            page.goto(f"{base}{path}{'&' if '?' in path else '?'}lang={lang}")
+            assert contrast_failures(page) == [], path
+            assert unlabelled_fields(page) == [], path
+            checked += 1
+    sign_in(page, stack, seeded["commission"])
+    for path in signed:
+        page.goto(f"{base}{path}")
+        assert contrast_failures(page) == [], path
+        assert unlabelled_fields(page) == [], path
+        checked += 1
+    assert checked == 2 * len(public) + len(signed)
+    # The check itself can fail: grey on white at 2:1 is caught.
+    page.evaluate("document.querySelector('h1').style.color = '#aaaaaa'")
+    assert any("H1" in f for f in contrast_failures(page))
+
+
+def _tab_until(page: Any, found: str, limit: int = 60) -> dict[str, Any]:
+    """Press Tab until the focused element matches `found` (a CSS selector); what was focused then."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(sel) => document.activeElement && document.activeElement.matches(sel)", found):
+            return dict(page.evaluate("""() => { const e = document.activeElement; const s = getComputedStyle(e);
+                return {tag: e.tagName, text: e.textContent.trim(), outline: s.outlineStyle,
+                        width: parseFloat(s.outlineWidth)}; }"""))
+    raise AssertionError(f"Tab never reached {found}")
+
+
+def test_the_keyboard_reaches_the_language_switch_and_sign_in(page: Any, stack: Stack,
+                                                              seeded: dict[str, Any]) -> None:
+    page.goto(f"{stack.url('scoring')}/dashboard/sign-in?lang=zh")
+    english = _tab_until(page, '.lang a[lang="en"]')
+    assert english["text"] == "English" and english["outline"] != "none" and english["width"] >= 2
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "en"
+    token_field = _tab_until(page, "#token")
+    assert token_field["tag"] == "INPUT" and token_field["outline"] != "none"
+    page.keyboard.type(seeded["commission"])
+    button = _tab_until(page, 'button[type="submit"]')
+    assert button["text"] == "Sign in" and button["outline"] != "none"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/dashboard$"))
+    assert page.locator('table[data-group]').count() == len(stack.city.groups)
+
+
+def test_the_public_unit_page_and_report_on_a_phone(browser: Any, stack: Stack, seeded: dict[str, Any],
+                                                    artifacts: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    year = seeded["year"]
+    for name, path in (("public-unit-phone", f"/public/units/{UNIT}?year={year - 1}&lang=zh"),
+                       ("report-phone", f"/v1/reports/annual/{year - 1}?lang=en")):
+        phone.goto(f"{stack.url('scoring')}{path}")
+        assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
+        assert contrast_failures(phone) == []
+        phone.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+    html = phone.content()
+    for secret in (PHONE, EMAIL, "example.cn", COMPLAINT, *seeded["codes"]):
+        assert secret not in html
     context.close()

@@ -248,6 +248,7 @@ async def transition(session: AsyncSession, *, notice_id: str, action: str, prin
         raise ApiError(409, f"cannot {action} a notice that is {notice['status']}; it must be {start}",
                        details=[{"status": notice["status"], "required": start}])
     values: dict[str, Any] = {"status": end, "overdue": False}
+    published: dict[str, Any] = {}  # what notice.transitioned carries for the public register
     if action == "acknowledge":
         values |= {"acknowledged_at": now, "step": "plan", "deadline": calendar.add(today, PLAN_DAYS)}
     elif action == "plan":
@@ -257,6 +258,8 @@ async def transition(session: AsyncSession, *, notice_id: str, action: str, prin
             raise ApiError(422, f"the commitment's due date must be after today and at most {RESOLVE_MAX_DAYS} "
                                 "calendar days after the plan", details=[{"due": due.isoformat()}])
         values |= {"plan": plan.model_dump(mode="json"), "plan_at": now, "step": "resolve", "deadline": due}
+        published = {"actions": list(plan.actions),
+                     "commitment": events.NoticeCommitment(**plan.commitment.model_dump())}
     elif action == "resolve":
         values |= {"resolution": text, "resolved_at": now, "step": None, "deadline": None}
     elif action == "reopen":
@@ -266,14 +269,17 @@ async def transition(session: AsyncSession, *, notice_id: str, action: str, prin
         if not recovered:
             raise ApiError(409, "the metric that fired is not back to normal yet", details=[figures])
         values |= {"verified_at": now, "verified_on": today, "open_key": None, "step": None, "deadline": None}
+        published = {"figures": {k: v for k, v in figures.items()
+                                 if isinstance(v, int | float) and not isinstance(v, bool)}}
     await repository.update_notice(session, notice_id, values)
     await repository.add_history(session, {"notice_id": notice_id, "at": now, "action": action,
                                            "previous": start, "status": end, "actor_role": principal.role,
                                            "actor": principal.subject, "text": text})
-    await _emit(session, events.NoticeTransitioned(notice_id=notice_id, unit_id=notice["unit_id"], previous=start,
-                                                   status=end, at=now, actor_role=principal.role),
-                notice["unit_id"])
     deadline: date | None = values.get("deadline")
+    await _emit(session, events.NoticeTransitioned(notice_id=notice_id, unit_id=notice["unit_id"], previous=start,
+                                                   status=end, at=now, actor_role=principal.role,
+                                                   deadline=deadline, **published),
+                notice["unit_id"])
     await _notify(session, unit_id=notice["unit_id"], now=now, payload={
         "type": "notice.transitioned", "notice_id": notice_id, "unit_id": notice["unit_id"], "previous": start,
         "status": end, "deadline": deadline.isoformat() if deadline else None})

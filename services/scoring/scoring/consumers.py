@@ -210,7 +210,11 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         notice = await repository.notice_view(session, data.notice_id)
         if notice is None:
             raise NotFound(f"notice {data.notice_id!r} was never issued")
-        history = [*notice["history"], {"status": data.status, "previous": data.previous, "at": data.at.isoformat()}]
+        # The plan, commitment, next deadline and verification figures ride along for the public register.
+        shown = data.model_dump(mode="json", include={"actions", "commitment", "deadline", "figures"},
+                                exclude_none=True)
+        history = [*notice["history"], {"status": data.status, "previous": data.previous, "at": data.at.isoformat(),
+                                        **shown}]
         # A reopened notice leaves the deadlines it missed behind; a new step starts a new clock.
         await repository.update_notice(
             session, data.notice_id, status=data.status, history=history, changes=notice["changes"] + 1,

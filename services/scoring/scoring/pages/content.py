@@ -17,17 +17,45 @@ from yardstick.runtime import ServiceRuntime
 NEXT_STEP = {"issued": "acknowledge", "acknowledged": "plan", "plan_submitted": "resolve", "resolved": "verify"}
 
 
+def _numbers(values: dict[str, Any]) -> dict[str, int | float]:
+    return {k: v for k, v in sorted(values.items()) if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
 def notice_row(n: dict[str, Any]) -> dict[str, Any]:
-    """A notice as the pages show it: no feedback ids, evidence reduced to its numbers."""
-    evidence = {k: v for k, v in sorted(n["evidence"].items())
-                if isinstance(v, int | float) and not isinstance(v, bool)}
+    """A notice as the pages show it: no feedback ids, evidence reduced to its numbers.
+
+    The plan, its commitment, the deadline of the step now due and the verification's figures come
+    from the newest `notice.transitioned` that carried them (older events carry none: `plan_known`).
+    """
+    history = list(n["history"])
+    plan = next((h for h in reversed(history) if h.get("actions") or h.get("commitment")), None)
+    current = history[-1] if history else {}
+    verified = next((h for h in reversed(history) if h.get("status") == "verified"), None)
+    commitment = dict(plan["commitment"]) if plan and plan.get("commitment") else None
+    if commitment and isinstance(commitment.get("target"), float) and commitment["target"].is_integer():
+        commitment["target"] = int(commitment["target"])  # "3 a week", not "3.00 a week"
+    reopened = any(h.get("status") == "acknowledged" and h.get("previous") == "resolved" for h in history)
+    if n["status"] == "verified":
+        outcome = "verified"
+    elif reopened:
+        outcome = "reopened"
+    else:
+        outcome = "in_progress"
     return {"notice_id": n["notice_id"], "unit_id": n["unit_id"], "year": n["year"], "rule": n["rule"],
             "subject": n["subject"], "severity": n["severity"], "status": n["status"],
             "issued_at": as_utc(n["issued_at"]).isoformat(),
             "verified_at": as_utc(n["verified_at"]).isoformat() if n["verified_at"] else None,
-            "evidence": evidence, "overdue": list(n["overdue"]), "history": list(n["history"]),
+            "evidence": _numbers(n["evidence"]), "overdue": list(n["overdue"]),
+            "history": [{"status": h["status"], "at": h["at"]} for h in history],
             "next_step": NEXT_STEP.get(n["status"]),
-            "linked_notice_id": n["linked_notice_id"]}
+            "linked_notice_id": n["linked_notice_id"],
+            "plan_known": plan is not None or not any(h.get("status") == "plan_submitted" for h in history),
+            "actions": list(plan.get("actions") or []) if plan else [],
+            "commitment": commitment,
+            "planned_at": plan["at"] if plan else None,
+            "deadline": current.get("deadline") if n["status"] not in ("resolved", "verified") else None,
+            "outcome": outcome,
+            "figures": _numbers(verified.get("figures") or {}) if verified else {}}
 
 
 async def page_stamp(runtime: ServiceRuntime) -> str:
@@ -94,6 +122,32 @@ async def public_results(runtime: ServiceRuntime, year: int | None) -> dict[str,
             "notices": [notice_row(n) for n in notices]}
 
 
+async def public_unit(runtime: ServiceRuntime, unit_id: str, year: int | None) -> dict[str, Any]:
+    """One unit's published results: the asked (or newest) published year, every published year's
+    satisfaction and total for the year-on-year line, and the unit's notices in the register."""
+    async with runtime.sessions() as session:
+        published = await repository.published_years(session)
+        notices = await repository.notices_of(session, unit_id=unit_id)
+    years = [y for y, _s in published]
+    if year is None:
+        year = years[0] if years else service.current_year(runtime)
+    history = []
+    card = None
+    for y in years:
+        results = await service.public_scorecards(runtime=runtime, year=y)
+        mine = next((c for c in results["scorecards"] if c["unit_id"] == unit_id), None)
+        if mine is None:
+            continue
+        rated = any(v.get("n", 0) for v in mine["public"].get("channels", {}).values())
+        history.append({"year": y, "final": results["final"], "total": mine["total"], "rank": mine["rank"],
+                        "grade": mine["grade"], "S": mine["public"].get("S") if rated else None})
+        if y == year:
+            card = mine | {"final": results["final"]}
+    return {"unit_id": unit_id, "year": year, "years": years, "card": card,
+            "history": sorted(history, key=lambda h: h["year"]),
+            "notices": [notice_row(n) for n in notices]}
+
+
 async def year_status(runtime: ServiceRuntime, year: int) -> str:
     async with runtime.sessions() as session:
         row = await repository.year_row(session, year)
@@ -105,6 +159,7 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
     today = service.today(runtime)
     async with runtime.sessions() as session:
         row = await repository.year_row(session, year)
+        previous_row = await repository.year_row(session, year - 1)
         months = await repository.months_of(session, year)
         this_cells = await repository.complaint_cells(session, year=year)
         last_cells = await repository.complaint_cells(session, year=year - 1)
@@ -118,6 +173,9 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
                                                                           category_id=key[1])
     status = str(row["status"]) if row else "live"
     cards = await service.scorecards(runtime, year)
+    # Last year's satisfaction, for the year-on-year column: its final scorecards once finalized.
+    previous_cards = await service.scorecards(runtime, year - 1)
+    previous_status = str(previous_row["status"]) if previous_row else "live"
 
     channels: dict[str, list[int]] = {}
     for m, channel, count in months:
@@ -135,6 +193,12 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
                              "n": {c: v.get("n", 0) for c, v in public.get("channels", {}).items()}})
         # S is 0 on the scorecard when nobody rated the unit; the report says "no ratings" instead.
         satisfaction[-1]["rated"] = any(n for n in satisfaction[-1]["n"].values())
+        before = previous_cards.get(card["unit_id"])
+        rated_before = before is not None and any(v.get("n", 0) for v in before["public"].get("channels", {}).values())
+        previous_s = before["public"].get("S") if before is not None and rated_before else None
+        satisfaction[-1]["previous_S"] = previous_s
+        satisfaction[-1]["change"] = (public.get("S") - previous_s
+                                      if previous_s is not None and satisfaction[-1]["rated"] else None)
 
     def negatives(cells: list[tuple[str, str, date, int, int]]) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -162,7 +226,7 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
         items.append(item)
     rows = [asdict(s) for s in shares]
     return {
-        "year": year, "status": status, "generated_on": today.isoformat(),
+        "year": year, "status": status, "previous_status": previous_status, "generated_on": today.isoformat(),
         "volume": volume, "satisfaction": satisfaction,
         "categories": rows,
         "negative_total": sum(s.negative for s in shares),

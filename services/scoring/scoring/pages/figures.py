@@ -42,3 +42,12 @@ def report_charts(report: dict[str, Any], *, lang: Lang, city: CityProfile) -> d
                       [(category_name(city, c["category_id"], lang), c["share"]) for c in top],
                       x_max=max([c["share"] for c in top], default=1.0) or 1.0)
     return {"volume": volume, "volume_legend": svg.legend(series), "shares": shares}
+
+
+def unit_history_chart(page: dict[str, Any], *, lang: Lang) -> Markup | None:
+    """A unit's public satisfaction over its published years (none drawn for fewer than two)."""
+    rated = [h for h in page["history"] if h["S"] is not None]
+    if len(rated) < 2:
+        return None
+    series = [svg.Series(word("satisfaction", lang), [float(h["S"]) for h in rated])]
+    return svg.line_chart(word("satisfaction", lang), [str(h["year"]) for h in rated], series, y_min=0.0, y_max=1.0)

@@ -91,14 +91,17 @@ NOTICE_TABLE = """{% macro notice_table(items, show_unit=True, register=False) %
 <thead><tr>{% if show_unit %}<th scope="col">{{ t('unit') }}</th>{% endif %}<th scope="col">{{ t('rule') }}</th>
 <th scope="col">{{ t('subject') }}</th><th scope="col">{{ t('status') }}</th><th scope="col">{{ t('issued_at') }}</th>
 <th scope="col">{{ t('overdue') }}</th><th scope="col" class="hide-narrow">{{ t('evidence') }}</th>
-{% if register %}<th scope="col">{{ t('history') }}</th>{% endif %}</tr></thead><tbody>
+{% if register %}<th scope="col">{{ t('plan_actions') }}</th><th scope="col">{{ t('commitment') }}</th><th scope="col">{{ t('outcome') }}</th><th scope="col">{{ t('history') }}</th>{% endif %}</tr></thead><tbody>
 {% for n in items %}<tr data-notice="{{ n.notice_id }}">
 {% if show_unit %}<td>{{ unit(n.unit_id) }}</td>{% endif %}
 <td>{{ t(n.rule) }}{% if n.severity == 'escalated' %} ({{ t('escalated') }}){% endif %}</td>
-<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}</span>{% endif %}</td><td>{{ d(n.issued_at) }}</td>
+<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}{% if n.deadline %} ({{ t('deadline') }} {{ d(n.deadline) }}){% endif %}</span>{% endif %}</td><td>{{ d(n.issued_at) }}</td>
 <td>{% for o in n.overdue %}<span class="overdue">{{ t('overdue') }}: {{ t(o.step) }} ({{ t('deadline') }} {{ d(o.deadline) }})</span><br>{% else %}—{% endfor %}</td>
 <td class="hide-narrow">{% for k, v in n.evidence.items() %}{{ k }}={{ num(v, 3) if v is float else v }} {% endfor %}</td>
-{% if register %}<td>{% for h in n.history %}{{ t(h.status) }} {{ d(h.at) }}<br>{% endfor %}</td>{% endif %}
+{% if register %}<td class="plan">{% if n.actions %}<ul>{% for a in n.actions %}<li>{{ a }}</li>{% endfor %}</ul>{% if n.planned_at %}<span class="note">{{ d(n.planned_at) }}</span>{% endif %}{% elif not n.plan_known %}<span class="note">{{ t('old_events') }}</span>{% else %}—{% endif %}</td>
+<td class="commitment">{% if n.commitment %}{{ n.commitment.metric }}: {{ num(n.commitment.target, 2) if n.commitment.target is number else n.commitment.target }}<br><span class="note">{{ t('due') }} {{ d(n.commitment.due) }}</span>{% else %}—{% endif %}</td>
+<td class="outcome" data-outcome="{{ n.outcome }}">{{ t(n.outcome) }}{% if n.verified_at %}<br><span class="note">{{ t('verified_on') }} {{ d(n.verified_at) }}</span>{% endif %}{% for k, v in n.figures.items() %}<br><span class="note">{{ k }}={{ num(v, 3) if v is float else v }}</span>{% endfor %}{% if n.deadline %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}, {{ t('deadline') }} {{ d(n.deadline) }}</span>{% endif %}</td>
+<td>{% for h in n.history %}{{ t(h.status) }} {{ d(h.at) }}<br>{% endfor %}</td>{% endif %}
 </tr>{% endfor %}</tbody></table></div>
 {% else %}<p class="note">{{ t('none') }}</p>{% endif %}{% endmacro %}"""
 
@@ -162,10 +165,9 @@ PUBLIC = """{% extends "base" %}{% from "ranking" import ranking_table with cont
 <select id="year" name="year">{% for y in years %}<option value="{{ y }}" {% if y == year %}selected{% endif %}>{{ y }}</option>{% endfor %}</select>
 <button type="submit">OK</button></form>{% endif %}
 {% if results %}<p>{{ t('final') if results.final else t('draft') }} · <a href="/v1/reports/annual/{{ year }}">{{ t('report_link') }}</a></p>
-{% for group_id, rows in groups.items() %}{{ ranking_table(group_id, rows, None) }}{% endfor %}
+{% for group_id, rows in groups.items() %}{{ ranking_table(group_id, rows, '/public/units/') }}{% endfor %}
 {% else %}<p class="note">{{ t('not_published') }}</p>{% endif %}
 <h2>{{ t('notice_register') }}</h2>
-<p class="note">{{ t('plan_gap') }}</p>
 {{ notice_table(notices, register=True) }}
 <h2 id="tracking">{{ t('tracking') }}</h2>
 <form method="get" action="/public/track" class="inline card">
@@ -186,9 +188,11 @@ REPORT = """{% extends "base" %}{% block main %}
 </tbody></table></div></section>
 <section aria-labelledby="h-sat"><h2 id="h-sat">{{ t('sat_by_unit') }}</h2>
 <div class="scroll"><table class="satisfaction"><thead><tr><th scope="col">{{ t('unit') }}</th><th scope="col">{{ t('group') }}</th>
-<th class="num" scope="col">{{ t('satisfaction') }}</th><th class="num" scope="col">{{ t('interval') }}</th><th class="num" scope="col">{{ t('rank') }}</th></tr></thead><tbody>
-{% for s in r.satisfaction %}<tr data-unit="{{ s.unit_id }}" data-s="{{ s.S if s.S is not none else '' }}"><td>{{ unit(s.unit_id) }}</td><td>{{ group(s.group) }}</td>
-<td class="num">{{ pct(s.S) if s.rated else '—' }}</td><td class="num">{% if s.interval %}{{ pct(s.interval[0]) }}–{{ pct(s.interval[1]) }}{% else %}—{% endif %}</td><td class="num">{{ s.rank }}</td></tr>{% endfor %}
+<th class="num" scope="col">{{ t('satisfaction') }}</th><th class="num" scope="col">{{ t('interval') }}</th>
+<th class="num" scope="col">{{ t('sat_last') }} ({{ r.year - 1 }}, {{ t(r.previous_status) }})</th><th class="num" scope="col">{{ t('sat_change') }}</th><th class="num" scope="col">{{ t('rank') }}</th></tr></thead><tbody>
+{% for s in r.satisfaction %}<tr data-unit="{{ s.unit_id }}" data-s="{{ s.S if s.S is not none else '' }}" data-previous-s="{{ s.previous_S if s.previous_S is not none else '' }}"><td>{{ unit(s.unit_id) }}</td><td>{{ group(s.group) }}</td>
+<td class="num">{{ pct(s.S) if s.rated else '—' }}</td><td class="num">{% if s.interval %}{{ pct(s.interval[0]) }}–{{ pct(s.interval[1]) }}{% else %}—{% endif %}</td>
+<td class="num">{{ pct(s.previous_S) if s.previous_S is not none else '—' }}</td><td class="num">{{ pct(s.change) if s.change is not none else '—' }}</td><td class="num">{{ s.rank }}</td></tr>{% endfor %}
 </tbody></table></div></section>
 <section aria-labelledby="h-cat"><h2 id="h-cat">{{ t('category_shares') }}</h2>
 {{ charts.shares }}
@@ -206,19 +210,42 @@ REPORT = """{% extends "base" %}{% block main %}
 <th scope="col">{{ t('status') }}</th><th class="num" scope="col">{{ t('before') }}</th><th class="num" scope="col">{{ t('after') }}</th></tr></thead><tbody>
 {% for n in r.notices['items'] %}<tr><td>{{ unit(n.unit_id) }}</td><td>{{ t(n.rule) }}</td><td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}</td>
 <td class="num">{{ num(n.effect.before, 2) if n.effect else '—' }}</td><td class="num">{{ num(n.effect.after, 2) if n.effect and n.effect.after is not none else '—' }}</td></tr>{% endfor %}
-</tbody></table></div>{% endif %}
-<p class="note">{{ t('plan_gap') }}</p></section>
+</tbody></table></div>{% endif %}</section>
 <section aria-labelledby="h-pri"><h2 id="h-pri">{{ t('priorities') }}</h2>
 {% if r.priorities %}<ol>{% for c in r.priorities %}<li data-priority="{{ c.category_id }}">{{ category(c.category_id) }}: {{ pct(c.previous_share) }} → {{ pct(c.share) }} (q = {{ num(c.q_value, 4) }})</li>{% endfor %}</ol>
 {% else %}<p>{{ t('priorities_none') }}</p>{% endif %}
 <p class="note">{{ t('test_used') }}: {{ r.test }}</p></section>
 {% endblock %}"""
 
+PUBLIC_UNIT = """{% extends "base" %}{% from "notice" import notice_table with context %}{% block main %}
+<h1>{{ unit(page.unit_id) }}</h1>
+{% if page.years %}<form method="get" class="inline noprint"><label for="year">{{ t('year') }}</label>
+<select id="year" name="year">{% for y in page.years %}<option value="{{ y }}" {% if y == year %}selected{% endif %}>{{ y }}</option>{% endfor %}</select>
+<button type="submit">OK</button></form>{% endif %}
+{% set c = page.card %}
+<section aria-labelledby="h-card"><h2 id="h-card">{{ t('scorecard') }} {{ year }}</h2>
+{% if c %}<p><strong>{{ t('total') }} {{ num(c.total, 3) }}</strong> · {{ t('rank') }} {{ c.rank }} ({{ group(c.group) }})
+ · <span class="grade-{{ c.grade }}">{{ t(c.grade) }}</span> · {{ t('final') if c.final else t('draft') }}</p>
+<div class="scroll"><table class="components"><thead><tr>{% for k in components %}<th class="num" scope="col">{{ t(k ~ '_c') }}</th>{% endfor %}</tr></thead>
+<tbody><tr>{% for k in components %}<td class="num" data-component="{{ k }}">{{ num(c.components[k]|float, 3) }}</td>{% endfor %}</tr></tbody></table></div>
+<p>{{ t('satisfaction') }}: <span data-s="{{ c.public.S }}">{{ pct(c.public.S) }}</span>{% if c.public.interval %} ({{ t('interval') }} {{ pct(c.public.interval[0]) }}–{{ pct(c.public.interval[1]) }}){% endif %}</p>
+{% else %}<p class="note">{{ t('not_published') }}</p>{% endif %}</section>
+<section aria-labelledby="h-years"><h2 id="h-years">{{ t('final_cards') }}</h2>
+{% if page.history %}{% if trend %}{{ trend }}{% endif %}
+<div class="scroll"><table class="years"><thead><tr><th scope="col">{{ t('year') }}</th><th class="num" scope="col">{{ t('satisfaction') }}</th>
+<th class="num" scope="col">{{ t('total') }}</th><th class="num" scope="col">{{ t('rank') }}</th><th scope="col">{{ t('grade') }}</th></tr></thead><tbody>
+{% for h in page.history %}<tr data-year="{{ h.year }}"><th scope="row">{{ h.year }}{% if not h.final %} ({{ t('draft') }}){% endif %}</th><td class="num">{{ pct(h.S) if h.S is not none else '—' }}</td>
+<td class="num">{{ num(h.total, 3) }}</td><td class="num">{{ h.rank }}</td><td class="grade-{{ h.grade }}">{{ t(h.grade) }}</td></tr>{% endfor %}
+</tbody></table></div>{% else %}<p class="note">{{ t('no_final') }}</p>{% endif %}</section>
+<section aria-labelledby="h-notices"><h2 id="h-notices">{{ t('notice_register') }}</h2>
+{{ notice_table(page.notices, show_unit=False, register=True) }}</section>
+{% endblock %}"""
+
 MESSAGE = """{% extends "base" %}{% block main %}<h1>{{ heading }}</h1><p role="alert">{{ message }}</p>{% endblock %}"""
 
 TEMPLATES = {"base": BASE, "sign_in": SIGN_IN, "ranking": RANKING_TABLE, "notice": NOTICE_TABLE,
              "dashboard": DASHBOARD, "notices": NOTICES, "unit": UNIT, "public": PUBLIC, "report": REPORT,
-             "message": MESSAGE}
+             "public_unit": PUBLIC_UNIT, "message": MESSAGE}
 
 environment = Environment(loader=DictLoader(TEMPLATES),
                           autoescape=select_autoescape(default=True, default_for_string=True),

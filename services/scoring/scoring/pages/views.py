@@ -230,7 +230,22 @@ async def public(request: Request) -> HTMLResponse:
     results = await content.public_results(runtime, year)
     return _page(request, "public", title=i18n.word("public", _lang(request)), nav=_public_nav(request),
                  year=results["year"], years=results["years"], results=results["results"],
-                 groups=results["groups"], notices=results["notices"], year_q="")
+                 groups=results["groups"], notices=results["notices"], year_q=f"?year={results['year']}")
+
+
+@router.get("/public/units/{unit_id}", response_class=HTMLResponse, tags=["pages"])
+async def public_unit(unit_id: str, request: Request) -> HTMLResponse:
+    """One unit's published scorecards, year on year, and its notices: no sign-in, no personal data."""
+    runtime = runtime_of(request)
+    lang = _lang(request)
+    if unit_id not in runtime.city.unit_ids:
+        return _page(request, "message", title=i18n.word("unit_public", lang), nav=_public_nav(request),
+                     status=404, heading="404", message=f"unit {unit_id!r} is not in the city profile")
+    year = _year(request, runtime) if "year" in request.query_params else None
+    page = await content.public_unit(runtime, unit_id, year)
+    return _page(request, "public_unit", title=i18n.unit_name(runtime.city, unit_id, lang), nav=_public_nav(request),
+                 page=page, year=page["year"], year_q=f"?year={page['year']}",
+                 trend=figures.unit_history_chart(page, lang=lang))
 
 
 @router.get("/public/track", tags=["pages"], response_model=None)
