@@ -18,12 +18,8 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from yardstick import events
 from yardstick.auth import ROLES
-from yardstick.bus.codec import encode
-from yardstick.events import Envelope
 
 UNIT = "health-commission"        # every request concerns this unit ...
 OTHER_UNIT = "xihu-district"      # ... and tokens scoped here are out of scope
@@ -288,7 +284,7 @@ async def call(system: Any, row: Row, world: World, credential: str | None) -> h
     return await client.request(row.method, fmt(path, world), headers=headers, **built)
 
 
-async def setup_world(system: Any, t: dict[str, str], eventually: Any) -> World:
+async def setup_world(system: Any, t: dict[str, str], notice_id: str) -> World:
     w = World()
     commission = {"Authorization": f"Bearer {t['commission']}"}
     coordinator = {"Authorization": f"Bearer {t['coordinator']}"}
@@ -330,38 +326,8 @@ async def setup_world(system: Any, t: dict[str, str], eventually: Any) -> World:
     w.objection_id = r.json()["id"]
     r = await system.scoring.post(f"/v1/scorecards/{FINAL_YEAR}:finalize", headers=commission, json={"force": True})
     assert r.status_code == 200, r.text
-    w.notice_id = await raise_notice(system, commission, eventually)
+    w.notice_id = notice_id
     return w
-
-
-async def raise_notice(system: Any, commission: dict[str, str], eventually: Any) -> str:
-    """A complaint spike in UNIT, as feedback events on the bus, and the detector run on its day."""
-    day = date.today() - timedelta(days=3)
-
-    def complaint(on: date, i: int) -> Envelope:
-        moment = datetime(on.year, on.month, on.day, 3, 0, tzinfo=UTC)
-        return Envelope.of(events.FeedbackReceived(
-            feedback_id=f"fb-matrix-{on.isoformat()}-{i}", unit_id=UNIT, channel="web", occurred_at=moment,
-            year=on.year, level=1, category_id="seeing-a-doctor", has_text=True), source="feedback-intake", key=UNIT)
-
-    envelopes = [complaint(day - timedelta(days=d), d) for d in range(12, 60, 4)]
-    envelopes += [complaint(day - timedelta(days=i % 5), 100 + i) for i in range(10)]
-    seen = {e.id for e in envelopes}
-    await system.bus.publish([encode(e) for e in envelopes])
-
-    async def all_applied() -> bool:
-        async with system.runtime("notices").sessions() as session:
-            table = system.runtime("notices").processed
-            rows = (await session.execute(select(table.c.event_id).where(table.c.event_id.in_(seen)))).all()
-        return len(rows) == len(seen)
-
-    await eventually(all_applied, timeout=30)
-    r = await system.notices.post("/v1/rules:evaluate", json={"day": day.isoformat()}, headers=commission)
-    assert r.status_code == 200, r.text
-    listed = (await system.notices.get("/v1/notices", params={"unit_id": UNIT}, headers=commission)).json()
-    assert listed["items"], "the spike raised no notice"
-    notice_id: str = listed["items"][0]["id"]
-    return notice_id
 
 
 def verdict(status: int, location: str, *, allowed: bool, page: bool, anonymous: bool) -> bool:
@@ -372,9 +338,9 @@ def verdict(status: int, location: str, *, allowed: bool, page: bool, anonymous:
     return status == (401 if anonymous else 403)
 
 
-async def test_the_authorization_matrix(system: Any, token: Any, eventually: Any) -> None:
+async def test_the_authorization_matrix(system: Any, token: Any, spike_notice: str) -> None:
     t = tokens(token)
-    world = await setup_world(system, t, eventually)
+    world = await setup_world(system, t, spike_notice)
     failures: list[str] = []
     checked = 0
 
