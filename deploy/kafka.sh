@@ -5,6 +5,12 @@
 #   deploy/kafka.sh start    fetch if needed, format storage if new, start, wait until it serves
 #   deploy/kafka.sh stop     TERM, then KILL after 30 s
 #   deploy/kafka.sh status   exit 0 when running, 3 when not
+#   deploy/kafka.sh tools    resolve Kafka's command-line tools into .cache/kafka/tools (once)
+#   deploy/kafka.sh consumer-groups ARGS...   kafka-consumer-groups (fetches the tools if needed)
+#   deploy/kafka.sh topics ARGS...            kafka-topics (likewise)
+#
+# The tools' jars live apart from the broker's (.cache/kafka/libs), so fetching them never touches a
+# running broker; the two wrappers are `java -cp '.cache/kafka/tools/*' <class> ARGS...`.
 #
 # Environment:
 #   KAFKA_PORT             client listener on 127.0.0.1 (default 19092)
@@ -32,6 +38,9 @@ LOG4J_CONFIG="$CACHE/log4j2.xml"
 PID_FILE="$CACHE/kafka.pid"
 LOG_FILE="$CACHE/kafka.log"
 CLUSTER_ID_FILE="$CACHE/cluster.id"
+TOOLS_POM="$SCRIPT_DIR/kafka/tools/pom.xml"
+TOOLS="$CACHE/tools"
+TOOLS_MARKER="$TOOLS/.fetched"
 
 PORT="${KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
@@ -78,6 +87,38 @@ fetch() {
     mv "$LIBS.tmp" "$LIBS"
     pom_digest >"$MARKER"
     say "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars into $LIBS in $((SECONDS - started))s"
+}
+
+tools_fetched() { [[ -f "$TOOLS_MARKER" && "$(cat "$TOOLS_MARKER")" == "$(sha256sum "$TOOLS_POM" | cut -d' ' -f1)" ]]; }
+
+fetch_tools() {
+    if tools_fetched; then
+        return 0
+    fi
+    need java "install a JDK 17+ (Debian: apt-get install -y openjdk-17-jre-headless)"
+    need mvn "install Maven (Debian: apt-get install -y maven)"
+    say "fetching Apache Kafka's command-line tools from Maven Central (once)..." >&2
+    local started=$SECONDS
+    rm -rf "$TOOLS" "$TOOLS.tmp"
+    mkdir -p "$TOOLS.tmp"
+    if ! mvn -B -q -f "$TOOLS_POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$TOOLS.tmp" >"$CACHE/tools-fetch.log" 2>&1; then
+        tail -n 40 "$CACHE/tools-fetch.log" >&2
+        die "Maven could not resolve the Kafka tools (full output: $CACHE/tools-fetch.log)"
+    fi
+    mv "$TOOLS.tmp" "$TOOLS"
+    sha256sum "$TOOLS_POM" | cut -d' ' -f1 >"$TOOLS_MARKER"
+    say "fetched $(find "$TOOLS" -name '*.jar' | wc -l) jars into $TOOLS in $((SECONDS - started))s" >&2
+}
+
+# Runs one of Kafka's tools (a main class of kafka-tools) with the remaining arguments.
+tool() {
+    local class=$1
+    shift
+    lock
+    fetch_tools
+    exec 9>&-
+    exec java -Djava.awt.headless=true -cp "$TOOLS/*" "$class" "$@"
 }
 
 # The pid from the pid file, if that process is alive and is our broker.
@@ -306,7 +347,7 @@ status() {
 }
 
 usage() {
-    echo "usage: $0 {fetch|start|stop|status}" >&2
+    echo "usage: $0 {fetch|start|stop|status|tools|consumer-groups ARGS...|topics ARGS...}" >&2
     exit 2
 }
 
@@ -316,5 +357,8 @@ case "${1:-}" in
     start) lock; start ;;
     stop) lock; stop ;;
     status) status ;;
+    tools) lock; fetch_tools; say "Kafka's command-line tools are in $TOOLS" ;;
+    consumer-groups) shift; tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+    topics) shift; tool org.apache.kafka.tools.TopicCommand "$@" ;;
     *) usage ;;
 esac

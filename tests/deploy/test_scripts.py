@@ -4,6 +4,7 @@ their behaviour that need neither a broker nor a database server."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -77,3 +78,20 @@ def test_kafka_reads_its_version_from_the_pom() -> None:
     assert "<artifactId>slf4j-api</artifactId>" in pom
     assert "<slf4j.version>2.0." in pom
     assert 'KAFKA_VERSION="$(sed' in SCRIPTS[0].read_text()
+
+
+def test_kafka_tools_match_the_broker_version() -> None:
+    """deploy/kafka.sh consumer-groups / topics run Kafka's own tools; they must be the broker's version."""
+    broker = (REPO / "deploy" / "kafka" / "pom.xml").read_text()
+    tools = (REPO / "deploy" / "kafka" / "tools" / "pom.xml").read_text()
+    version = re.search(r"<kafka\.version>(.+?)</kafka\.version>", broker)
+    assert version is not None
+    assert f"<kafka.version>{version.group(1)}</kafka.version>" in tools
+    assert "<artifactId>kafka-tools</artifactId>" in tools
+    # The tools' jars go to their own folder, never into the running broker's libs.
+    script = SCRIPTS[0].read_text()
+    assert 'TOOLS="$CACHE/tools"' in script
+    assert "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand" in script
+    assert "org.apache.kafka.tools.TopicCommand" in script
+    out = run(str(SCRIPTS[0]), "frobnicate")
+    assert "consumer-groups" in out.stderr and "topics" in out.stderr
