@@ -36,6 +36,7 @@ _ALLOWED_EXTRA = {
     "service", "consumer", "topic", "partition", "offset", "reason", "error", "attempt", "count",
     "partitions", "path", "method", "status", "duration_ms", "event_type", "unit_id", "window_id",
     "token_id", "role", "notice_id", "target_id", "feedback_id", "url", "pending", "year",
+    "attempts", "delivery", "channel", "checked", "changed", "events", "messages",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -279,3 +280,52 @@ async def test_a_reminder_goes_out_one_working_day_before_each_deadline_and_only
     await sweep_marks(sessions, date(2026, 10, 13))
     await sweep_marks(sessions, date(2026, 10, 13))
     assert await reminders() == ["2026-10-08", "2026-10-14"]
+
+
+async def test_delivery_holds_no_transaction_while_it_sends(
+        sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> None:
+    """A slow webhook must not block the database: another writer commits during the send."""
+    import sqlite3
+
+    import httpx
+
+    from notices import notify
+    from notices.models import deliveries, subscriptions
+
+    now = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        await repository.add_subscription(session, {"id": "s1", "unit_id": None, "webhook_url": "http://hooks.example/a",
+                                                    "email": None, "secret": "k", "created_at": now})
+        for n in range(2):
+            await repository.add_delivery(session, {"subscription_id": "s1", "channel": "webhook",
+                                                    "payload": {"type": "notice.issued", "n": n},
+                                                    "attempts": 0, "next_attempt_at": now})
+    writes_during_send: list[bool] = []
+
+    def hook(request: httpx.Request) -> httpx.Response:
+        # A write lock held by the notifier would make this BEGIN IMMEDIATE fail at once.
+        other = sqlite3.connect(tmp_path / "notices.db", timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE subscriptions SET secret = secret")
+            other.commit()
+            writes_during_send.append(True)
+        except sqlite3.OperationalError:
+            writes_during_send.append(False)
+        finally:
+            other.close()
+        n = json.loads(request.content)["n"]
+        return httpx.Response(200 if n == 0 else 500)
+
+    settings = NoticesSettings(auth_secret="x", webhook_allow_private=True, delivery_backoff_s=60)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hook)) as client:
+        assert await notify.deliver_due(sessions, settings, client, now=now) == 1
+        # The failed one waits for its backoff; nothing is due a second later.
+        assert await notify.deliver_due(sessions, settings, client, now=now + timedelta(seconds=1)) == 0
+    assert writes_during_send == [True, True]
+    async with sessions() as session:
+        rows = (await session.execute(select(deliveries).order_by(deliveries.c.id))).mappings().all()
+        assert (await session.execute(select(subscriptions.c.id))).scalar_one() == "s1"
+    assert [(r["attempts"], r["delivered_at"] is not None) for r in rows] == [(1, True), (1, False)]
+    assert db.as_utc(rows[1]["next_attempt_at"]) == now + timedelta(seconds=60)
+    assert rows[1]["last_error"].startswith("HTTPStatusError")

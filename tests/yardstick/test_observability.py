@@ -22,3 +22,26 @@ async def test_request_times_are_recorded_per_route_and_status(system: Any) -> N
     metrics = (await system.notices.get("/metrics")).text
     assert 'yardstick_http_request_seconds_count{method="GET",route="/healthz",service="notices",status="200"}' \
         in metrics
+
+
+def test_every_key_the_code_logs_is_on_the_allow_list() -> None:
+    """A key missing from the allow-list is silently dropped: the log line loses what it was for."""
+    import ast
+    from pathlib import Path
+
+    from yardstick.observability import _ALLOWED_EXTRA
+
+    root = Path(__file__).resolve().parents[2]
+    used: dict[str, str] = {}
+    for path in [*root.glob("shared/yardstick/**/*.py"), *root.glob("services/*/*/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {
+                    "debug", "info", "warning", "error", "exception", "critical"}:
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                        for key in keyword.value.keys:
+                            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                                used.setdefault(key.value, f"{path.relative_to(root)}:{node.lineno}")
+    assert used, "found no log calls with extra: the scan is broken"
+    missing = {k: where for k, where in used.items() if k not in _ALLOWED_EXTRA}
+    assert not missing, f"logged keys the formatter drops: {missing}"

@@ -90,29 +90,43 @@ def backoff(settings: NoticesSettings, attempts: int) -> timedelta:
 
 async def deliver_due(sessions: async_sessionmaker[AsyncSession], settings: NoticesSettings,
                       client: httpx.AsyncClient, now: datetime | None = None) -> int:
-    """Send what is due; each attempt is recorded, a failure is retried later. Returns deliveries made."""
+    """Send what is due; each attempt is recorded, a failure is retried later. Returns deliveries made.
+
+    Due deliveries are first claimed in a short transaction (their next attempt moved past the
+    time a send can take), then sent with no transaction open, and each outcome is written in
+    a transaction of its own: a slow webhook or SMTP server holds no database locks, and a
+    second instance skips what this one claimed. An instance that dies mid-send leaves its
+    claim to expire, and the delivery is sent again then (at least once, like every webhook).
+    """
     now = now or datetime.now(UTC)
-    delivered = 0
+    lease = timedelta(seconds=settings.webhook_timeout_s + settings.smtp_timeout_s + 30)
     async with sessions() as session, session.begin():
-        for item in await repository.due_deliveries(session, now=now, max_attempts=settings.delivery_max_attempts):
-            sub = await repository.get_subscription(session, item["subscription_id"])
-            attempts = item["attempts"] + 1
-            try:
-                if sub is None:
-                    raise LookupError("subscription removed")
-                if item["channel"] == "webhook":
-                    await send_webhook(client, sub["webhook_url"], sub["secret"], item["payload"],
-                                       allow_private=settings.webhook_allow_private)
-                else:
-                    await asyncio.to_thread(send_email, settings, sub["email"], item["payload"])
-            except Exception as exc:
-                log.warning("notification delivery failed; will retry",
-                            extra={"delivery": item["id"], "channel": item["channel"], "attempts": attempts,
-                                   "error": type(exc).__name__})
-                await repository.update_delivery(session, item["id"], {
-                    "attempts": attempts, "next_attempt_at": now + backoff(settings, attempts),
-                    "last_error": f"{type(exc).__name__}: {exc}"[:500]})
-                continue
-            await repository.update_delivery(session, item["id"], {"attempts": attempts, "delivered_at": now})
+        due = await repository.due_deliveries(session, now=now, max_attempts=settings.delivery_max_attempts)
+        for item in due:
+            await repository.update_delivery(session, item["id"], {"next_attempt_at": now + lease})
+        subs = {item["subscription_id"]: await repository.get_subscription(session, item["subscription_id"])
+                for item in due}
+    delivered = 0
+    for item in due:
+        sub = subs[item["subscription_id"]]
+        attempts = item["attempts"] + 1
+        try:
+            if sub is None:
+                raise LookupError("subscription removed")
+            if item["channel"] == "webhook":
+                await send_webhook(client, sub["webhook_url"], sub["secret"], item["payload"],
+                                   allow_private=settings.webhook_allow_private)
+            else:
+                await asyncio.to_thread(send_email, settings, sub["email"], item["payload"])
+        except Exception as exc:
+            log.warning("notification delivery failed; will retry",
+                        extra={"delivery": item["id"], "channel": item["channel"], "attempts": attempts,
+                               "error": type(exc).__name__})
+            outcome = {"attempts": attempts, "next_attempt_at": now + backoff(settings, attempts),
+                       "last_error": f"{type(exc).__name__}: {exc}"[:500]}
+        else:
+            outcome = {"attempts": attempts, "delivered_at": now}
             delivered += 1
+        async with sessions() as session, session.begin():
+            await repository.update_delivery(session, item["id"], outcome)
     return delivered
