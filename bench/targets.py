@@ -1,10 +1,14 @@
 """Benchmark of target-tracker: a year of daily progress for 45 units x 10 targets through the API, and reads.
 
-Run: .venv/bin/python bench/targets.py [--days 365] [--concurrency 32] [--database-url URL] [--profile N].
-Starts `yardstick serve target-tracker` (in-process bus; SQLite unless --database-url), imports 450
-targets in one CSV, posts one report per target and day, then times a unit's targets with status.
-Baselines measured in the same run: GET /healthz at the same concurrency (the HTTP floor) and the pure
-forecast per report (the math floor). --profile N profiles N reports in-process and prints the top calls.
+Run: .venv/bin/python bench/targets.py [--database both|postgres|sqlite] [--batch-days 365] [--reads 2000]
+Each database gets a real `yardstick serve target-tracker` process: PostgreSQL on a fresh database with
+Kafka on a fresh topic prefix (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092; YARDSTICK_TEST_PG_ADMIN_URL,
+default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres), SQLite with the in-process bus.
+It imports 450 targets in one CSV, loads 45 x 10 x 365 reports through POST /v1/units/{unit}/progress:batch
+(each unit's reports in batches of --batch-days days, in date order), waits for the outbox to drain, and
+times a unit's targets with status. For comparison it posts --single-days days of reports one request
+each through POST /v1/targets/{id}/progress on the previous year's copy of the targets.
+--profile N profiles N batched reports in-process (SQLite) and prints where the time goes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import csv
 import io
 import os
 import pstats
+import re
 import secrets
 import socket
 import subprocess
@@ -24,10 +29,12 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # This script is named like nothing it imports, but keep its folder off the path like the others.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -35,10 +42,12 @@ from target_tracker import forecast  # noqa: E402
 from yardstick import auth  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402
 
-UNITS, PER_UNIT = 45, 10
+UNITS, PER_UNIT, DAYS = 45, 10, 365
 BIN = Path(sys.executable).parent
 CITY = load_city(default_city_path())
 YEAR = datetime.now(UTC).astimezone(CITY.timezone).year - 1  # a whole past year can be reported
+ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL", "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 
 
 def free_port() -> int:
@@ -58,103 +67,125 @@ def year_csv(units: list[str]) -> str:
     return out.getvalue()
 
 
-def value_of(target: int, day: int, rng_table: np.ndarray) -> float:
+def value_of(target: int, day: int, noise: np.ndarray) -> float:
     """A climbing series with noise: some targets on track, some behind."""
     pace = 30 * (0.7 + 0.06 * (target % 10)) / 365
-    return float(round(50 + pace * day + rng_table[target, day], 3))
+    return float(round(50 + pace * day + noise[target, day], 3))
 
 
-async def post_reports(client: httpx.AsyncClient, headers: dict[str, str], ids: list[str], days: int,
-                       concurrency: int, noise: np.ndarray) -> tuple[float, list[float]]:
-    """One report per target and day, day by day; returns the wall time and each request's latency."""
-    sem = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-    failures: list[str] = []
-
-    async def one(t: int, d: int) -> None:
-        body = {"date": (date(YEAR, 1, 1) + timedelta(days=d)).isoformat(), "value": value_of(t, d, noise)}
-        async with sem:
-            start = time.perf_counter()
-            r = await client.post(f"/v1/targets/{ids[t]}/progress", json=body, headers=headers)
-            latencies.append(time.perf_counter() - start)
-        if r.status_code != 201:
-            failures.append(r.text[:200])
-
-    start = time.perf_counter()
-    # Day by day, so each target's reports arrive in date order as a coordinator's would.
-    for d in range(days):
-        await asyncio.gather(*(one(t, d) for t in range(len(ids))))
-    wall = time.perf_counter() - start
-    if failures:
-        raise SystemExit(f"{len(failures)} reports failed, e.g. {failures[0]}")
-    return wall, latencies
-
-
-async def healthz_rate(client: httpx.AsyncClient, n: int, concurrency: int) -> float:
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        async with sem:
-            (await client.get("/healthz")).raise_for_status()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    return n / (time.perf_counter() - start)
-
-
-def pure_forecast_cost(days: int, noise: np.ndarray) -> float:
-    """Seconds per report of the math alone: project + status on each prefix of one target's series."""
-    spec = forecast.Spec(kind="numeric", direction="increase", baseline=50, target=80, year=YEAR)
-    series = [(date(YEAR, 1, 1) + timedelta(days=d), value_of(3, d, noise)) for d in range(days)]
-    params: forecast.HoltParams | None = None
-    start = time.perf_counter()
-    for n in range(1, days + 1):
-        if n >= forecast.HOLT_MIN_REPORTS and (params is None or n % 30 == 0):
-            params = forecast.fit_holt([v for _, v in series[:n]])
-        p = forecast.project(spec, series[max(0, n - 120):n], params)
-        forecast.status(spec, latest=series[n - 1], projection=p, today=date(YEAR, 12, 31), stale_days=10,
-                        thresholds=forecast.Thresholds())
-    return (time.perf_counter() - start) / days
-
-
-async def unit_reads(client: httpx.AsyncClient, headers: dict[str, str], units: list[str], n: int) -> list[float]:
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        r = await client.get(f"/v1/units/{units[i % len(units)]}/targets?year={YEAR}", headers=headers)
-        times.append(time.perf_counter() - start)
-        r.raise_for_status()
-        assert len(r.json()["items"]) == PER_UNIT
-    return times
+def on(year: int, day: int) -> str:
+    return (date(year, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
-async def profile(n: int, units: list[str]) -> None:
-    """N reports through the app in-process (no sockets) under cProfile: where a report's time goes."""
-    from target_tracker.app import create_app
-    from target_tracker.settings import TargetsSettings
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
-    tmp = Path(tempfile.mkdtemp())
-    secret = secrets.token_urlsafe(32)
-    app = create_app(TargetsSettings(data_dir=tmp, bus="memory", auth_secret=secret))
-    token = auth.issue(secret, role="commission", subject="bench")[0]
-    headers = {"Authorization": f"Bearer {token}"}
-    noise = np.random.default_rng(1).normal(0, 0.4, size=(UNITS * PER_UNIT, 366))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        r = await client.post(f"/v1/targets:import?year={YEAR}", content=year_csv(units[:1]),
-                              headers={**headers, "Content-Type": "text/csv"})
-        ids = r.json()["ids"]
-        days = max(1, n // len(ids))
-        profiler = cProfile.Profile()
-        profiler.enable()
-        wall, _ = await post_reports(client, headers, ids, days, 1, noise)
-        profiler.disable()
-    print(f"\nprofile: {days * len(ids)} reports in-process, {wall / (days * len(ids)) * 1000:.2f} ms each")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+async def post_batches(client: httpx.AsyncClient, headers: dict[str, str], units: list[str],
+                       ids: dict[str, list[str]], batch_days: int, concurrency: int,
+                       noise: np.ndarray, days: int = DAYS) -> tuple[float, list[float]]:
+    """Every unit's days in batches of batch_days days (date order); returns the wall time and latencies."""
+    jobs = [(u, d0) for d0 in range(0, days, batch_days) for u in range(len(units))]
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    done = 0
+    total = len(units) * PER_UNIT * days
+    reported = 0
+    start = time.perf_counter()
+    last_print = start
+
+    async def one(u: int, d0: int) -> None:
+        nonlocal done, reported, last_print
+        unit = units[u]
+        reports = [{"target_id": ids[unit][i], "date": on(YEAR, d), "value": value_of(u * PER_UNIT + i, d, noise)}
+                   for d in range(d0, min(days, d0 + batch_days)) for i in range(PER_UNIT)]
+        async with sem:
+            began = time.perf_counter()
+            r = await client.post(f"/v1/units/{unit}/progress:batch", json={"reports": reports}, headers=headers)
+            latencies.append(time.perf_counter() - began)
+        if r.status_code != 200 or r.json()["accepted"] != len(reports):
+            raise SystemExit(f"batch of {unit} from day {d0}: {r.status_code} {r.text[:300]}")
+        done += 1
+        reported += len(reports)
+        now = time.perf_counter()
+        if now - last_print > 2 or done == len(jobs):
+            last_print = now
+            print(f"  {done}/{len(jobs)} batches, {reported}/{total} reports, {now - start:.1f} s, "
+                  f"{reported / (now - start):.0f} reports/s", flush=True)
+
+    await asyncio.gather(*(one(u, d0) for u, d0 in jobs))
+    return time.perf_counter() - start, latencies
+
+
+async def post_singles(client: httpx.AsyncClient, headers: dict[str, str], ids: list[str], days: int,
+                       concurrency: int, noise: np.ndarray) -> tuple[float, list[float]]:
+    """One request per report, day by day (each target's reports in date order), for the comparison."""
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def one(t: int, d: int) -> None:
+        body = {"date": on(YEAR - 1, d), "value": value_of(t, d, noise)}
+        async with sem:
+            began = time.perf_counter()
+            r = await client.post(f"/v1/targets/{ids[t]}/progress", json=body, headers=headers)
+            latencies.append(time.perf_counter() - began)
+        if r.status_code != 201:
+            failures.append(r.text[:200])
+
+    start = time.perf_counter()
+    for d in range(days):
+        await asyncio.gather(*(one(t, d) for t in range(len(ids))))
+        print(f"  day {d + 1}/{days}: {len(latencies)} reports, {time.perf_counter() - start:.1f} s", flush=True)
+    if failures:
+        raise SystemExit(f"{len(failures)} single reports failed, e.g. {failures[0]}")
+    return time.perf_counter() - start, latencies
+
+
+async def outbox_drained(client: httpx.AsyncClient, timeout_s: float = 900) -> float:
+    """Seconds until the outbox gauge reads 0 twice in a row (every event handed to the bus)."""
+    start = time.perf_counter()
+    zeros = 0
+    pattern = re.compile(r'^yardstick_outbox_pending\{service="target-tracker"\} (\S+)$', re.M)
+    while time.perf_counter() - start < timeout_s:
+        match = pattern.search((await client.get("/metrics")).text)
+        pending = float(match.group(1)) if match else -1
+        zeros = zeros + 1 if pending == 0 else 0
+        if zeros == 2:
+            return time.perf_counter() - start
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"the outbox did not drain in {timeout_s:.0f} s")
+
+
+async def unit_reads(client: httpx.AsyncClient, headers: dict[str, str], units: list[str], n: int) -> list[float]:
+    times = []
+    for i in range(n):
+        began = time.perf_counter()
+        r = await client.get(f"/v1/units/{units[i % len(units)]}/targets?year={YEAR}", headers=headers)
+        times.append(time.perf_counter() - began)
+        r.raise_for_status()
+        items = r.json()["items"]
+        assert len(items) == PER_UNIT and all(t["latest"] for t in items)
+    return times
+
+
+def pure_forecast_cost(noise: np.ndarray) -> float:
+    """Seconds per report of the math alone: project + status after each report of one target's year."""
+    spec = forecast.Spec(kind="numeric", direction="increase", baseline=50, target=80, year=YEAR)
+    series = [(date(YEAR, 1, 1) + timedelta(days=d), value_of(3, d, noise)) for d in range(DAYS)]
+    params: forecast.HoltParams | None = None
+    start = time.perf_counter()
+    for n in range(1, DAYS + 1):
+        if n >= forecast.HOLT_MIN_REPORTS and params is None:
+            params = forecast.fit_holt([v for _, v in series[:n]])  # once, as a batch does
+        p = forecast.project(spec, series[max(0, n - forecast.HOLT_WINDOW):n], params)
+        forecast.status(spec, latest=series[n - 1], projection=p, today=date(YEAR, 12, 31), stale_days=10,
+                        thresholds=forecast.Thresholds())
+    return (time.perf_counter() - start) / DAYS
 
 
 def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -163,79 +194,152 @@ def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
                                 stderr=log)
 
 
-async def main(args: argparse.Namespace) -> None:
+async def _admin(statement: str) -> None:
+    conn = await asyncpg.connect(ADMIN.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def run(name: str, env: dict[str, str], port: int, secret: str, args: argparse.Namespace,
+              server: subprocess.Popen[bytes]) -> None:
     units = sorted(CITY.unit_ids)[:UNITS]
-    if args.profile:
-        await profile(args.profile, units)
-        return
-    tmp = Path(tempfile.mkdtemp())
-    secret = secrets.token_urlsafe(32)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
-    env.update({"YARDSTICK_BUS": "memory", "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_DATA_DIR": str(tmp),
-                "YARDSTICK_TARGETS_PORT": str(port), "YARDSTICK_LOG_LEVEL": "WARNING"})
-    if args.database_url:
-        env["YARDSTICK_TARGETS_DATABASE_URL"] = args.database_url
-    server = start_server(env, tmp / "server.log")
     token = auth.issue(secret, role="commission", subject="bench")[0]
     headers = {"Authorization": f"Bearer {token}"}
     noise = np.random.default_rng(1).normal(0, 0.4, size=(UNITS * PER_UNIT, 366))
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            start = time.perf_counter()
-            r = await client.post(f"/v1/targets:import?year={YEAR}", content=year_csv(units),
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600, limits=limits) as client:
+        for _ in range(600):
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited with {server.returncode}")
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+        print(f"== {name} (load average {load_average()})")
+        ids: dict[str, list[str]] = {}
+        for year in (YEAR - 1, YEAR):
+            began = time.perf_counter()
+            r = await client.post(f"/v1/targets:import?year={year}", content=year_csv(units),
                                   headers={**headers, "Content-Type": "text/csv"})
             r.raise_for_status()
-            ids = r.json()["ids"]
-            print(f"import: {len(ids)} targets of {UNITS} units in one CSV: {time.perf_counter() - start:.2f} s")
+            if year == YEAR:
+                flat = r.json()["ids"]
+                ids = {u: flat[k * PER_UNIT:(k + 1) * PER_UNIT] for k, u in enumerate(units)}
+            else:
+                single_ids = r.json()["ids"]
+            print(f"import {year}: {UNITS * PER_UNIT} targets of {UNITS} units in one CSV: "
+                  f"{time.perf_counter() - began:.2f} s")
 
-            floor = await healthz_rate(client, 5000, args.concurrency)
-            wall, latencies = await post_reports(client, headers, ids, args.days, args.concurrency, noise)
-            n = len(latencies)
-            rate = n / wall
-            full = UNITS * PER_UNIT * 365
-            print(f"progress: {n} reports ({args.days} days x {len(ids)} targets), concurrency {args.concurrency}: "
-                  f"{wall:.1f} s, {rate:.0f} reports/s; latency p50 {pct(latencies, 50):.1f} ms, "
-                  f"p99 {pct(latencies, 99):.1f} ms")
-            print(f"  full year ({full} reports) at this rate: {full / rate:.0f} s (aim < 60 s)"
-                  + ("" if args.days == 365 else " [extrapolated]"))
-            print(f"  HTTP floor, GET /healthz at the same concurrency: {floor:.0f} req/s; "
-                  f"reports/s over floor = {rate / floor:.2f}")
-            math_s = pure_forecast_cost(args.days, noise)
-            print(f"  pure forecast per report (math floor): {math_s * 1000:.2f} ms; "
-                  f"wall per report x concurrency / math = {(wall / n) * args.concurrency / math_s:.1f}x")
+        if args.single_days:
+            print(f"single route, {args.single_days} days x {len(single_ids)} targets of {YEAR - 1}, "
+                  f"concurrency {args.concurrency}:")
+            wall, lat = await post_singles(client, headers, single_ids, args.single_days, args.concurrency, noise)
+            rate = len(lat) / wall
+            print(f"single route: {len(lat)} reports in {wall:.1f} s: {rate:.0f} reports/s, p50 {pct(lat, 50):.1f} ms, "
+                  f"p99 {pct(lat, 99):.1f} ms; a full year ({UNITS * PER_UNIT * DAYS}) at this rate: "
+                  f"{UNITS * PER_UNIT * DAYS / rate:.0f} s")
+            await outbox_drained(client)
 
-            reads = await unit_reads(client, headers, units, args.reads)
-            print(f"a unit's targets with status ({PER_UNIT} targets, {args.days} days of history): "
-                  f"p50 {pct(reads, 50):.2f} ms, p99 {pct(reads, 99):.2f} ms (aim p99 < 20 ms), {len(reads)} reads")
-            health = []
-            for _ in range(args.reads):
-                s = time.perf_counter()
-                await client.get("/healthz")
-                health.append(time.perf_counter() - s)
-            print(f"  baseline GET /healthz sequential: p50 {pct(health, 50):.2f} ms, p99 {pct(health, 99):.2f} ms;"
-                  f" read p99 / healthz p99 = {pct(reads, 99) / pct(health, 99):.1f}x")
-    except Exception:
+        print(f"batch route, {UNITS} units x {PER_UNIT} targets x {DAYS} days in batches of {args.batch_days} days "
+              f"({args.batch_days * PER_UNIT} reports), {args.batch_concurrency} at a time:")
+        wall, lat = await post_batches(client, headers, units, ids, args.batch_days, args.batch_concurrency, noise)
+        total = UNITS * PER_UNIT * DAYS
+        print(f"batch route: {total} reports in {wall:.1f} s (aim < 60 s): {total / wall:.0f} reports/s; "
+              f"{len(lat)} requests, p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms")
+        drained = await outbox_drained(client)
+        print(f"  every event handed to the bus {drained:.1f} s after the last batch "
+              f"({'Kafka' if env.get('YARDSTICK_BUS') == 'kafka' else 'in-process bus'})")
+        print(f"  pure forecast per report (the math alone): {pure_forecast_cost(noise) * 1e6:.0f} us")
+
+        reads = await unit_reads(client, headers, units, args.reads)
+        health = []
+        for _ in range(args.reads):
+            began = time.perf_counter()
+            (await client.get("/healthz")).raise_for_status()
+            health.append(time.perf_counter() - began)
+        print(f"a unit's targets with status ({PER_UNIT} targets, a year of history), {len(reads)} sequential reads: "
+              f"p50 {pct(reads, 50):.2f} ms, p99 {pct(reads, 99):.2f} ms (aim p99 < 20 ms); "
+              f"GET /healthz p50 {pct(health, 50):.2f} ms, p99 {pct(health, 99):.2f} ms")
+        print(f"== {name} done (load average {load_average()})")
+
+
+def bench(name: str, args: argparse.Namespace) -> None:
+    """Processes and databases are made and removed here, outside the event loop that drives the load."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_targets_"))
+    secret = secrets.token_urlsafe(32)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
+    env.update({"YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_DATA_DIR": str(tmp), "YARDSTICK_TARGETS_PORT": str(port),
+                "YARDSTICK_LOG_LEVEL": "WARNING", "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:"})
+    database = None
+    if name == "postgres":
+        database = f"bench_targets_{secrets.token_hex(4)}"
+        asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
+        env.update({"YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+                    "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
+                    "YARDSTICK_TARGETS_DATABASE_URL": ADMIN.rsplit("/", 1)[0] + "/" + database})
+    else:
+        env["YARDSTICK_BUS"] = "memory"
+    server = start_server(env, tmp / "server.log")
+    try:
+        asyncio.run(run(name, env, port, secret, args, server))
+    except BaseException:
         print(f"the server's log: {tmp / 'server.log'}")
         raise
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if database:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def profile(n: int) -> None:
+    """N batched reports through the app in-process (no sockets) under cProfile: where a report's time goes."""
+    from target_tracker.app import create_app
+    from target_tracker.settings import TargetsSettings
+
+    units = sorted(CITY.unit_ids)[:UNITS]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_targets_"))
+    secret = secrets.token_urlsafe(32)
+    app = create_app(TargetsSettings(data_dir=tmp, bus="memory", auth_secret=secret))
+    token = auth.issue(secret, role="commission", subject="bench")[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    noise = np.random.default_rng(1).normal(0, 0.4, size=(UNITS * PER_UNIT, 366))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=600) as client:
+        r = await client.post(f"/v1/targets:import?year={YEAR}", content=year_csv(units[:1]),
+                              headers={**headers, "Content-Type": "text/csv"})
+        ids = {units[0]: r.json()["ids"]}
+        days = min(DAYS, max(1, n // PER_UNIT))
+        profiler = cProfile.Profile()
+        cpu = time.process_time()
+        profiler.enable()
+        wall, _ = await post_batches(client, headers, units[:1], ids, days, 1, noise, days)
+        profiler.disable()
+        cpu = time.process_time() - cpu
+    count = days * PER_UNIT
+    print(f"\nprofile: {count} reports in one batch in-process: {wall * 1000 / count:.3f} ms each "
+          f"(CPU {cpu * 1000 / count:.3f} ms each, all threads)")
+    stats: Any = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(20)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", choices=("both", "postgres", "sqlite"), default="both")
+    parser.add_argument("--batch-days", type=int, default=DAYS, help="days per batch (x 10 reports)")
+    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--single-days", type=int, default=2, help="days of single reports for the comparison")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent single reports")
     parser.add_argument("--reads", type=int, default=2000)
-    parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.profile:
+        asyncio.run(profile(arguments.profile))
+    else:
+        for which in (("postgres", "sqlite") if arguments.database == "both" else (arguments.database,)):
+            bench(which, arguments)

@@ -115,6 +115,60 @@ def test_holt_takes_over_from_30_reports() -> None:
     assert forecast.project(INCREASE, points[:29], params).method == "least_squares"
 
 
+@pytest.mark.parametrize(("alpha", "beta", "phi", "h"), [
+    (0.3, 0.1, 0.9, 1), (0.3, 0.1, 0.9, 2), (0.8, 0.2, 0.98, 40), (0.5, 0.5, 1.0, 12), (0.2, 0.0, 0.0, 5),
+    (0.9, 0.3, 0.995, 335)])
+def test_holt_variance_factor_matches_the_sum(alpha: float, beta: float, phi: float, h: int) -> None:
+    # The ETS(A,Ad,N) sum term by term (Hyndman & Athanasopoulos 8.7), against the closed form.
+    total, phi_j = 1.0, 0.0
+    for j in range(1, h):
+        phi_j += phi ** j
+        total += (alpha + alpha * beta * phi_j) ** 2
+    assert forecast.holt_variance_factor(alpha, beta, phi, h) == pytest.approx(total, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n", "params"), [(5, HoltParams(0.3, 0.1, 0.9)), (30, HoltParams(0.8, 0.05, 0.98)),
+                                           (200, HoltParams(0.15, 0.4, 0.85))])
+def test_holt_matches_the_recursion_step_by_step(n: int, params: HoltParams) -> None:
+    rng = random.Random(n)
+    values = [50 + 0.1 * k + rng.gauss(0, 1) for k in range(n)]
+    series = values[-forecast.HOLT_WINDOW:]
+    a, b, phi = params.alpha, params.beta, params.phi
+    level, head = series[0], series[1:min(len(series), 11)]
+    trend = (head[-1] - series[0]) / len(head)
+    errors = []
+    for y in series[1:]:
+        expected = level + phi * trend
+        errors.append(y - expected)
+        new_level = a * y + (1 - a) * expected
+        trend = b * (new_level - level) + (1 - b) * phi * trend
+        level = new_level
+    h = 12
+    value = level + sum(phi ** j for j in range(1, h + 1)) * trend
+    half = forecast.Z95 * math.sqrt(sum(e * e for e in errors) / len(errors)
+                                    * forecast.holt_variance_factor(a, b, phi, h))
+    assert forecast.holt(values, params, steps=h) == pytest.approx((value, value - half, value + half), rel=1e-9)
+
+
+def test_holt_fit_is_as_good_as_statsmodels_default() -> None:
+    import warnings
+
+    import numpy as np
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    rng = np.random.default_rng(11)
+    for k in range(6):
+        values = list(50 + np.cumsum(rng.normal(0.1 * k, 0.4, 40 + 15 * k)) + rng.normal(0, 0.3 * k, 40 + 15 * k))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = ExponentialSmoothing(values, trend="add", damped_trend=True, initialization_method="heuristic")
+            default = model.fit(use_brute=False)
+            ours = forecast.fit_holt(values)
+            refit = model.fit(smoothing_level=ours.alpha, smoothing_trend=ours.beta, damping_trend=ours.phi,
+                              optimized=False)
+        assert refit.sse <= default.sse * 1.001
+
+
 TH = Thresholds(on_track=1.0, at_risk=0.9)
 
 

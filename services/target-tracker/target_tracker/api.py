@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from target_tracker import service
-from target_tracker.schemas import ProgressIn, ReasonIn, TargetIn, TargetPatch
+from target_tracker.schemas import ProgressBatchIn, ProgressBatchResult, ProgressIn, ReasonIn, TargetIn, TargetPatch
 from target_tracker.settings import TargetsSettings
 from yardstick.auth import Principal, require
 from yardstick.errors import ApiError
@@ -96,6 +96,18 @@ async def report_progress(target_id: str, body: ProgressIn, request: Request,
             "status": outcome.status,
             "projection": {"value": projection.value, "low": projection.low, "high": projection.high,
                            "method": projection.method}}
+
+
+@router.post("/units/{unit_id}/progress:batch", response_model=ProgressBatchResult, tags=["progress"])
+async def report_progress_batch(unit_id: str, body: ProgressBatchIn, request: Request,
+                                principal: Principal = Depends(WRITERS)) -> dict[str, Any]:
+    """A unit's reports at once (coordinators' tools, imports): not in api.md, an addition to it.
+
+    Each item is judged as on `POST /v1/targets/{id}/progress` and accepted or rejected on its own
+    (`rejected`: its index and the error the single route would answer); one transaction.
+    """
+    return await service.report_batch(runtime=runtime_of(request), settings=settings_of(request),
+                                      principal=principal, unit_id=unit_id, items=body.reports)
 
 
 @router.get("/targets/{target_id}", tags=["targets"])

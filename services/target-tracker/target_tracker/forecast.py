@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 from scipy import stats
 
 # Least squares looks at this many of the most recent reports.
@@ -130,12 +132,22 @@ def least_squares(points: Sequence[tuple[date, float]], horizon: date) -> Projec
         return Projection(value, value, value, "least_squares")
     residual = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
     s = math.sqrt(residual / (n - 2))
-    half = float(stats.t.ppf(0.975, n - 2)) * s * math.sqrt(1 + 1 / n + (x0 - x_mean) ** 2 / sxx)
+    half = t975(n - 2) * s * math.sqrt(1 + 1 / n + (x0 - x_mean) ** 2 / sxx)
     return Projection(value, value - half, value + half, "least_squares")
 
 
+@functools.lru_cache(maxsize=64)
+def t975(df: int) -> float:
+    """The t distribution's 97.5% quantile: scipy takes ~0.3 ms a call, and df is at most TREND_WINDOW - 2."""
+    return float(stats.t.ppf(0.975, df))
+
+
 def fit_holt(values: Sequence[float]) -> HoltParams:
-    """Estimate Holt's damped-trend smoothing parameters with statsmodels (the expensive step)."""
+    """Estimate Holt's damped-trend smoothing parameters with statsmodels (the expensive step).
+
+    SLSQP rather than statsmodels' default L-BFGS-B: on the same series it reaches the same
+    parameters and sum of squared errors, in about a quarter of the time.
+    """
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     series = [float(v) for v in list(values)[-HOLT_WINDOW:]]
@@ -143,7 +155,7 @@ def fit_holt(values: Sequence[float]) -> HoltParams:
         # Short or flat series make the optimiser warn about convergence; the estimate is still usable.
         warnings.simplefilter("ignore")
         fit = ExponentialSmoothing(series, trend="add", damped_trend=True,
-                                   initialization_method="heuristic").fit(use_brute=False)
+                                   initialization_method="heuristic").fit(use_brute=False, method="SLSQP")
     params = fit.params
     return HoltParams(alpha=float(params["smoothing_level"]), beta=float(params["smoothing_trend"]),
                       phi=float(params["damping_trend"]))
@@ -156,32 +168,66 @@ def holt(values: Sequence[float], params: HoltParams, steps: float) -> tuple[flo
     The interval uses the ETS(A,Ad,N) forecast variance (Hyndman & Athanasopoulos, ch. 8.7):
     sigma^2 * (1 + sum_{j<h} (alpha + alpha*beta*phi_j)^2), phi_j = phi + ... + phi^j.
     """
-    series = [float(v) for v in list(values)[-HOLT_WINDOW:]]
+    series = np.asarray(values[-HOLT_WINDOW:], dtype=float)
     a, beta, phi = params.alpha, params.beta, params.phi
-    level = series[0]
-    head = series[1:min(len(series), 11)]
-    trend = (head[-1] - series[0]) / len(head) if head else 0.0
-    errors = []
-    for y in series[1:]:
-        forecast = level + phi * trend
-        errors.append(y - forecast)
-        new_level = a * y + (1 - a) * forecast
-        trend = beta * (new_level - level) + (1 - beta) * phi * trend
-        level = new_level
-    sigma2 = sum(e * e for e in errors) / max(1, len(errors))
+    final, one_step = holt_operator(a, beta, phi, len(series))
+    level, trend = (float(x) for x in final @ series)
+    errors = one_step @ series
+    sigma2 = float(errors @ errors) / max(1, len(errors))
     h = max(0, round(steps))
     if phi >= 1.0:
         damp_sum = float(h)
     else:
         damp_sum = phi * (1 - phi ** h) / (1 - phi)
     value = level + damp_sum * trend
-    variance = 1.0
-    phi_j = 0.0
-    for j in range(1, h):
-        phi_j += phi ** j
-        variance += (a + a * beta * phi_j) ** 2
-    half = Z95 * math.sqrt(sigma2 * variance)
+    half = Z95 * math.sqrt(sigma2 * holt_variance_factor(a, beta, phi, h))
     return value, value - half, value + half
+
+
+@functools.lru_cache(maxsize=128)
+def holt_operator(alpha: float, beta: float, phi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Holt's recursion over n values as matrices: (final level and trend, the n - 1 one-step errors).
+
+    With its parameters fixed the recursion is linear in the data, so it is run once on the unit
+    vectors (the starting level is y0, the starting trend the mean step over the first ten) and each
+    report then costs two small matrix products instead of a Python loop over the window.
+    """
+    eye = np.eye(n)
+    level = eye[0].copy()
+    k = min(n, 11) - 1
+    trend = (eye[k] - eye[0]) / k if k > 0 else np.zeros(n)
+    errors = np.empty((max(0, n - 1), n))
+    for i in range(1, n):
+        forecast = level + phi * trend
+        errors[i - 1] = eye[i] - forecast
+        new_level = alpha * eye[i] + (1 - alpha) * forecast
+        trend = beta * (new_level - level) + (1 - beta) * phi * trend
+        level = new_level
+    final = np.vstack([level, trend])
+    final.flags.writeable = False
+    errors.flags.writeable = False
+    return final, errors
+
+
+def holt_variance_factor(alpha: float, beta: float, phi: float, h: int) -> float:
+    """1 + sum_{j=1}^{h-1} (alpha + alpha*beta*phi_j)^2 with phi_j = phi + ... + phi^j, in closed form.
+
+    Expanded: alpha^2 * (m + 2*beta*S1 + beta^2*S2) over m = h - 1 terms, where S1 and S2 are the
+    sums of phi_j and phi_j^2 (geometric series). A loop would cost h steps for every report.
+    """
+    m = max(0, h - 1)
+    if m == 0:
+        return 1.0
+    if phi == 1.0:
+        s1 = m * (m + 1) / 2
+        s2 = m * (m + 1) * (2 * m + 1) / 6
+    else:
+        c = phi / (1 - phi)
+        g1 = phi * (1 - phi ** m) / (1 - phi)
+        g2 = phi * phi * (1 - phi ** (2 * m)) / (1 - phi * phi) if phi * phi != 1.0 else float(m)
+        s1 = c * (m - g1)
+        s2 = c * c * (m - 2 * g1 + g2)
+    return 1.0 + alpha * alpha * (m + 2 * beta * s1 + beta * beta * s2)
 
 
 def project(spec: Spec, points: Sequence[tuple[date, float]], params: HoltParams | None = None) -> Projection:

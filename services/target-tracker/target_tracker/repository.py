@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from target_tracker.models import audit, progress, targets
-from yardstick.db import insert_for, try_xact_lock
-
-# Enough reports for both projections (Holt looks at the last 120 at most).
-SERIES_LIMIT = 120
+from yardstick.db import dialect_name, try_xact_lock
 
 
 async def get_target(session: AsyncSession, target_id: str, *, for_update: bool = False) -> RowMapping | None:
-    stmt = select(targets).where(targets.c.id == target_id)
     if for_update:
-        # Serialises reports on one target (PostgreSQL); SQLite serialises every writer anyway.
+        rows = await lock_targets(session, [target_id])
+        return rows[0] if rows else None
+    return (await session.execute(select(targets).where(targets.c.id == target_id))).mappings().first()
+
+
+async def lock_targets(session: AsyncSession, target_ids: Collection[str], *,
+                       unit_id: str | None = None) -> Sequence[RowMapping]:
+    """The targets, locked until the transaction ends: reports on one target are serialised.
+
+    PostgreSQL locks the rows (in id order, so two batches never deadlock). SQLite has one writer
+    at a time but begins a transaction only at its first write, so a read before it could be
+    overtaken by another writer: a write that changes nothing takes the writer's lock first.
+    """
+    ids = sorted(set(target_ids))
+    if not ids:
+        return []
+    stmt = select(targets).where(targets.c.id.in_(ids)).order_by(targets.c.id)
+    if unit_id is not None:
+        stmt = stmt.where(targets.c.unit_id == unit_id)
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).mappings().first()
+    else:
+        await session.execute(update(targets).where(targets.c.id.in_(ids))
+                              .values(report_count=targets.c.report_count))
+    return (await session.execute(stmt)).mappings().all()
 
 
 async def existing_codes(session: AsyncSession, year: int) -> set[tuple[str, str]]:
@@ -77,29 +95,45 @@ async def live_targets(session: AsyncSession, *, since_year: int) -> Sequence[Ro
     return (await session.execute(stmt)).mappings().all()
 
 
-async def get_report(session: AsyncSession, target_id: str, on: date) -> RowMapping | None:
-    stmt = select(progress).where(progress.c.target_id == target_id, progress.c.date == on)
-    return (await session.execute(stmt)).mappings().first()
+async def year_series(session: AsyncSession, target_ids: Sequence[str]) -> dict[str, list[tuple[date, float]]]:
+    """Every current value of the targets (a target is one year: at most 366), by date."""
+    out: dict[str, list[tuple[date, float]]] = {t: [] for t in target_ids}
+    if not target_ids:
+        return out
+    rows = await session.execute(
+        select(progress.c.target_id, progress.c.date, progress.c.value)
+        .where(progress.c.target_id.in_(list(target_ids))).order_by(progress.c.target_id, progress.c.date))
+    for target_id, on, value in rows:
+        out[target_id].append((on, value))
+    return out
 
 
-async def insert_report(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """Insert the first report for a date; False (and nothing written) when that date has one already."""
-    stmt = (insert_for(session)(progress).values(**row)
-            .on_conflict_do_nothing(index_elements=["target_id", "date"]).returning(progress.c.date))
-    return (await session.execute(stmt)).first() is not None
+async def insert_reports(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """First reports for their dates (the caller holds the targets' locks and knows the dates are new)."""
+    if rows:
+        await session.execute(progress.insert(), list(rows))
 
 
-async def correct_report(session: AsyncSession, target_id: str, on: date, values: dict[str, Any]) -> None:
-    await session.execute(update(progress).where(progress.c.target_id == target_id, progress.c.date == on)
-                          .values(revisions=progress.c.revisions + 1, **values))
+async def correct_reports(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Replace reported values: each row has target_id, date, the new fields and `added` revisions."""
+    if not rows:
+        return
+    c = progress.c
+    # Parameters named unlike the columns: SQLAlchemy keeps the columns' own names for itself.
+    fields = ("value", "note", "evidence_url", "late", "reported_at")
+    stmt = (update(progress).where(c.target_id == bindparam("t_id"), c.date == bindparam("t_date"))
+            .values({**{k: bindparam(f"b_{k}") for k in fields}, "revisions": c.revisions + bindparam("b_added")}))
+    await session.execute(stmt, [{"t_id": r["target_id"], "t_date": r["date"], "b_added": r["added"],
+                                  **{f"b_{k}": r[k] for k in fields}} for r in rows])
 
 
-async def recent_series(session: AsyncSession, target_id: str, limit: int = SERIES_LIMIT) -> list[tuple[date, float]]:
-    """The last `limit` reports by date, oldest first."""
-    rows = (await session.execute(
-        select(progress.c.date, progress.c.value).where(progress.c.target_id == target_id)
-        .order_by(progress.c.date.desc()).limit(limit))).all()
-    return [(r[0], r[1]) for r in reversed(rows)]
+async def update_targets(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Per target (`id`) the same set of columns: one executemany."""
+    if not rows:
+        return
+    columns = [k for k in rows[0] if k != "id"]
+    stmt = update(targets).where(targets.c.id == bindparam("t_id")).values({k: bindparam(f"b_{k}") for k in columns})
+    await session.execute(stmt, [{"t_id": r["id"], **{f"b_{k}": r[k] for k in columns}} for r in rows])
 
 
 async def history(session: AsyncSession, target_id: str) -> Sequence[RowMapping]:

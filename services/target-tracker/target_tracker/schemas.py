@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,3 +59,48 @@ class ProgressIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
     evidence_url: str | None = Field(default=None, max_length=2000)
     reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class BatchReportIn(ProgressIn):
+    """One item of a progress batch: a report as on the single route, naming its target."""
+
+    target_id: str = Field(min_length=1, max_length=64)
+
+
+class ProgressBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Items stay raw here: each is validated on its own in the service, so one bad item is
+    # rejected alone (with its index), never the whole batch (as intake's kiosk batches).
+    reports: list[Any] = Field(min_length=1, max_length=5000,
+                               description="BatchReportIn items: target_id, date, value, note?, evidence_url?, "
+                                           "reason? (a correction)")
+
+
+class BatchRejection(BaseModel):
+    index: int
+    error: dict[str, Any]
+
+
+class BatchReport(BaseModel):
+    index: int
+    target_id: str
+    date: date
+    correction: bool
+    late: bool
+    attainment: float
+    status: str
+
+
+class TargetState(BaseModel):
+    target_id: str
+    latest: dict[str, Any] | None
+    attainment: float
+    status: str
+    projection: dict[str, Any]
+
+
+class ProgressBatchResult(BaseModel):
+    accepted: int
+    rejected: list[BatchRejection]
+    reports: list[BatchReport]
+    targets: list[TargetState]

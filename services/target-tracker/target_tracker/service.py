@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import csv
 import io
 import logging
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from target_tracker import cadence, forecast, repository
-from target_tracker.schemas import ProgressIn, TargetIn, TargetPatch
+from target_tracker.schemas import BatchReportIn, ProgressIn, TargetIn, TargetPatch
 from target_tracker.settings import TargetsSettings
 from yardstick import events
 from yardstick.auth import Principal, ensure_unit
@@ -210,7 +211,8 @@ async def change(*, runtime: ServiceRuntime, settings: TargetsSettings, principa
             row.update(values)
             today = today_in(runtime, now)
             if {"baseline", "target", "direction", "cadence", "milestones", "due"} & set(diff):
-                values.update(await _recompute(session, row, settings, today, refit=False))
+                series = await repository.year_series(session, [target_id])
+                values.update(await _judge(_Tracked.of(row, series[target_id]), settings, today, refit=False))
                 row.update(values)
             await repository.update_target(session, target_id, values)
             await repository.add_audit(session, [_audit(target_id, principal, "changed", reason=reason,
@@ -337,25 +339,48 @@ def live_status(row: Row, settings: TargetsSettings, today: date) -> str:
                            thresholds=settings.thresholds_for(row["year"]))
 
 
-async def _recompute(session: Any, row: Row, settings: TargetsSettings, today: date, *,
-                     refit: bool) -> dict[str, Any]:
-    """The cached state of a target from its recent reports: latest, attainment, projection, status."""
-    series = await repository.recent_series(session, row["id"])
+def _holt_params(row: Row) -> forecast.HoltParams | None:
+    if row["holt_alpha"] is None:
+        return None
+    return forecast.HoltParams(row["holt_alpha"], row["holt_beta"], row["holt_phi"])
+
+
+@dataclass
+class _Tracked:
+    """A target within one transaction: its row as it becomes, and its reports by date (one year at most)."""
+
+    row: dict[str, Any]
+    dates: list[date]
+    values: dict[date, float]
+    # Holt's parameters were estimated in this transaction: a batch fits each target at most once.
+    fitted: bool = False
+    touched: bool = False
+
+    @classmethod
+    def of(cls, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
+        return cls(row=dict(row), dates=[d for d, _ in series], values=dict(series))
+
+    def recent(self) -> list[tuple[date, float]]:
+        return [(d, self.values[d]) for d in self.dates[-forecast.HOLT_WINDOW:]]
+
+
+async def _judge(tracked: _Tracked, settings: TargetsSettings, today: date, *, refit: bool) -> dict[str, Any]:
+    """The cached state of a target from its reports: latest, attainment, projection, status (and Holt's fit)."""
+    row = tracked.row
     spec = spec_of(row)
+    points = tracked.recent()
     values: dict[str, Any] = {}
-    params: forecast.HoltParams | None = None
-    if spec.kind == "numeric" and len(series) >= forecast.HOLT_MIN_REPORTS:
+    if spec.kind == "numeric" and len(points) >= forecast.HOLT_MIN_REPORTS and not tracked.fitted:
         count = row["report_count"]
-        due_refit = row["holt_fitted_at"] is None or count - row["holt_fitted_at"] >= settings.holt_refit_every
-        if refit or due_refit:
-            # The fit takes tens of milliseconds: off the event loop, amortised over holt_refit_every reports.
-            params = await asyncio.to_thread(forecast.fit_holt, [v for _, v in series])
+        if refit or row["holt_fitted_at"] is None or count - row["holt_fitted_at"] >= settings.holt_refit_every:
+            # The fit takes tens of milliseconds: off the event loop, amortised over holt_refit_every reports
+            # (and done once per target per batch: later items of the batch use the same parameters).
+            params = await asyncio.to_thread(forecast.fit_holt, [v for _, v in points])
             values.update(holt_alpha=params.alpha, holt_beta=params.beta, holt_phi=params.phi,
                           holt_fitted_at=count)
-        else:
-            params = forecast.HoltParams(row["holt_alpha"], row["holt_beta"], row["holt_phi"])
-    projection = forecast.project(spec, series, params)
-    latest = series[-1] if series else None
+            tracked.fitted = True
+    projection = forecast.project(spec, points, _holt_params({**row, **values}))
+    latest = points[-1] if points else None
     values.update(
         latest_date=latest[0] if latest else None, latest_value=latest[1] if latest else None,
         attainment=forecast.attainment(spec, latest[1] if latest else None),
@@ -365,6 +390,12 @@ async def _recompute(session: Any, row: Row, settings: TargetsSettings, today: d
                                stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
                                thresholds=settings.thresholds_for(row["year"])))
     return values
+
+
+# What the target row keeps after reports (written once per target per transaction).
+STATE_COLUMNS = ("latest_date", "latest_value", "attainment", "status", "projection_value", "projection_low",
+                 "projection_high", "projection_method", "holt_alpha", "holt_beta", "holt_phi", "holt_fitted_at",
+                 "report_count")
 
 
 @dataclass(frozen=True)
@@ -393,52 +424,156 @@ def _check_report(row: Row, body: ProgressIn, today: date) -> list[str]:
     return problems
 
 
-async def report(*, runtime: ServiceRuntime, settings: TargetsSettings, principal: Principal, target_id: str,
-                 body: ProgressIn, now: datetime | None = None) -> ReportOutcome:
-    now = now or datetime.now(UTC)
-    today = today_in(runtime, now)
-    async with runtime.transaction() as session:
-        row = dict(await _load(session, target_id, for_update=True))
-        ensure_unit(principal, row["unit_id"])
+class _Progress:
+    """Reports taken in one transaction, one at a time in order; written together by flush().
+
+    A report here is judged exactly as if it came alone after the ones before it: the same
+    checks, the same audit row, the same target.progress (and target.status_changed) event with
+    the status and projection right after it. Only the writes are shared: one insert per table
+    and one update per target for the whole transaction.
+    """
+
+    def __init__(self, runtime: ServiceRuntime, settings: TargetsSettings, principal: Principal,
+                 now: datetime) -> None:
+        self.runtime, self.settings, self.principal, self.now = runtime, settings, principal, now
+        self.today = today_in(runtime, now)
+        self.tracked: dict[str, _Tracked] = {}
+        self.writes: dict[tuple[str, date], dict[str, Any]] = {}
+        self.audit: list[dict[str, Any]] = []
+        self.envelopes: list[events.Envelope] = []
+
+    def track(self, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
+        tracked = self.tracked[row["id"]] = _Tracked.of(row, series)
+        return tracked
+
+    async def accept(self, tracked: _Tracked, body: ProgressIn) -> ReportOutcome:
+        """Take one report, or raise the ApiError the single route answers (nothing is kept then)."""
+        row, today = tracked.row, self.today
+        target_id = row["id"]
         state = _state(row)
         if state != "approved":
             raise ApiError(409, f"target {target_id} is {state}; progress is reported on approved targets")
         problems = _check_report(row, body, today)
         if problems:
             raise ApiError(422, "; ".join(problems), details=problems)
+        earlier = tracked.values.get(body.date)
+        if earlier is not None and not body.reason:
+            raise ApiError(409, f"a value for {body.date.isoformat()} was reported already; a correction "
+                                "needs a \"reason\"")
         late = cadence.is_late(row["cadence"], body.date, today)
         fields = {"value": body.value, "note": body.note, "evidence_url": body.evidence_url, "late": late,
-                  "reported_at": now}
-        # The common case, a first report for the date, costs one statement: only a report that comes
-        # with a reason may be a correction, so only then is the earlier value read.
-        earlier = await repository.get_report(session, target_id, body.date) if body.reason else None
+                  "reported_at": self.now}
+        write = self.writes.get((target_id, body.date))
         if earlier is None:
-            if not await repository.insert_report(session, {"target_id": target_id, "date": body.date, **fields}):
-                raise ApiError(409, f"a value for {body.date.isoformat()} was reported already; a correction "
-                                    "needs a \"reason\"")
+            bisect.insort(tracked.dates, body.date)
             row["report_count"] += 1
-        else:
-            await repository.correct_report(session, target_id, body.date, fields)
-        await repository.add_audit(session, [_audit(
-            target_id, principal, "report" if earlier is None else "correction", date=body.date, value=body.value,
-            previous_value=earlier["value"] if earlier is not None else None, late=late, reason=body.reason,
-            note=body.note, evidence_url=body.evidence_url)])
-        values = await _recompute(session, row, settings, today, refit=earlier is not None)
+            self.writes[(target_id, body.date)] = {"new": True, "target_id": target_id, "date": body.date,
+                                                   **fields, "added": 0}
+        elif write is None:
+            self.writes[(target_id, body.date)] = {"new": False, "target_id": target_id, "date": body.date,
+                                                   **fields, "added": 1}
+        else:  # a date reported (or corrected) earlier in this transaction
+            write.update(fields)
+            write["added"] += 1
+        tracked.values[body.date] = body.value
+        tracked.touched = True
+        self.audit.append(_audit(
+            target_id, self.principal, "report" if earlier is None else "correction", date=body.date,
+            value=body.value, previous_value=earlier, late=late, reason=body.reason, note=body.note,
+            evidence_url=body.evidence_url))
+        values = await _judge(tracked, self.settings, today, refit=earlier is not None)
         previous_status = row["status"]
-        await repository.update_target(session, target_id, {**values, "report_count": row["report_count"]})
+        row.update(values)
         projection = forecast.Projection(values["projection_value"], values["projection_low"],
                                          values["projection_high"], values["projection_method"])
-        envelopes = [events.Envelope.of(events.TargetProgress(
+        self.envelopes.append(events.Envelope.of(events.TargetProgress(
             target_id=target_id, unit_id=row["unit_id"], year=row["year"], date=body.date, value=body.value,
             correction=earlier is not None, late=late, attainment=values["attainment"], status=values["status"],
             projection=events.Projection(value=projection.value, low=projection.low, high=projection.high)),
-            source=runtime.service, key=row["unit_id"])]
+            source=self.runtime.service, key=row["unit_id"]))
         if values["status"] != previous_status:
-            envelopes.append(_status_changed(runtime, row, previous_status, values["status"], today))
-        await runtime.emit(session, envelopes)
-    return ReportOutcome(target_id=target_id, date=body.date, value=body.value, correction=earlier is not None,
-                         late=late, attainment=values["attainment"], status=values["status"],
-                         projection=projection)
+            self.envelopes.append(_status_changed(self.runtime, row, previous_status, values["status"], today))
+        return ReportOutcome(target_id=target_id, date=body.date, value=body.value, correction=earlier is not None,
+                             late=late, attainment=values["attainment"], status=values["status"],
+                             projection=projection)
+
+    async def flush(self, session: Any) -> None:
+        writes = list(self.writes.values())
+        await repository.insert_reports(session, [
+            {k: w[k] for k in ("target_id", "date", "value", "note", "evidence_url", "late", "reported_at")}
+            | {"revisions": w["added"]} for w in writes if w["new"]])
+        await repository.correct_reports(session, [w for w in writes if not w["new"]])
+        await repository.add_audit(session, self.audit)
+        await repository.update_targets(session, [{"id": t.row["id"], **{k: t.row[k] for k in STATE_COLUMNS}}
+                                                  for t in self.tracked.values() if t.touched])
+        await self.runtime.emit(session, self.envelopes)
+
+
+async def report(*, runtime: ServiceRuntime, settings: TargetsSettings, principal: Principal, target_id: str,
+                 body: ProgressIn, now: datetime | None = None) -> ReportOutcome:
+    progress = _Progress(runtime, settings, principal, now or datetime.now(UTC))
+    async with runtime.transaction() as session:
+        row = await _load(session, target_id, for_update=True)
+        ensure_unit(principal, row["unit_id"])
+        series = await repository.year_series(session, [target_id])
+        outcome = await progress.accept(progress.track(row, series[target_id]), body)
+        await progress.flush(session)
+    return outcome
+
+
+def _rejection(index: int, exc: ApiError) -> dict[str, Any]:
+    return {"index": index, "error": {"code": exc.code, "message": exc.message}}
+
+
+def _validation_message(exc: ValidationError) -> str:
+    # The messages only, never the input: a note may hold anything.
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+
+
+async def report_batch(*, runtime: ServiceRuntime, settings: TargetsSettings, principal: Principal, unit_id: str,
+                       items: Sequence[Any], now: datetime | None = None) -> dict[str, Any]:
+    """A unit's reports in one transaction, each accepted or rejected on its own (by its index)."""
+    if unit_id not in runtime.city.unit_ids:
+        raise ApiError(404, f"no unit {unit_id}")
+    ensure_unit(principal, unit_id)
+    rejected: list[dict[str, Any]] = []
+    parsed: list[tuple[int, BatchReportIn]] = []
+    for index, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            rejected.append(_rejection(index, ApiError(422, "a report must be an object")))
+            continue
+        try:
+            parsed.append((index, BatchReportIn.model_validate(raw)))
+        except ValidationError as exc:
+            rejected.append(_rejection(index, ApiError(422, _validation_message(exc))))
+    progress = _Progress(runtime, settings, principal, now or datetime.now(UTC))
+    accepted: list[dict[str, Any]] = []
+    async with runtime.transaction() as session:
+        rows = await repository.lock_targets(session, [item.target_id for _, item in parsed], unit_id=unit_id)
+        series = await repository.year_series(session, [r["id"] for r in rows])
+        for row in rows:
+            progress.track(row, series[row["id"]])
+        for index, item in parsed:
+            tracked = progress.tracked.get(item.target_id)
+            try:
+                if tracked is None:
+                    raise ApiError(404, f"unit {unit_id} has no target {item.target_id}")
+                outcome = await progress.accept(tracked, item)
+            except ApiError as exc:
+                rejected.append(_rejection(index, exc))
+                continue
+            accepted.append({"index": index, "target_id": outcome.target_id, "date": outcome.date,
+                             "correction": outcome.correction, "late": outcome.late,
+                             "attainment": outcome.attainment, "status": outcome.status})
+        await progress.flush(session)
+    touched = [t.row for t in progress.tracked.values() if t.touched]
+    return {"accepted": len(accepted), "rejected": sorted(rejected, key=lambda r: r["index"]), "reports": accepted,
+            "targets": [{"target_id": r["id"],
+                         "latest": {"date": r["latest_date"], "value": r["latest_value"]} if r["latest_date"] else None,
+                         "attainment": r["attainment"], "status": r["status"],
+                         "projection": {"value": r["projection_value"], "low": r["projection_low"],
+                                        "high": r["projection_high"], "method": r["projection_method"] or "none"}}
+                        for r in touched]}
 
 
 def _status_changed(runtime: ServiceRuntime, row: Row, previous: str, status: str,
