@@ -56,7 +56,7 @@ def test_e2e_bench_quick_mode_prints_its_figures_and_cleans_up() -> None:
     p50, p95, p99 = figure(rf"202 -> scorecard: p50 {NUMBER} ms\s+p95 {NUMBER} ms\s+p99 {NUMBER} ms", output)
     assert 0 < p50 <= p95 <= p99
     figure(rf"request \(scheduled send -> 202\): p50 {NUMBER} ms", output)
-    figure(r"consumer lag on feedback.v1 \(messages\): max \{'scoring': \d+, 'notices': \d+\}", output)
+    figure(r"consumer lag on feedback.v1\): max \{'outbox': (\d+), 'scoring': (\d+), 'notices': (\d+)\}", output)
     intake, = figure(rf"capacity \(closed loop.*?\): intake {NUMBER} ratings/s", output)
     pipeline, = figure(rf"end to end \(accepted ratings / time until the last showed.*?\): {NUMBER} ratings/s", output)
     bare, kafka = figure(rf"ceilings: bare FastAPI {NUMBER} ratings/s.*?Kafka ProducerPerformance {NUMBER} records/s",
