@@ -69,6 +69,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Database drivers log statements with their bound values (contact data, secrets) below these
+    # levels: even at YARDSTICK_LOG_LEVEL=DEBUG they must not (tests/security/test_no_personal_data_in_logs.py).
+    for driver, floor in (("aiosqlite", logging.INFO), ("asyncpg", logging.INFO), ("sqlalchemy", logging.WARNING)):
+        logging.getLogger(driver).setLevel(floor)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
