@@ -60,6 +60,9 @@ class FeedbackReassigned(_Event):
     year: int
     level: int | None = Field(default=None, ge=1, le=5)
     category_id: str | None = None
+    revision: int = Field(default=1, ge=1, description=(
+        "how many times the item has been reassigned, this move included; each move is keyed by its "
+        "new unit, so two moves of one item can be read in either order: the higher revision wins"))
 
 
 class FeedbackResponded(_Event):

@@ -196,6 +196,12 @@ async def test_reassign_moves_the_item_and_is_audited(system: Any, token: Any) -
     trail = (await system.intake.get(f"/v1/units/xihu-district/feedback/{created['id']}/audit",
                                      headers=bearer(token("commission")))).json()["items"]
     assert trail[0]["action"] == "reassign" and trail[0]["detail"]["reason"] == "a district road"
+    # Moved on again by the commission: the second move carries revision 2.
+    again = await system.intake.post(f"/v1/units/xihu-district/feedback/{created['id']}/reassign",
+                                     headers=bearer(token("commission")), json={"unit_id": "tax", "reason": "tax"})
+    assert again.status_code == 200
+    events = [p for p in await outbox_payloads(system, "feedback.reassigned") if p["feedback_id"] == created["id"]]
+    assert [(e["unit_id"], e["revision"]) for e in events] == [("xihu-district", 1), ("tax", 2)]
 
 
 async def test_a_notice_links_the_feedback_it_names(system: Any, eventually: Any) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import binom
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from statsmodels.stats.multitest import multipletests
 
@@ -329,3 +329,30 @@ async def test_delivery_holds_no_transaction_while_it_sends(
     assert [(r["attempts"], r["delivered_at"] is not None) for r in rows] == [(1, True), (1, False)]
     assert db.as_utc(rows[1]["next_attempt_at"]) == now + timedelta(seconds=60)
     assert rows[1]["last_error"].startswith("HTTPStatusError")
+
+
+async def test_a_reassigned_item_ends_with_its_last_unit_whatever_order_the_moves_arrive_in(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    """Each move is keyed by its new unit, so it can overtake the item or an earlier move."""
+    from notices.consumers import handlers
+    from notices.models import negative_items
+    from yardstick.events import Envelope, FeedbackReassigned, FeedbackReceived
+
+    on = handlers(city)
+    moment = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+    common = {"feedback_id": "f-1", "channel": "web", "occurred_at": moment, "year": 2026, "level": 1,
+              "category_id": "seeing-a-doctor"}
+    received = FeedbackReceived(unit_id="health-commission", has_text=True, **common)
+    first = FeedbackReassigned(from_unit_id="health-commission", unit_id="xihu-district", revision=1, **common)
+    second = FeedbackReassigned(from_unit_id="xihu-district", unit_id="shangcheng-district", revision=2, **common)
+    for data in (second, received, first):  # the last move first, the first move last
+        async with sessions() as session, session.begin():
+            await on[data.__event_type__](session, Envelope.of(data, source="test", key=data.unit_id))
+    async with sessions() as session:
+        rows = (await session.execute(select(negative_items.c.unit_id, negative_items.c.revision))).all()
+        per_unit = dict((await session.execute(
+            select(negative_days.c.unit_id, func.sum(negative_days.c.count)).group_by(negative_days.c.unit_id)
+        )).all())
+    assert [tuple(r) for r in rows] == [("shangcheng-district", 2)]
+    # The counts are additive: they come out right in any order.
+    assert {u: n for u, n in per_unit.items() if n} == {"shangcheng-district": 1}

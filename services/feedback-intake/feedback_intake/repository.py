@@ -101,6 +101,11 @@ async def list_feedback(session: AsyncSession, *, unit_id: str | None, status: s
     return list(await session.execute(query.order_by(c.id).limit(limit)))
 
 
+async def count_reassignments(session: AsyncSession, feedback_id: str) -> int:
+    q = select(func.count()).select_from(audit).where(audit.c.feedback_id == feedback_id, audit.c.action == "reassign")
+    return int((await session.execute(q)).scalar_one())
+
+
 async def add_audit(session: AsyncSession, *, feedback_id: str, action: str, actor: str, role: str,
                     unit_id: str | None, detail: dict[str, Any]) -> None:
     await session.execute(audit.insert().values(feedback_id=feedback_id, action=action, actor=actor, role=role,

@@ -464,7 +464,8 @@ async def reassign(intake: Intake, principal: Principal, unit_id: str | None, fe
             envelope = events.Envelope.of(
                 events.FeedbackReassigned(feedback_id=row.id, from_unit_id=unit_id, unit_id=to_unit,
                                           channel=row.channel, occurred_at=as_utc(row.submitted_at), year=row.year,
-                                          level=row.level, category_id=category),
+                                          level=row.level, category_id=category,
+                                          revision=await repository.count_reassignments(session, row.id)),
                 source=intake.runtime.service, key=to_unit)
         await intake.runtime.emit(session, [envelope])
         return moved

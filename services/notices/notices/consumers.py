@@ -55,7 +55,7 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
                                           day=day, sign=-1)
             await repository.add_negative(session, unit_id=data.unit_id, category_id=data.category_id, day=day)
             await repository.add_negative_item(session, feedback_id=data.feedback_id, unit_id=data.unit_id,
-                                               category_id=data.category_id, day=day)
+                                               category_id=data.category_id, day=day, revision=data.revision)
         if data.category_id:
             await repository.add_category_item(session, unit_id=data.from_unit_id, category_id=data.category_id,
                                                day=day, sign=-1)

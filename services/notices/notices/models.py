@@ -50,6 +50,8 @@ negative_items = Table(
     Column("unit_id", String(100), nullable=False),
     Column("category_id", String(100), nullable=False),
     Column("day", Date, nullable=False, index=True),
+    Column("revision", Integer, nullable=False, server_default="0",
+           comment="feedback.reassigned's revision; 0 as received"),
 )
 
 # Each target's latest status, and the status of each progress report (by report date).

@@ -70,11 +70,17 @@ async def add_category_item(session: AsyncSession, *, unit_id: str, category_id:
 
 
 async def add_negative_item(session: AsyncSession, *, feedback_id: str, unit_id: str, category_id: str,
-                            day: date) -> None:
+                            day: date, revision: int = 0) -> None:
+    """Record which unit an item is with; of two records of one item, the higher revision stands.
+
+    A reassignment travels under its new unit's key, so it may be read before the item itself or
+    before an earlier reassignment: the revision, not the order of arrival, decides.
+    """
     stmt = _insert(session)(negative_items).values(feedback_id=feedback_id, unit_id=unit_id,
-                                                   category_id=category_id, day=day)
+                                                   category_id=category_id, day=day, revision=revision)
     stmt = stmt.on_conflict_do_update(index_elements=["feedback_id"],
-                                      set_={"unit_id": unit_id, "category_id": category_id})
+                                      set_={"unit_id": unit_id, "category_id": category_id, "revision": revision},
+                                      where=negative_items.c.revision < revision)
     await session.execute(stmt)
 
 
