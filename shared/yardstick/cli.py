@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", type=Path, default=Path(".data"))
     run.add_argument("--no-demo", action="store_true")
     run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--days", type=int, default=14, help="days of daily demo activity before today")
+    run.add_argument("--scale", type=float, default=1.0, help="demo volume (1 = the default city)")
+    run.add_argument("--seed", type=int, default=7)
 
     serve = sub.add_parser("serve", help="one service, configured by environment")
     serve.add_argument("service", choices=sorted(SERVICES))
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     scoring_sub.add_parser("rebuild", help="replay the topics into an empty read model and compare with the live one")
 
     demo = sub.add_parser("demo", help="generate demo activity through the running services' APIs")
-    demo.add_argument("--days", type=int, default=28)
+    demo.add_argument("--days", type=int, default=14)
     demo.add_argument("--scale", type=float, default=1.0)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--host", default="127.0.0.1")
@@ -257,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from yardstick.runner import run as run_all
 
-        run_all(city=args.city, data_dir=args.data_dir, demo=not args.no_demo, host=args.host)
+        run_all(city=args.city, data_dir=args.data_dir, demo=not args.no_demo, host=args.host, days=args.days,
+                scale=args.scale, seed=args.seed)
         return 0
     if args.command == "serve":
         from yardstick.runner import serve as serve_one

@@ -7,17 +7,22 @@ import contextlib
 import logging
 import secrets
 import signal
+import sys
 from collections.abc import Generator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from yardstick.bus.memory import MemoryBus
 from yardstick.city import default_city_path, load_city
+from yardstick.demo import SOCIAL_PLATFORM
+from yardstick.events import SCORES
 from yardstick.observability import configure_logging
 from yardstick.services import SERVICES
-from yardstick.settings import AuthSettings
+from yardstick.settings import AuthSettings, ServiceSettings
 from yardstick.tokens import Registry
 
 log = logging.getLogger(__name__)
@@ -31,9 +36,56 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: Any, host: str, port: int) -> _Server:
-    return _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                  lifespan="on"))
+def head_timeout_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request head has not arrived within
+    `header_timeout_s` of the connection opening or of the previous answer (slowloris).
+
+    uvicorn times out idle keep-alive connections but not a head that arrives a byte at a time;
+    a body that does is the BodyLimit middleware's (408).
+    """
+
+    class Protocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            in_progress = self.cycle is not None and not self.cycle.response_complete
+            if not in_progress and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
+def _server(app: Any, settings: ServiceSettings) -> _Server:
+    return _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                                  lifespan="on", http=head_timeout_protocol(settings.header_timeout_s),
+                                  timeout_keep_alive=max(1, round(settings.keep_alive_s))))
 
 
 async def _serve_all(servers: Sequence[_Server], extra_stop: list[Any]) -> None:
@@ -58,7 +110,7 @@ def serve(name: str) -> None:
     settings = spec.settings()
     configure_logging(settings.log_level)
     app = spec.create_app(settings)
-    asyncio.run(_serve_all([_server(app, settings.host, settings.port)], []))
+    asyncio.run(_serve_all([_server(app, settings)], []))
 
 
 def ensure_secret(data_dir: Path) -> None:
@@ -69,16 +121,53 @@ def ensure_secret(data_dir: Path) -> None:
         path.chmod(0o600)
 
 
-async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str) -> None:
+def demo_overrides(today: date, social_secret: str) -> dict[str, dict[str, Any]]:
+    """Settings `yardstick run` gives the demo city only (docs/decisions/demo-city.md).
+
+    Intake's horizon reaches back to January 1 of last year, so the demo can write the previous
+    year through the real API; a social platform's secret lets it post social-media items signed.
+    """
+    jan1 = date(today.year - 1, 1, 1)
+    return {"feedback-intake": {"horizon_days": (today - jan1).days + 2,
+                                "social_secrets": {SOCIAL_PLATFORM: social_secret}}}
+
+
+async def _settled(bus: MemoryBus, groups: tuple[str, ...] = (), quiet_s: float = 1.5) -> None:
+    """The consumer groups (all when none) have read every message, and no relay published anything
+    on the topics they read for `quiet_s` (a request's events wait in its service's outbox a moment)."""
+    subs = [sub for sub in bus._subs if not groups or sub.group in groups]  # the in-process bus is ours
+    names = {sub.group for sub in subs}
+    topics = {topic for sub in subs for topic in sub.topics if topic != SCORES}  # scores are recomputed all along
+    loop = asyncio.get_running_loop()
+    quiet_since: float | None = None
+    seen = -1
+    while True:
+        published = sum(len(bus.logs[t]) for t in topics)
+        idle = all(bus.lag(g) == 0 for g in names) and published == seen
+        seen = published
+        if not idle:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = loop.time()
+        elif loop.time() - quiet_since >= quiet_s:
+            return
+        await asyncio.sleep(0.25)
+
+
+async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str, days: int = 14,
+                   scale: float = 1.0, seed_value: int = 7) -> None:
     city = load_city(city_path)
     bus = MemoryBus()
     common: dict[str, Any] = {"data_dir": data_dir, "bus": "memory", "city": city_path}
+    social_secret = secrets.token_urlsafe(24)
+    overrides = demo_overrides(datetime.now(UTC).astimezone(city.timezone).date(), social_secret) \
+        if demo else {}
     servers = []
     for spec in SERVICES.values():
-        settings = spec.settings(**common)
+        settings = spec.settings(**common, **overrides.get(spec.name, {}))
         settings.host = host
         app = spec.create_app(settings, bus=bus, city=city)
-        servers.append(_server(app, settings.host, settings.port))
+        servers.append(_server(app, settings))
     registry = Registry(AuthSettings(**common))
     await registry.prepare()
     relay = registry.relay(bus)
@@ -92,15 +181,28 @@ async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str) ->
               f"{data_dir}/):", flush=True)
         for spec, server in zip(SERVICES.values(), servers, strict=True):
             print(f"  {spec.name:16} http://{host}:{server.config.port}/docs", flush=True)
+        scoring = next(s.config.port for spec, s in zip(SERVICES.values(), servers, strict=True)
+                       if spec.name == "scoring")
+        print(f"  dashboard        http://{host}:{scoring}/dashboard (fills in while the demo runs)\n"
+              f"  public pages     http://{host}:{scoring}/public", flush=True)
         if demo:
             from yardstick.demo import seed
 
-            await seed(registry=registry, city=city, host=host)
+            await seed(registry=registry, city=city, host=host, days=days, scale=scale, seed_value=seed_value,
+                       social_secret=social_secret, settle=lambda groups: _settled(bus, groups))
             print(f"Demo city loaded. A commission token is in {data_dir / 'commission-token'}", flush=True)
         print("Issue a token: .venv/bin/yardstick token issue --role commission --subject you\n"
               "Stop with Ctrl-C.", flush=True)
 
     announcer = asyncio.create_task(announce())
+
+    def report(task: asyncio.Task[None]) -> None:
+        # A failing demo must say so: the services keep serving, but the newcomer needs to know why it is empty.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the demo stopped", exc_info=task.exception())
+            print(f"The demo stopped: {task.exception()!r}", file=sys.stderr, flush=True)
+
+    announcer.add_done_callback(report)
 
     async def stop_rest() -> None:
         announcer.cancel()
@@ -111,8 +213,10 @@ async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str) ->
     await _serve_all(servers, [stop_rest])
 
 
-def run(*, city: Path | None, data_dir: Path, demo: bool, host: str = "127.0.0.1") -> None:
+def run(*, city: Path | None, data_dir: Path, demo: bool, host: str = "127.0.0.1", days: int = 14,
+        scale: float = 1.0, seed: int = 7) -> None:
     configure_logging("WARNING")
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_secret(data_dir)
-    asyncio.run(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host))
+    asyncio.run(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host,
+                         days=days, scale=scale, seed_value=seed))
