@@ -31,9 +31,10 @@ def bootstrap() -> str:
     return value
 
 
-def kafka_sh(*args: str) -> subprocess.CompletedProcess[str]:
+def kafka_sh(*args: str, tz: str = "UTC") -> subprocess.CompletedProcess[str]:
     # The first call may fetch the tools from Maven Central (about half a minute, once).
-    return subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+    return subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "TZ": tz})
 
 
 async def _admin_topics(action: str, prefix: str) -> None:
@@ -109,7 +110,7 @@ def test_describe_and_reset_a_consumer_group(prefix: str) -> None:
     asyncio.run(produce(topic, keys[:6]))
     time.sleep(1.5)
     # The replay point: messages after it are replayed, messages before it are not.
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     time.sleep(1.5)
     asyncio.run(produce(topic, keys[6:]))
     asyncio.run(consume_all_and_commit(topic, group, expect=12))
@@ -139,7 +140,8 @@ def test_describe_and_reset_a_consumer_group(prefix: str) -> None:
     assert "NEW-OFFSET" in dry.stdout
     assert asyncio.run(committed(group)) == 12  # a dry run changes nothing
 
-    since_run = kafka_sh(*reset, "--to-datetime", since, "--execute")
+    # With its zone (Z) the time means the same whatever the operator's machine's zone is.
+    since_run = kafka_sh(*reset, "--to-datetime", since, "--execute", tz="Asia/Shanghai")
     assert since_run.returncode == 0, since_run.stderr
     assert asyncio.run(committed(group)) == 6  # the six produced after `since` are read again
 
