@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          405: "method_not_allowed", 408: "request_timeout", 409: "conflict", 413: "payload_too_large",
+          415: "unsupported_media_type",
           422: "invalid", 429: "rate_limited", 503: "unavailable"}
 
 
@@ -60,57 +62,84 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """413 for bodies over the limit, before anything is parsed (api.md: 1 MiB, surveys 64 MiB)."""
+    """413 for bodies over the limit, before anything is parsed (api.md: 1 MiB, surveys 64 MiB); 408 for
+    bodies that take too long to arrive.
+
+    The read timeout counts only the time spent waiting for the client's bytes, summed over the
+    body: a client dribbling a byte a second holds a connection and a request for at most that long,
+    while the app's own work between reads (a survey upload stores rows as it reads) is not counted.
+    """
 
     def __init__(self, app: ASGIApp, limit: int, large_prefixes: tuple[str, ...] = (),
-                 large_limit: int = 64 * 1024 * 1024) -> None:
+                 large_limit: int = 64 * 1024 * 1024, read_timeout_s: float = 30.0,
+                 large_read_timeout_s: float = 600.0) -> None:
         self.app = app
         self.limit = limit
         self.large_prefixes = large_prefixes
         self.large_limit = large_limit
+        self.read_timeout_s = read_timeout_s
+        self.large_read_timeout_s = large_read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = self.large_limit if any(path.startswith(p) and path.endswith("/responses")
-                                        for p in self.large_prefixes) else self.limit
+        large = any(path.startswith(p) and path.endswith("/responses") for p in self.large_prefixes)
+        limit = self.large_limit if large else self.limit
+        allowed_s = self.large_read_timeout_s if large else self.read_timeout_s
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._reject(send, limit)
+                await self._reject(send, 413, f"body over {limit} bytes")
                 return
+        loop = asyncio.get_running_loop()
         received = 0
+        waited = 0.0
+        complete = False
         started = False
         rejected = False
 
-        # Over the limit mid-stream, answer 413 here and tell the app the client went away;
-        # raising instead does not work: FastAPI turns any error while reading the body into
-        # a 400, and BaseHTTPMiddleware wraps errors of receive() in an ExceptionGroup.
+        # Over the limit or out of time mid-stream, answer here and tell the app the client went away;
+        # raising instead does not work: FastAPI turns any error while reading the body into a 400,
+        # and BaseHTTPMiddleware wraps errors of receive() in an ExceptionGroup.
         async def limited() -> Message:
-            nonlocal received, rejected
+            nonlocal received, waited, complete, rejected
             if rejected:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if complete:  # after the body only a disconnect can come: no deadline on waiting for it
+                return await receive()
+            began = loop.time()
+            try:
+                async with asyncio.timeout(max(allowed_s - waited, 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                rejected = True
+                if not started:
+                    await self._reject(send, 408, f"the body did not arrive within {allowed_s:g} s")
+                return {"type": "http.disconnect"}
+            finally:
+                waited += loop.time() - began
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     rejected = True
                     if not started:
-                        await self._reject(send, limit)
+                        await self._reject(send, 413, f"body over {limit} bytes")
                     return {"type": "http.disconnect"}
             return message
 
         async def guarded(message: Message) -> None:
             nonlocal started
             if rejected:
-                return  # the app's answer to the "disconnect": the client has its 413
+                return  # the app's answer to the "disconnect": the client has its 413 or 408
             started = True
             await send(message)
 
         await self.app(scope, limited, guarded)
 
-    async def _reject(self, send: Send, limit: int) -> None:
-        body = JSONResponse(error_body(413, f"body over {limit} bytes"), status_code=413)
-        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+    async def _reject(self, send: Send, status: int, message: str) -> None:
+        # Connection: close, so the server drops the rest of the body instead of reading on.
+        body = JSONResponse(error_body(status, message), status_code=status, headers={"Connection": "close"})
+        await send({"type": "http.response.start", "status": status, "headers": body.raw_headers})
         await send({"type": "http.response.body", "body": body.body})

@@ -166,7 +166,8 @@ class ServiceRuntime:
         errors.install(app)
         app.add_middleware(observability.RequestMiddleware, service=self.service)
         app.add_middleware(errors.BodyLimit, limit=self.settings.max_body_bytes,
-                           large_prefixes=("/v1/surveys/",))
+                           large_prefixes=("/v1/surveys/",), read_timeout_s=self.settings.body_timeout_s,
+                           large_read_timeout_s=self.settings.large_body_timeout_s)
 
         @app.get("/healthz", tags=["health"])
         async def healthz() -> dict[str, str]:

@@ -66,6 +66,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("YARDSTICK_LOG_LEVEL", "log_level"))
     # Body limit for ordinary requests (api.md: 1 MiB).
     max_body_bytes: int = 1024 * 1024
+    # Seconds a request may spend waiting for its body's bytes (408 after): a client dribbling a
+    # body cannot hold a connection for long. Survey uploads (up to 64 MiB) get the longer one.
+    body_timeout_s: float = 30.0
+    large_body_timeout_s: float = 600.0
+    # uvicorn: a request's head (line and headers) must arrive within header_timeout_s of the
+    # connection opening or the previous answer; an idle keep-alive connection closes after keep_alive_s.
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
 
     def model_post_init(self, __context: object) -> None:
         if not self.database_url:
