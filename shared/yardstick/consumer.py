@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from yardstick import events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import decode
+from yardstick.db import insert_for
 from yardstick.events import Envelope
 from yardstick.observability import CONSUMED, event_id
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+# Applies several new events at once, in order, in the caller's transaction (raise NotFound as one would).
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 
 class NotFound(Exception):
@@ -81,17 +86,19 @@ class IdempotentConsumer:
 
     def __init__(self, *, name: str, sessions: async_sessionmaker[AsyncSession], table: Table,
                  handlers: Mapping[str, EventHandler],
-                 after_commit: Callable[[Envelope], Awaitable[None]] | None = None) -> None:
+                 after_commit: Callable[[Envelope], Awaitable[None]] | None = None,
+                 batch_handler: BatchHandler | None = None) -> None:
         self.name = name
         self.sessions = sessions
         self.table = table
         self.handlers = dict(handlers)
         self.after_commit = after_commit
+        self.batch_handler = batch_handler
         self.applied = 0
         self.skipped = 0
 
     async def __call__(self, message: Message) -> None:
-        envelope = decode(message)  # raises DeadLetter
+        envelope = decode_fast(message)  # raises DeadLetter
         token = event_id.set(envelope.id)
         try:
             applied = await self.apply(envelope)
@@ -130,6 +137,120 @@ class IdempotentConsumer:
         self.applied += 1
         CONSUMED.labels(consumer=self.name, type=envelope.type, outcome="applied").inc()
         return True
+
+
+    async def batch(self, messages: Sequence[Message]) -> list[tuple[Message, str]]:
+        """Apply a poll's messages in one transaction; returns the dead letters (message, reason).
+
+        The new events' ids are recorded with one statement that also says which ones are new
+        (INSERT .. ON CONFLICT DO NOTHING RETURNING), and the batch handler (else each event's
+        handler, in order) applies them in the same transaction. A transient error raises: the
+        bus retries the whole batch, and whatever had committed is skipped as seen. Any other
+        error rolls the batch back and applies its events one by one, each in its own
+        transaction as `apply` does, so a poison message is dead-lettered alone and every
+        other one still applies exactly once.
+        """
+        dead: list[tuple[Message, str]] = []
+        envelopes: list[Envelope] = []
+        origin: dict[str, Message] = {}
+        for message in messages:
+            try:
+                envelope = decode_fast(message)
+            except DeadLetter as exc:
+                dead.append((message, str(exc)))
+                continue
+            if envelope.id in origin:
+                self._skip(envelope)  # the same event twice in one poll
+                continue
+            origin[envelope.id] = message
+            envelopes.append(envelope)
+        if not envelopes:
+            return dead
+        try:
+            fresh = await self._apply_together(envelopes)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("batch failed; applying its events one by one",
+                        extra={"consumer": self.name, "events": len(envelopes), "error": repr(exc)[:500]})
+            for envelope in envelopes:
+                token = event_id.set(envelope.id)
+                try:
+                    applied = await self.apply(envelope)
+                except DeadLetter as letter:
+                    dead.append((origin[envelope.id], str(letter)))
+                    continue
+                finally:
+                    event_id.reset(token)
+                if applied and self.after_commit is not None:
+                    await self.after_commit(envelope)
+            return dead
+        if self.after_commit is not None:
+            for envelope in fresh:
+                await self.after_commit(envelope)
+        return dead
+
+    async def _apply_together(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        t = self.table
+        async with self.sessions() as session, session.begin():
+            insert = insert_for(session)
+            stmt = insert(t).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(t.c.event_id)
+            rows = await session.execute(stmt, [{"consumer": self.name, "event_id": e.id} for e in envelopes])
+            new = {r[0] for r in rows}
+            fresh = [e for e in envelopes if e.id in new]
+            if self.batch_handler is not None and fresh:
+                await self.batch_handler(session, fresh)
+            else:
+                for envelope in fresh:
+                    handler = self.handlers.get(envelope.type)
+                    if handler is not None:
+                        await handler(session, envelope)
+        counts: dict[tuple[str, str], int] = {}
+        for envelope in envelopes:
+            outcome = "applied" if envelope.id in new else "duplicate"
+            counts[(envelope.type, outcome)] = counts.get((envelope.type, outcome), 0) + 1
+        for (kind, outcome), n in counts.items():
+            CONSUMED.labels(consumer=self.name, type=kind, outcome=outcome).inc(n)
+        self.applied += len(fresh)
+        self.skipped += len(envelopes) - len(fresh)
+        return fresh
+
+    def _skip(self, envelope: Envelope) -> None:
+        self.skipped += 1
+        CONSUMED.labels(consumer=self.name, type=envelope.type, outcome="duplicate").inc()
+
+
+# The CloudEvents headers decode_fast understands; a message with any other ce_ header takes the SDK's path.
+_KNOWN_CE_HEADERS = frozenset({"ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_partitionkey"})
+
+
+def decode_fast(message: Message) -> Envelope:
+    """`codec.decode` without the CloudEvents SDK's round trip, for the well-formed binary-mode message.
+
+    The SDK parses the headers into an event, the time with dateutil, the data with json and
+    then pydantic validates a dict: about 0.6 ms a message, a hundred times the cost of the
+    model's own JSON validation. Anything this path does not recognise (a missing or unknown
+    header, another content type, a schema error) goes through `decode`, so a dead letter
+    reads exactly as before.
+    """
+    headers: dict[str, bytes] = {}
+    for k, v in message.headers:
+        if k.startswith("ce_") and k not in _KNOWN_CE_HEADERS:
+            return decode(message)
+        headers[k] = v
+    try:
+        model = events.EVENT_MODELS[headers["ce_type"].decode()]
+        ident, source = headers["ce_id"].decode(), headers["ce_source"].decode()
+        if not ident or not source or headers.get("ce_specversion") != b"1.0" \
+                or headers.get("content-type") != b"application/json":
+            return decode(message)
+        moment = datetime.fromisoformat(headers["ce_time"].decode())
+        data = model.model_validate_json(message.value)
+    except (KeyError, ValueError):  # includes UnicodeDecodeError and pydantic's ValidationError
+        return decode(message)
+    key = message.key.decode() if message.key else headers.get("ce_partitionkey", b"").decode()
+    return Envelope(id=ident, source=source, type=model.__event_type__, time=moment, topic=message.topic, key=key,
+                    data=data)
 
 
 def _is_duplicate_key(exc: BaseException) -> bool:

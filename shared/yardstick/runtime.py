@@ -21,7 +21,7 @@ from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations
 from yardstick.bus import Bus, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import EventHandler, IdempotentConsumer, processed_table
+from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, processed_table
 from yardstick.events import Envelope
 from yardstick.outbox import Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
@@ -75,11 +75,18 @@ class ServiceRuntime:
 
     # wiring -----------------------------------------------------------------------
     def consume(self, *, name: str, topics: list[str], handlers: Mapping[str, EventHandler],
-                after_commit: Callable[[Envelope], Any] | None = None) -> IdempotentConsumer:
+                after_commit: Callable[[Envelope], Any] | None = None,
+                batch_handler: BatchHandler | None = None, batched: bool = False) -> IdempotentConsumer:
+        """Subscribe `handlers`; batched (or with a batch_handler) the bus hands over a poll at a time.
+
+        A batched consumer applies each poll's messages in one transaction (see
+        IdempotentConsumer.batch); the handlers stay the per-event fallback.
+        """
         consumer = IdempotentConsumer(name=name, sessions=self.sessions, table=self.processed,
-                                      handlers=handlers, after_commit=after_commit)
+                                      handlers=handlers, after_commit=after_commit, batch_handler=batch_handler)
         self.consumers.append(consumer)
-        self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer))
+        many = consumer.batch if batched or batch_handler is not None else None
+        self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many))
         return consumer
 
     def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from scoring import service
 from yardstick import events
-from yardstick.bus.codec import encode
+from yardstick.bus.codec import decode, encode
 from yardstick.events import Envelope
 
 UNIT = "health-commission"
@@ -29,7 +30,13 @@ async def publish(system: Any, *items: events.Event, key: str = UNIT) -> None:
 
 
 async def settled(system: Any, eventually: Any) -> None:
+    """Every event applied, and the scorecards recomputed from them (they trail by under a second)."""
     await eventually(lambda: system.bus.lag("scoring") == 0)
+    await eventually(lambda: _current(system))
+
+
+async def _current(system: Any) -> bool:
+    return not await service.behind(system.runtime("scoring"))
 
 
 @pytest.fixture
@@ -86,7 +93,10 @@ async def seed(system: Any, token: Any, city: Any, eventually: Any, year: int) -
                                             actor_role="coordinator"),
                   events.NoticeOverdue(notice_id="n-pages", unit_id=UNIT, step="plan",
                                        deadline=today - timedelta(days=1)))
+    # Intake's relay publishes its 7 items after the requests returned: wait for them, then for scoring.
+    await eventually(lambda: sum(decode(m).type == "feedback.received" for m in system.bus.logs[events.FEEDBACK]) == 7)
     await eventually(lambda: system.bus.lag("scoring") == 0 and system.bus.lag("notices") == 0, timeout=10)
+    await settled(system, eventually)
     return {"items": items}
 
 

@@ -15,6 +15,7 @@ from scoring.pages.settings import PagesSettings
 from scoring.settings import ScoringSettings
 from yardstick.bus import Bus
 from yardstick.city import CityProfile
+from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -25,7 +26,16 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
                city: CityProfile | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
     runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=bus, city=city)
-    runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=consumers.handlers(runtime.city))
+    table = consumers.handlers(runtime.city)
+    changed = asyncio.Event()  # set after each applied batch: the recompute loop's wake-up
+
+    async def applied(_envelope: Envelope) -> None:
+        changed.set()
+
+    runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=table, after_commit=applied,
+                    batch_handler=consumers.batch_handler(runtime.city, table))
+    runtime.add_task("scorecard-recompute", lambda: service.refresher(
+        runtime, changed, min_gap_s=settings.recompute_gap_s, poll_s=settings.recompute_poll_s))
 
     async def emitter() -> None:
         while True:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,10 +54,6 @@ class Complaints:
         cell[0] += sign
         cell[1] += sign * int(negative)
 
-    def count(self, *, year: int, day: date, channel: str) -> None:
-        key = (year, day.month, channel)
-        self.months[key] = self.months.get(key, 0) + 1
-
     async def write(self, session: AsyncSession) -> None:
         await repository.add_complaints(session, [
             {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
@@ -66,18 +62,17 @@ class Complaints:
                                               for (y, m, c), n in self.months.items()])
 
 
-def received(complaints: Complaints, data: events.FeedbackReceived, day: date) -> None:
-    """Count one feedback.received for the pages (every item, whatever its year's status)."""
-    complaints.count(year=data.year, day=day, channel=data.channel)
-    complaints.add(unit_id=data.unit_id, category_id=data.category_id, day=day, year=data.year,
-                   negative=events.is_negative(data.level, data.has_text))
+def moved(complaints: Complaints, data: events.FeedbackReassigned, day: date) -> None:
+    """Move one reassigned item's complaint counts from its old unit to its new one."""
+    # The reassigned event carries no has_text; an item without a level was a text (intake needs one).
+    negative = events.is_negative(data.level, True)
+    complaints.add(unit_id=data.from_unit_id, category_id=data.category_id, day=day, year=data.year,
+                   negative=negative, sign=-1)
+    complaints.add(unit_id=data.unit_id, category_id=data.category_id, day=day, year=data.year, negative=negative)
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
     """One handler per event type; each bumps its year (or counts the item late when it is final)."""
-
-    def local_day(moment: datetime) -> date:
-        return moment.astimezone(city.timezone).date()
 
     def known(unit_id: str) -> None:
         if unit_id not in city.unit_ids:
@@ -89,53 +84,9 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
             return False
         return True
 
-    async def feedback_received(session: AsyncSession, envelope: Envelope) -> None:
-        data = envelope.data
-        assert isinstance(data, events.FeedbackReceived)
-        known(data.unit_id)
-        complaints = Complaints()
-        received(complaints, data, local_day(data.occurred_at))
-        await complaints.write(session)
-        channel = CHANNEL_OF.get(data.channel)
-        if data.level is None or channel is None:
-            return  # complaint analysis only (method step 1)
-        if await live(session, data.year, data.unit_id, "ratings"):
-            await repository.add_rating(session, unit_id=data.unit_id, channel=channel,
-                                        day=local_day(data.occurred_at), year=data.year,
-                                        s=satisfaction(data.level))
-
-    async def feedback_reassigned(session: AsyncSession, envelope: Envelope) -> None:
-        data = envelope.data
-        assert isinstance(data, events.FeedbackReassigned)
-        known(data.unit_id)
-        moved = Complaints()
-        # The reassigned event carries no has_text; an item without a level was a text (intake needs one).
-        negative = events.is_negative(data.level, True)
-        day_of_item = local_day(data.occurred_at)
-        moved.add(unit_id=data.from_unit_id, category_id=data.category_id, day=day_of_item, year=data.year,
-                  negative=negative, sign=-1)
-        moved.add(unit_id=data.unit_id, category_id=data.category_id, day=day_of_item, year=data.year,
-                  negative=negative)
-        await moved.write(session)
-        channel = CHANNEL_OF.get(data.channel)
-        if data.level is None or channel is None:
-            return
-        if not await live(session, data.year, data.unit_id, "ratings"):
-            return
-        ratings = Ratings()
-        day = local_day(data.occurred_at)
-        ratings.add(data.from_unit_id, channel, day, data.year, data.level, sign=-1)
-        ratings.add(data.unit_id, channel, day, data.year, data.level)
-        await repository.add_ratings(session, ratings.rows())
-
-    async def feedback_follow_up(session: AsyncSession, envelope: Envelope) -> None:
-        data = envelope.data
-        assert isinstance(data, events.FeedbackFollowUp)
-        known(data.unit_id)
-        if await live(session, data.year, data.unit_id, "ratings"):
-            await repository.add_rating(session, unit_id=data.unit_id, channel="online",
-                                        day=local_day(data.occurred_at), year=data.year,
-                                        s=satisfaction(data.level))
+    async def feedback(session: AsyncSession, envelope: Envelope) -> None:
+        # One code path for feedback, one event or a batch: apply_events sums it and upserts once.
+        await apply_events(session, [envelope], city, table)
 
     async def survey_defined(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
@@ -230,61 +181,134 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
         overdue.append({"step": data.step, "deadline": data.deadline.isoformat()})
         await repository.update_notice(session, data.notice_id, overdue=overdue, changes=notice["changes"] + 1)
 
-    return {
+    table: dict[str, EventHandler] = {
         "notice.issued": notice_issued,
         "notice.transitioned": notice_transitioned,
         "notice.overdue": notice_overdue,
-        "feedback.received": feedback_received,
-        "feedback.reassigned": feedback_reassigned,
-        "feedback.follow_up": feedback_follow_up,
+        "feedback.received": feedback,
+        "feedback.reassigned": feedback,
+        "feedback.follow_up": feedback,
         "survey.defined": survey_defined,
         "survey.response": survey_response,
         "target.defined": target_fields,
         "target.changed": target_fields,
         "target.progress": target_progress,
     }
+    return table
 
 
-async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
-                      table: dict[str, EventHandler], *, consumer: str = CONSUMER) -> int:
-    """Apply many events in one transaction (replays and the benchmark); returns how many were new.
+async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
+                       table: dict[str, EventHandler], *, strict: bool = True) -> None:
+    """Apply new events, in order, in the caller's transaction: what one event's handler does, for many.
 
-    Ratings are summed in memory and written with one upsert per (unit, channel, day);
-    every other event goes through its ordinary handler. Event ids are recorded as the
-    live consumer records them, so a replay is idempotent too.
+    Ratings and the pages' counts of feedback.received and follow-ups are summed in memory and
+    written with one upsert per (unit, channel, day), (unit, category, week) and month; the year
+    is bumped once per batch. Every other event goes through its handler. Strict (the live
+    consumer), an event naming an unknown unit raises NotFound, and the consumer applies the
+    batch again one event at a time to dead-letter it alone; a replay skips it instead, as the
+    live consumer's dead-letter topic took it.
     """
-    seen = await repository.seen_events(session, consumer, [e.id for e in envelopes])
-    fresh: list[Envelope] = []
-    ids: set[str] = set()
-    for e in envelopes:
-        if e.id not in seen and e.id not in ids:
-            ids.add(e.id)
-            fresh.append(e)
     statuses: dict[int, str] = {}
     ratings = Ratings()
     complaints = Complaints()
     tz = city.timezone
-    for e in fresh:
+    units = city.unit_ids
+    cells, weeks, months = ratings.cells, complaints.cells, complaints.months
+    for e in envelopes:
         data = e.data
-        if isinstance(data, events.FeedbackReceived) and data.unit_id in city.unit_ids:
-            received(complaints, data, data.occurred_at.astimezone(tz).date())
-        if isinstance(data, events.FeedbackReceived | events.FeedbackFollowUp):
+        kind = type(data)
+        if kind is events.FeedbackReceived or kind is events.FeedbackFollowUp:
+            assert isinstance(data, events.FeedbackReceived | events.FeedbackFollowUp)
+            if data.unit_id not in units:
+                if strict:
+                    raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
+                continue
+            day = data.occurred_at.astimezone(tz).date()
+            if isinstance(data, events.FeedbackReceived):
+                # The pages count every item, whatever its year's status; kiosk presses have no category.
+                month = (data.year, day.month, data.channel)
+                months[month] = months.get(month, 0) + 1
+                if data.category_id is not None:
+                    key = (data.unit_id, data.category_id, day - timedelta(days=day.weekday()), data.year)
+                    counts = weeks.get(key)
+                    if counts is None:
+                        counts = weeks[key] = [0, 0]
+                    counts[0] += 1
+                    counts[1] += events.is_negative(data.level, data.has_text)
+                channel = CHANNEL_OF.get(data.channel)
+            else:
+                channel = "online"
             level = data.level
-            channel = "online" if isinstance(data, events.FeedbackFollowUp) else CHANNEL_OF.get(data.channel)
-            if data.unit_id not in city.unit_ids or level is None or channel is None:
+            if level is None or channel is None:
+                continue  # complaint analysis only (method step 1)
+            year = data.year
+            status = statuses.get(year)
+            if status is None:
+                status = statuses[year] = await repository.touch_year(session, year)
+            if status == "final":
+                await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
                 continue
-            if data.year not in statuses:
-                statuses[data.year] = await repository.touch_year(session, data.year)
-            if statuses[data.year] == "final":
-                await repository.add_late(session, year=data.year, unit_id=data.unit_id, kind="ratings")
+            s = satisfaction(level)
+            cell = cells.get((data.unit_id, channel, day, year))
+            if cell is None:
+                cells[(data.unit_id, channel, day, year)] = [1, s, s * s]
+            else:
+                cell[0] += 1
+                cell[1] += s
+                cell[2] += s * s
+        elif kind is events.FeedbackReassigned:
+            assert isinstance(data, events.FeedbackReassigned)
+            if data.unit_id not in units:
+                if strict:
+                    raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
                 continue
-            ratings.add(data.unit_id, channel, data.occurred_at.astimezone(tz).date(), data.year, level)
+            day = data.occurred_at.astimezone(tz).date()
+            moved(complaints, data, day)
+            channel = CHANNEL_OF.get(data.channel)
+            if data.level is None or channel is None:
+                continue
+            year = data.year
+            status = statuses.get(year)
+            if status is None:
+                status = statuses[year] = await repository.touch_year(session, year)
+            if status == "final":
+                await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
+                continue
+            ratings.add(data.from_unit_id, channel, day, year, data.level, sign=-1)
+            ratings.add(data.unit_id, channel, day, year, data.level)
         elif e.type in table:
+            if strict:
+                await table[e.type](session, e)
+                continue
             try:
                 await table[e.type](session, e)
             except NotFound:
-                continue  # the live consumer dead-lettered it: it changed nothing there either
+                continue
     await repository.add_ratings(session, ratings.rows())
     await complaints.write(session)
-    await repository.record_events(session, consumer, [e.id for e in fresh])
+
+
+def batch_handler(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
+        [AsyncSession, Sequence[Envelope]], Awaitable[None]]:
+    """The live consumer's batch handler (yardstick.consumer.BatchHandler)."""
+
+    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        await apply_events(session, envelopes, city, table)
+
+    return handle
+
+
+async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
+                      table: dict[str, EventHandler], *, consumer: str = CONSUMER) -> int:
+    """Apply many events in one transaction (a replay); returns how many were new.
+
+    Event ids are recorded as the live consumer records them (one statement, which also says
+    which ones are new), so a replay is idempotent too.
+    """
+    unique: dict[str, Envelope] = {}
+    for e in envelopes:
+        unique.setdefault(e.id, e)  # the first of each id, in order
+    new = await repository.record_new_events(session, consumer, list(unique))
+    fresh = [e for e in unique.values() if e.id in new]
+    await apply_events(session, fresh, city, table, strict=False)
     return len(fresh)

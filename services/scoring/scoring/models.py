@@ -161,6 +161,9 @@ years = Table(
     Column("year", Integer, primary_key=True),
     Column("version", Integer, nullable=False),
     Column("emitted_version", Integer, nullable=False, server_default="0"),
+    # The version (and local day) the precomputed scorecards were computed from; reads never recompute.
+    Column("computed_version", Integer, nullable=False, server_default="0"),
+    Column("computed_on", Date, nullable=True),
     Column("status", String(20), nullable=False, server_default="live"),
     Column("draft_at", DateTime(timezone=True), nullable=True),
     Column("finalized_at", DateTime(timezone=True), nullable=True),
@@ -175,6 +178,17 @@ published = Table(
     Column("year", Integer, primary_key=True),
     Column("kind", String(10), primary_key=True),
     Column("unit_id", String(100), primary_key=True),
+    Column("body", JSON, nullable=False),
+)
+
+# Every live scorecard of a year as the last debounced pass computed it (one pass, all units): what
+# a scorecard or a ranking read answers. Not part of READ_MODEL: it is derived, and recomputed.
+scorecards = Table(
+    "scorecards", metadata,
+    Column("year", Integer, primary_key=True),
+    Column("unit_id", String(100), primary_key=True),
+    Column("group_id", String(100), nullable=False),
+    Column("rank", Integer, nullable=False),
     Column("body", JSON, nullable=False),
 )
 

@@ -25,6 +25,7 @@ from scoring.models import (
     processed_events,
     projects,
     published,
+    scorecards,
     survey_cells,
     survey_strata,
     surveys,
@@ -34,7 +35,7 @@ from scoring.models import (
     targets,
     years,
 )
-from yardstick.db import insert_for, try_xact_lock
+from yardstick.db import insert_for, try_xact_lock, xact_lock
 
 # --- years ---------------------------------------------------------------------------------
 
@@ -64,6 +65,22 @@ async def set_year(session: AsyncSession, year: int, **values: Any) -> None:
 async def year_versions(session: AsyncSession) -> list[tuple[int, int, int, str]]:
     rows = await session.execute(select(years.c.year, years.c.version, years.c.emitted_version, years.c.status))
     return [(int(y), int(v), int(e), str(s)) for y, v, e, s in rows]
+
+
+async def compute_states(session: AsyncSession) -> list[tuple[int, int, int, str, date | None]]:
+    """Per year: version, the version its stored scorecards were computed from, status, and their day."""
+    y = years.c
+    rows = await session.execute(select(y.year, y.version, y.computed_version, y.status, y.computed_on))
+    return [(int(a), int(v), int(c), str(s), on) for a, v, c, s, on in rows]
+
+
+async def lock_recompute(session: AsyncSession) -> bool:
+    """One instance recomputes the scorecards at a time (the others skip their pass)."""
+    return await try_xact_lock(session, "scoring-recompute")
+
+
+async def wait_recompute_lock(session: AsyncSession) -> None:
+    await xact_lock(session, "scoring-recompute")
 
 
 async def lock_emitter(session: AsyncSession) -> bool:
@@ -148,19 +165,15 @@ async def put_target_value(session: AsyncSession, *, target_id: str, day: date, 
     await session.execute(stmt.on_conflict_do_update(index_elements=["target_id", "date"], set_={"value": value}))
 
 
-async def seen_events(session: AsyncSession, consumer: str, ids: list[str]) -> set[str]:
-    t = processed_events.c
-    seen: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows = await session.execute(select(t.event_id).where(t.consumer == consumer, t.event_id.in_(chunk)))
-        seen.update(r[0] for r in rows)
-    return seen
-
-
-async def record_events(session: AsyncSession, consumer: str, ids: list[str]) -> None:
-    if ids:
-        await session.execute(processed_events.insert(), [{"consumer": consumer, "event_id": i} for i in ids])
+async def record_new_events(session: AsyncSession, consumer: str, ids: list[str]) -> set[str]:
+    """Record event ids as processed in one statement; the ones that were not recorded before."""
+    if not ids:
+        return set()
+    insert = insert_for(session)
+    t = processed_events
+    stmt = insert(t).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(t.c.event_id)
+    rows = await session.execute(stmt, [{"consumer": consumer, "event_id": i} for i in ids])
+    return {r[0] for r in rows}
 
 
 async def clear_read_model(session: AsyncSession, tables: Iterable[Any]) -> None:
@@ -347,6 +360,21 @@ async def put_published(session: AsyncSession, year: int, kind: str, cards: Mapp
 async def published_of(session: AsyncSession, year: int, kind: str) -> dict[str, dict[str, Any]]:
     c = published.c
     rows = await session.execute(select(c.unit_id, c.body).where(c.year == year, c.kind == kind))
+    return {str(u): dict(b) for u, b in rows}
+
+
+async def put_scorecards(session: AsyncSession, year: int, cards: Mapping[str, Mapping[str, Any]]) -> None:
+    """Replace the year's precomputed scorecards (every unit's, from one pass)."""
+    await session.execute(delete(scorecards).where(scorecards.c.year == year))
+    if cards:
+        await session.execute(scorecards.insert(), [
+            {"year": year, "unit_id": u, "group_id": c["group"], "rank": c["rank"], "body": dict(c)}
+            for u, c in cards.items()])
+
+
+async def scorecards_of(session: AsyncSession, year: int) -> dict[str, dict[str, Any]]:
+    c = scorecards.c
+    rows = await session.execute(select(c.unit_id, c.body).where(c.year == year))
     return {str(u): dict(b) for u, b in rows}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -123,12 +125,72 @@ def groups_of(runtime: ServiceRuntime) -> dict[str, str]:
     return {u.id: u.group for u in runtime.city.units}
 
 
-# --- the live cache -------------------------------------------------------------------------
+# --- precomputed scorecards -------------------------------------------------------------------
+
+
+async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: bool = False) -> list[int]:
+    """One pass: recompute every live year whose aggregates (or day) moved since its scorecards were computed.
+
+    The city-wide means move with every rating, so a pass computes all of a year's scorecards
+    at once from the aggregates and stores them; reads answer from what it stored. One
+    instance at a time computes (an advisory lock on PostgreSQL): another instance skips the
+    pass (`wait` False, the background loop) or waits for it (an API write that must read its
+    own change). Inputs are read on a second session, so on SQLite the writing transaction
+    starts with its first write. Returns the years recomputed.
+    """
+    as_of = today(runtime)
+    groups = groups_of(runtime)
+    done: list[int] = []
+    async with runtime.transaction() as session:
+        if wait:
+            await repository.wait_recompute_lock(session)
+        elif not await repository.lock_recompute(session):
+            return done
+        async with runtime.sessions() as reader:
+            states = await repository.compute_states(reader)
+            stale = [(y, v) for y, v, computed, status, on in states
+                     if status != "final" and (only is None or y == only) and (v != computed or on != as_of)]
+            # The version is read before the inputs: what they hold is at least that version.
+            computed_cards = [(y, v, compute(groups, await load_inputs(reader, y, as_of))) for y, v in stale]
+        for year, version, cards in computed_cards:
+            await repository.put_scorecards(session, year, cards)
+            await repository.set_year(session, year, computed_version=version, computed_on=as_of)
+            done.append(year)
+    return done
+
+
+async def behind(runtime: ServiceRuntime) -> list[int]:
+    """Live years whose stored scorecards do not yet include everything applied (for at most a second)."""
+    as_of = today(runtime)
+    async with runtime.sessions() as session:
+        return [y for y, v, computed, status, on in await repository.compute_states(session)
+                if status != "final" and (v != computed or on != as_of)]
+
+
+async def refresher(runtime: ServiceRuntime, wake: asyncio.Event, *, min_gap_s: float,
+                    poll_s: float) -> None:
+    """The background loop: a pass when woken (an applied batch) or every poll_s (another instance's events).
+
+    Debounced: passes are at least min_gap_s apart, and at least as far apart as the last one
+    took, so a stream of events costs a few passes a second and never most of the CPU.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            await refresh(runtime)
+        except Exception:
+            log.exception("scorecard recompute failed; retrying", extra={"service": runtime.service})
+        took = loop.time() - started
+        await asyncio.sleep(max(min_gap_s, took))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=max(0.0, poll_s - max(min_gap_s, took)))
+        wake.clear()
 
 
 @dataclass
 class _Cached:
-    key: tuple[int, str, date]
+    key: tuple[int, str, date | None]
     cards: dict[str, dict[str, Any]]
 
 
@@ -136,27 +198,33 @@ _CACHE: weakref.WeakKeyDictionary[ServiceRuntime, dict[int, _Cached]] = weakref.
 
 
 async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, Any]]:
-    """All scorecards of a year: recomputed in one pass when the year's version moved, else cached.
+    """All scorecards of a year, as the last pass computed them (a final year: its frozen scorecards).
 
-    The version lives in the shared database, so with several instances each sees every
-    change at its next read; a final year answers its frozen scorecards.
+    The version the stored scorecards were computed from lives in the shared database, so with
+    several instances each sees a new pass at its next read. A year no pass has computed yet
+    (nothing was ever recorded for it) is computed here from its (empty) aggregates.
     """
     cache = _CACHE.setdefault(runtime, {})
-    as_of = today(runtime)
     async with runtime.sessions() as session:
         row = await repository.year_row(session, year)
-        version, status = (int(row["version"]), str(row["status"])) if row else (0, "live")
-        key = (version, status, as_of)
+        if row is None or (row["status"] != "final" and not row["computed_version"]):
+            key: tuple[int, str, date | None] = (int(row["version"]) if row else 0, "live", today(runtime))
+        elif row["status"] == "final":
+            key = (int(row["version"]), "final", None)
+        else:
+            key = (int(row["computed_version"]), "computed", row["computed_on"])
         hit = cache.get(year)
         if hit is not None and hit.key == key:
             return hit.cards
-        if status == "final":
+        if key[1] == "final":
             cards = await repository.published_of(session, year, "final")
             late = await repository.late_counts(session, year)
             for u, card in cards.items():
                 card["late_after_final"] = {"ratings": 0} | late.get(u, {})
+        elif key[1] == "computed":
+            cards = await repository.scorecards_of(session, year)
         else:
-            cards = compute(groups_of(runtime), await load_inputs(session, year, as_of))
+            cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
     cache[year] = _Cached(key, cards)
     return cards
 
@@ -216,6 +284,7 @@ async def put_config(*, runtime: ServiceRuntime, principal: Principal, year: int
         await _open_year(session, year)
         await repository.put_config(session, year, config)
         await _audit(session, principal, "config.put", year, None, config)
+    await refresh(runtime, only=year, wait=True)  # the commission reads its own change at once
     return config
 
 
@@ -240,6 +309,7 @@ async def leader_evaluation(*, runtime: ServiceRuntime, principal: Principal, un
         await repository.put_grade(session, unit_id=unit_id, year=year, leader=principal.subject, grade=grade,
                                    at=now())
         await _audit(session, principal, "leader_evaluation", year, unit_id, {"grade": grade})
+    await refresh(runtime, only=year, wait=True)
     return {"unit_id": unit_id, "year": year, "grade": grade}
 
 
@@ -255,6 +325,7 @@ async def create_project(*, runtime: ServiceRuntime, principal: Principal, unit_
                                      summary=summary, created_at=now())
         await _audit(session, principal, "project.create", year, unit_id, {"project_id": project_id,
                                                                             "title": title})
+    await refresh(runtime, only=year, wait=True)
     return {"id": project_id}
 
 
@@ -275,6 +346,7 @@ async def assess(*, runtime: ServiceRuntime, principal: Principal, project_id: s
         await repository.put_assessment(session, project_id=project_id, assessor=principal.subject,
                                         points=points, at=now())
         await _audit(session, principal, "project.assess", project["year"], project_id, {"points": points})
+    await refresh(runtime, only=int(project["year"]), wait=True)
     return {"project_id": project_id, "points": points}
 
 
@@ -288,6 +360,7 @@ async def adjust(*, runtime: ServiceRuntime, principal: Principal, unit_id: str,
                                         points=points, reason=reason, at=now())
         await _audit(session, principal, "adjustment", year, unit_id, {"adjustment_id": adjustment_id,
                                                                        "points": points, "reason": reason})
+    await refresh(runtime, only=year, wait=True)
     return {"id": adjustment_id, "unit_id": unit_id, "year": year, "points": points, "reason": reason}
 
 
@@ -432,8 +505,9 @@ async def emit_updates(runtime: ServiceRuntime, *, min_interval_s: float = 1.0) 
     """One pass: publish scorecard.updated for units whose total or components moved, at most once a second each."""
     sent = 0
     async with runtime.sessions() as session:
-        pending = [(y, v) for y, v, e, status in await repository.year_versions(session)
-                   if v != e and status != "final"]
+        emitted_versions = {y: e for y, _v, e, _s in await repository.year_versions(session)}
+        pending = [(y, computed) for y, _v, computed, status, _on in await repository.compute_states(session)
+                   if computed and computed != emitted_versions.get(y) and status != "final"]
     for year, version in pending:
         cards = await scorecards(runtime, year)
         async with runtime.transaction() as session:

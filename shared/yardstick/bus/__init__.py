@@ -34,6 +34,8 @@ class DeadLetter(Exception):
 
 
 Handler = Callable[[Message], Awaitable[None]]
+# Takes a poll's messages of one partition, in order; returns the dead letters (message, reason).
+BatchHandler = Callable[[Sequence[Message]], Awaitable[Sequence[tuple[Message, str]]]]
 
 
 @dataclass
@@ -44,6 +46,8 @@ class Subscription:
     # broadcast: every instance reads every message from the beginning, no group offsets
     # (the auth.v1 revocation list each instance keeps in memory).
     broadcast: bool = False
+    # When set the bus hands over messages in batches (retrying a transient failure of the whole batch).
+    batch_handler: BatchHandler | None = None
 
 
 def dlq_topic(topic: str) -> str:

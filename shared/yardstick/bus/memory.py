@@ -26,13 +26,14 @@ class MemoryBus:
 
     backend = "memory"
 
-    def __init__(self, retry_s: float = 0.2) -> None:
+    def __init__(self, retry_s: float = 0.2, batch: int = 500) -> None:
         self.logs: dict[str, list[Message]] = defaultdict(list)
         self._offsets: dict[tuple[str, str], int] = defaultdict(int)
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
         self._retry_s = retry_s
+        self.batch = batch  # messages per call of a batch handler
         self._running = False
 
     async def start(self) -> None:
@@ -86,9 +87,39 @@ class MemoryBus:
                     await self._changed.wait_for(lambda: any(
                         self._offsets[(sub.group, t)] < len(self.logs[t]) for t in sub.topics))
                 continue
+            if sub.batch_handler is not None:
+                for topic in sub.topics:
+                    offset = self._offsets[(sub.group, topic)]
+                    chunk = self.logs[topic][offset:offset + self.batch]
+                    if chunk:
+                        await self._deliver_batch(sub, chunk)
+                        self._offsets[(sub.group, topic)] = offset + len(chunk)
+                continue
             for topic, message in pending:
                 await self._deliver(sub, message)
                 self._offsets[(sub.group, topic)] += 1
+
+    async def _deliver_batch(self, sub: Subscription, messages: list[Message]) -> None:
+        assert sub.batch_handler is not None
+        while True:
+            try:
+                dead = await sub.batch_handler(messages)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch handler failed; retrying", extra={"consumer": sub.group})
+                await asyncio.sleep(self._retry_s)
+        for message, reason in dead:
+            await self._dead_letter(sub, message, reason, 1)
+
+    async def _dead_letter(self, sub: Subscription, message: Message, reason: str, attempts: int) -> None:
+        DEAD_LETTERED.labels(consumer=sub.group, topic=message.topic).inc()
+        log.error("dead-lettered", extra={"consumer": sub.group, "topic": message.topic,
+                                          "offset": message.offset, "reason": reason})
+        headers = (*message.headers, ("x-error", reason.encode()),
+                   ("x-consumer", sub.group.encode()), ("x-attempts", str(attempts).encode()))
+        await self.publish([replace(message, topic=dlq_topic(message.topic), headers=headers)])
 
     async def _deliver(self, sub: Subscription, message: Message) -> None:
         attempts = 0
@@ -98,12 +129,7 @@ class MemoryBus:
                 await sub.handler(message)
                 return
             except DeadLetter as exc:
-                DEAD_LETTERED.labels(consumer=sub.group, topic=message.topic).inc()
-                log.error("dead-lettered", extra={"consumer": sub.group, "topic": message.topic,
-                                                  "offset": message.offset, "reason": str(exc)})
-                headers = (*message.headers, ("x-error", str(exc).encode()),
-                           ("x-consumer", sub.group.encode()), ("x-attempts", str(attempts).encode()))
-                await self.publish([replace(message, topic=dlq_topic(message.topic), headers=headers)])
+                await self._dead_letter(sub, message, str(exc), attempts)
                 return
             except asyncio.CancelledError:
                 raise

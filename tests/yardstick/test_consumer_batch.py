@@ -1,0 +1,219 @@
+"""The idempotent consumer's batch path and its fast decoder, on SQLite (and through the in-process bus)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from yardstick import db, events
+from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
+from yardstick.bus.codec import decode, encode
+from yardstick.bus.memory import MemoryBus
+from yardstick.consumer import IdempotentConsumer, NotFound, decode_fast, processed_table
+
+metadata = MetaData()
+processed = processed_table(metadata)
+tallies = Table(
+    "batch_tallies", metadata,
+    Column("unit_id", String(100), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+
+@dataclass
+class Db:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Db]:
+    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def _message(n: int, unit: str = "finance") -> Message:
+    return encode(events.Envelope.of(
+        events.FeedbackReceived(feedback_id=f"f-{n}", unit_id=unit, channel="window",
+                                occurred_at=datetime(2026, 3, 1, 9, 0, n % 60, tzinfo=UTC), year=2026, level=4),
+        source="feedback-intake", key=unit, event_id=f"batch-{n:06d}"))
+
+
+async def _count(session: AsyncSession, envelope: events.Envelope) -> None:
+    data = envelope.data
+    assert isinstance(data, events.FeedbackReceived)
+    if data.unit_id == "nowhere":
+        raise NotFound("unit 'nowhere' is not in the city profile")
+    current = (await session.execute(select(tallies.c.n).where(tallies.c.unit_id == data.unit_id))).scalar()
+    if current is None:
+        await session.execute(tallies.insert().values(unit_id=data.unit_id, n=1))
+    else:
+        await session.execute(tallies.update().where(tallies.c.unit_id == data.unit_id).values(n=current + 1))
+
+
+async def _tallies(database: Db) -> dict[str, int]:
+    async with database.sessions() as session:
+        return {u: n for u, n in await session.execute(select(tallies.c.unit_id, tallies.c.n))}
+
+
+async def _processed(database: Db) -> int:
+    async with database.sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(processed))).scalar_one())
+
+
+def _consumer(database: Db, **kwargs: object) -> IdempotentConsumer:
+    return IdempotentConsumer(name="test", sessions=database.sessions, table=processed,
+                              handlers={"feedback.received": _count}, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_redelivered_batch_is_applied_once(database: Db) -> None:
+    after: list[str] = []
+
+    async def after_commit(envelope: events.Envelope) -> None:
+        after.append(envelope.id)
+
+    consumer = _consumer(database, after_commit=after_commit)
+    first = [_message(n) for n in range(5)]
+    assert await consumer.batch([*first, first[2]]) == []  # the same event twice in one poll too
+    # A crash after the commit and before the offset commit: the poll comes again, with more behind it.
+    assert await consumer.batch([*first, _message(5), _message(6, "transport")]) == []
+    assert await _tallies(database) == {"finance": 6, "transport": 1}
+    assert await _processed(database) == 7
+    assert consumer.applied == 7 and consumer.skipped == 6
+    assert after == [f"batch-{n:06d}" for n in range(7)]
+    # The per-event path sees what the batch path recorded.
+    await consumer(first[0])
+    assert await _tallies(database) == {"finance": 6, "transport": 1}
+
+
+async def test_a_poison_message_is_dead_lettered_alone(database: Db) -> None:
+    consumer = _consumer(database)
+    garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage")
+    bad = _message(3, "nowhere")
+    dead = await consumer.batch([_message(1), garbage, _message(2), bad, _message(4)])
+    assert [m for m, _reason in dead] == [garbage, bad]
+    assert "nowhere" in dead[1][1] and "CloudEvents" in dead[0][1]
+    assert await _tallies(database) == {"finance": 3}
+    assert await _processed(database) == 3  # the dead letters are not recorded: a fixed handler may take them
+    assert await consumer.batch([_message(1), _message(2), _message(4)]) == []
+    assert await _tallies(database) == {"finance": 3}
+
+
+async def test_a_transient_failure_keeps_nothing_and_the_retry_applies_once(database: Db) -> None:
+    calls = 0
+
+    async def flaky(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
+        nonlocal calls
+        calls += 1
+        for envelope in envelopes:
+            await _count(session, envelope)
+        if calls == 1:
+            raise OperationalError("INSERT", {}, ConnectionError("database went away"))
+
+    consumer = _consumer(database, batch_handler=flaky)
+    poll = [_message(n) for n in range(4)]
+    with pytest.raises(OperationalError):
+        await consumer.batch(poll)
+    assert await _tallies(database) == {} and await _processed(database) == 0
+    assert await consumer.batch(poll) == []
+    assert await _tallies(database) == {"finance": 4}
+    assert await consumer.batch(poll) == []  # and once more: all seen
+    assert await _tallies(database) == {"finance": 4} and calls == 2
+
+
+async def test_the_batch_handler_gets_only_new_events_in_order(database: Db) -> None:
+    seen: list[list[str]] = []
+
+    async def together(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
+        seen.append([e.id for e in envelopes])
+        for envelope in envelopes:
+            await _count(session, envelope)
+
+    consumer = _consumer(database, batch_handler=together)
+    await consumer.batch([_message(1), _message(2)])
+    await consumer.batch([_message(2), _message(3), _message(1), _message(4)])
+    assert seen == [["batch-000001", "batch-000002"], ["batch-000003", "batch-000004"]]
+
+
+async def test_the_memory_bus_hands_batches_over_and_dead_letters_what_they_return(database: Db) -> None:
+    bus = MemoryBus(retry_s=0.01, batch=3)
+    consumer = _consumer(database)
+    sizes: list[int] = []
+
+    async def handler(messages: Sequence[Message]) -> Sequence[tuple[Message, str]]:
+        sizes.append(len(messages))
+        return await consumer.batch(messages)
+
+    bus.subscribe(Subscription(group="test", topics=[events.FEEDBACK], handler=consumer, batch_handler=handler))
+    await bus.publish([_message(n) for n in range(7)] + [_message(7, "nowhere"), _message(3)])
+    await bus.start()
+    try:
+        for _ in range(200):
+            if bus.lag("test") == 0:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await bus.stop()
+    assert bus.lag("test") == 0 and sizes == [3, 3, 3]
+    assert await _tallies(database) == {"finance": 7}
+    assert [decode(m).id for m in bus.logs[dlq_topic(events.FEEDBACK)]] == ["batch-000007"]
+
+
+# --- the fast decoder --------------------------------------------------------------------------
+
+SAMPLES: list[events.Event] = [
+    events.FeedbackReceived(feedback_id="f", unit_id="finance", channel="web", year=2026, level=2,
+                            occurred_at=datetime(2026, 3, 1, 9, 30, 1, 250, tzinfo=UTC), category_id="parking",
+                            reasons=["slow"], has_text=True),
+    events.FeedbackReassigned(feedback_id="f", from_unit_id="finance", unit_id="transport", channel="hotline",
+                              occurred_at=datetime(2026, 3, 1, tzinfo=UTC), year=2026),
+    events.FeedbackFollowUp(feedback_id="f", unit_id="finance", level=5, occurred_at=datetime(2026, 3, 2, tzinfo=UTC),
+                            year=2026),
+    events.SurveyResponse(survey_id="s", year=2026, respondent_id="r", stratum="x", ratings={"finance": None}),
+    events.TargetProgress(target_id="t", unit_id="finance", year=2026, date=date(2026, 3, 1), value=1.5,
+                          attainment=0.1, status="on_track"),
+]
+
+
+@pytest.mark.parametrize("data", SAMPLES, ids=lambda d: events.type_of(d))
+def test_the_fast_decoder_reads_what_the_sdk_reads(data: events.Event) -> None:
+    message = encode(events.Envelope.of(data, source="test", key="k"))
+    assert decode_fast(message) == decode(message)
+    keyless = replace(message, key=None)
+    assert decode_fast(keyless) == decode(keyless)
+
+
+def test_anything_unusual_takes_the_sdks_path_and_fails_the_same() -> None:
+    good = encode(events.Envelope.of(SAMPLES[0], source="test", key="k"))
+
+    def without(name: str) -> Message:
+        return replace(good, headers=tuple((k, v) for k, v in good.headers if k != name))
+
+    broken = [
+        without("ce_id"), without("ce_time"),
+        replace(good, value=b'{"feedback_id": 1}'),
+        replace(good, value=b"[1, 2]"),
+        replace(good, headers=tuple((k, b"no.such.type" if k == "ce_type" else v) for k, v in good.headers)),
+    ]
+    for message in broken:
+        with pytest.raises(DeadLetter) as fast:
+            decode_fast(message)
+        with pytest.raises(DeadLetter) as sdk:
+            decode(message)
+        assert str(fast.value) == str(sdk.value)
+    # A CloudEvents extension the fast path does not know: the SDK decodes it.
+    extended = replace(good, headers=(*good.headers, ("ce_traceparent", b"00-abc-def-01")))
+    assert decode_fast(extended) == decode(extended)
