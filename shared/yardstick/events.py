@@ -20,7 +20,9 @@ Channel = Literal[
     "window", "web", "mobile", "hotline", "face_to_face", "exhibit_hall", "social", "open311", "survey"
 ]
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, not refused: a producer may add an optional field (a compatible
+    # change, docs/decisions/0006) before every consumer knows it, as in a rolling deploy.
+    model_config = ConfigDict(extra="ignore", frozen=True)
     __event_type__: str = ""
     __topic__: str = ""
 
@@ -92,7 +94,7 @@ class FeedbackFollowUp(_Event):
 
 
 class Stratum(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
     id: str
     population: int = Field(gt=0)
 
@@ -151,7 +153,7 @@ class TargetChanged(TargetFields):
 
 
 class Projection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
     value: float | None
     low: float | None
     high: float | None

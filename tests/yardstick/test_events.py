@@ -72,13 +72,26 @@ def test_each_model_knows_its_type_and_topic(event_type: str) -> None:
     assert model.__topic__ == expected_topic
 
 
-def test_parse_refuses_unknown_types_and_extra_fields() -> None:
+def test_parse_refuses_unknown_types_and_drops_unknown_fields() -> None:
     with pytest.raises(events.UnknownEventType):
         events.parse("feedback.exploded", {})
     payload = _received().model_dump(mode="json")
     assert events.parse("feedback.received", payload) == _received()
-    with pytest.raises(ValueError, match="phone"):
-        events.parse("feedback.received", {**payload, "phone": "13800000000"})
+    # An optional field added by a newer producer is a compatible change: the event is applied,
+    # and what this consumer does not know is not kept (nor passed on, nor stored).
+    newer = events.parse("feedback.received", {**payload, "phone": "13800000000", "priority": 2})
+    assert newer == _received() and "13800000000" not in newer.model_dump_json()
+    # A required field missing or of the wrong type still breaks the schema.
+    with pytest.raises(ValueError, match="unit_id"):
+        events.parse("feedback.received", {k: v for k, v in payload.items() if k != "unit_id"})
+    with pytest.raises(ValueError, match="level"):
+        events.parse("feedback.received", {**payload, "level": "very"})
+
+
+def test_published_schemas_allow_added_optional_fields() -> None:
+    """docs/decisions/0006: no schema says additionalProperties false, or adding a field would break it."""
+    for event_type, schema in events.json_schemas().items():
+        assert schema.get("additionalProperties") is not False, event_type
 
 
 # the codec ---------------------------------------------------------------------------
