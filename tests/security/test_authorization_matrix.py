@@ -164,6 +164,10 @@ TABLE: list[Row] = [
     Row("target-tracker", "POST", "/v1/targets/{target_id}/progress", WRITERS, scope="unit",
         request=lambda w: {"json": {"date": TODAY, "value": 28, "reason": "recount"}}),
     Row("target-tracker", "GET", "/v1/targets/{target_id}/audit", READERS, scope="unit"),
+    # A unit's reports at once (an addition to api.md): as the single progress route.
+    Row("target-tracker", "POST", "/v1/units/{unit_id}/progress:batch", WRITERS, scope="unit",
+        request=lambda w: {"json": {"reports": [{"target_id": w.target_id, "date": TODAY, "value": 27,
+                                                 "reason": "batch recount"}]}}),
     Row("target-tracker", "GET", "/v1/units/{unit_id}/targets", READERS, scope="unit"),
     Row("target-tracker", "GET", "/v1/public/targets", ALL, open=True),
     # --- scoring -----------------------------------------------------------------------------------
@@ -203,6 +207,7 @@ TABLE: list[Row] = [
     Row("scoring", "GET", "/dashboard/units/{unit_id}", READERS, scope="unit", page=True),
     Row("scoring", "GET", "/dashboard/stamp", READERS),
     Row("scoring", "GET", "/public", ALL, open=True),
+    Row("scoring", "GET", "/public/units/{unit_id}", ALL, open=True),
     Row("scoring", "GET", "/public/track", ALL, open=True, request=lambda w: {"params": {"code": "AB12-CD34"}}),
     # The annual report: open once the year is finalized; before, the commission's and the leaders'.
     Row("scoring", "GET", "/v1/reports/annual/{year}", frozenset({"commission", "leader"}),
