@@ -514,7 +514,7 @@ def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def profile_report(name: str, out: Path, top: int = 12) -> None:
+def profile_report(name: str, out: Path, seconds: float, top: int = 12) -> None:
     """Where the samples were: by leaf function (self) and by our own functions on the stack (inclusive)."""
     if not out.exists():
         say(f"  {name}: no profile written")
@@ -538,8 +538,10 @@ def profile_report(name: str, out: Path, top: int = 12) -> None:
                       and not re.search(r"\(yardstick/(cli|runner)\.py", f)}:
             ours[frame] += n
     busy = max(1, total - idle)
-    say(f"  {name}: {total} samples at 100 Hz, {idle / max(1, total):.0%} waiting in the event loop's select; "
-        "shares below are of the busy samples")
+    # py-spy leaves out samples of a thread the OS reports idle; on a loaded machine a runnable thread
+    # waiting for a CPU counts as busy, and a leaf that is a system call is often where it was preempted.
+    say(f"  {name}: {busy} busy samples at 100 Hz over {seconds:.0f} s (busy {busy / (seconds * 100):.0%} of the "
+        f"time); shares below are of the busy samples")
     say("    self (leaf frame):")
     for frame, n in leaf.most_common(top):
         say(f"      {n / busy:6.1%}  {frame}")
@@ -714,14 +716,16 @@ def report(run: Run, f: dict[str, Any], kafka: ProducerCeiling, tmp: Path) -> No
     say(f"  intake capacity / Kafka producer          {f['intake_ratings_per_s'] / kafka.per_s:6.2f}")
     say(f"  end-to-end capacity / Kafka producer      {f['pipeline_ratings_per_s'] / kafka.per_s:6.2f}")
     say(f"  end-to-end capacity / bare FastAPI        {f['pipeline_ratings_per_s'] / f['bare_ratings_per_s']:6.2f}")
-    say(f"  fixed rate achieved / end-to-end capacity {f['achieved'] / f['pipeline_ratings_per_s']:6.2f}"
-        "   (the share of the capacity the aim's load uses)")
+    say(f"  fixed rate offered / end-to-end capacity  {f['offered'] / f['pipeline_ratings_per_s']:6.2f}"
+        "   (above 1: the offered load is more than the system carries end to end)")
+    say(f"  fixed rate achieved / end-to-end capacity {f['achieved'] / f['pipeline_ratings_per_s']:6.2f}")
     if a.profile:
         say("where time goes (py-spy, 100 Hz, --nonblocking):")
-        for name, file in (("intake at the fixed rate", "intake-fixed.txt"),
-                           ("intake saturated", "feedback-intake-saturated.txt"),
-                           ("scoring while intake is saturated", "scoring-saturated.txt")):
-            profile_report(name, tmp / file)
+        for name, file, seconds in (("intake at the fixed rate", "intake-fixed.txt", a.seconds),
+                                    ("intake saturated", "feedback-intake-saturated.txt", a.saturate_seconds),
+                                    ("scoring while intake is saturated", "scoring-saturated.txt",
+                                     a.saturate_seconds)):
+            profile_report(name, tmp / file, max(1, int(seconds)))
     say(f"summary: e2e p95 {ms(e2e[0.95])} at {f['achieved']:,.0f} ratings/s; intake {f['intake_ratings_per_s']:,.0f} "
         f"ratings/s; end to end {f['pipeline_ratings_per_s']:,.0f} ratings/s; bare FastAPI "
         f"{f['bare_ratings_per_s']:,.0f} ratings/s; Kafka {kafka.per_s:,.0f} records/s")
