@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -154,6 +155,32 @@ async def _settled(bus: MemoryBus, groups: tuple[str, ...] = (), quiet_s: float 
         await asyncio.sleep(0.25)
 
 
+async def _demo_child(bus: MemoryBus, *, city_path: Path, data_dir: Path, host: str, days: int, scale: float,
+                      seed_value: int, social_secret: str) -> None:
+    """`yardstick demo` in its own process (the other core), waiting on this bus when it asks to."""
+    from yardstick.demo import SOCIAL_SECRET_ENV, child_command
+
+    command = child_command(data_dir=data_dir, city_path=city_path, host=host, days=days, scale=scale,
+                            seed_value=seed_value)
+    child = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.PIPE,
+                                                 env={**os.environ, SOCIAL_SECRET_ENV: social_secret})
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        while line := await child.stdout.readline():
+            request, _, groups = line.decode().strip().partition(" ")
+            if request == "settle":
+                await _settled(bus, tuple(g for g in groups.split(",") if g))
+                child.stdin.write(b"ok\n")
+                await child.stdin.drain()
+        if await child.wait() != 0:
+            raise RuntimeError(f"the demo exited with status {child.returncode}")
+    finally:
+        if child.returncode is None:
+            child.terminate()
+            await child.wait()
+
+
 async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str, days: int = 14,
                    scale: float = 1.0, seed_value: int = 7) -> None:
     city = load_city(city_path)
@@ -186,10 +213,8 @@ async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str, da
         print(f"  dashboard        http://{host}:{scoring}/dashboard (fills in while the demo runs)\n"
               f"  public pages     http://{host}:{scoring}/public", flush=True)
         if demo:
-            from yardstick.demo import seed
-
-            await seed(registry=registry, city=city, host=host, days=days, scale=scale, seed_value=seed_value,
-                       social_secret=social_secret, settle=lambda groups: _settled(bus, groups))
+            await _demo_child(bus, city_path=city_path, data_dir=data_dir, host=host, days=days, scale=scale,
+                              seed_value=seed_value, social_secret=social_secret)
             print(f"Demo city loaded. A commission token is in {data_dir / 'commission-token'}", flush=True)
         print("Issue a token: .venv/bin/yardstick token issue --role commission --subject you\n"
               "Stop with Ctrl-C.", flush=True)

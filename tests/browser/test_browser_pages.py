@@ -52,8 +52,9 @@ class _Server(uvicorn.Server):
 class Stack:
     """The four services on one MemoryBus and uvicorn servers, in a thread with its own event loop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, overrides: dict[str, dict[str, Any]] | None = None) -> None:
         self.data_dir = data_dir
+        self.overrides = overrides or {}
         self.city = load_city(default_city_path())
         self.ports = {name: free_port() for name in SERVICES}
         self.loop = asyncio.new_event_loop()
@@ -73,7 +74,7 @@ class Stack:
 
         for name, spec in SERVICES.items():
             settings = spec.settings(data_dir=self.data_dir, bus="memory", auth_secret=SECRET, database_url="",
-                                     port=self.ports[name])
+                                     port=self.ports[name], **self.overrides.get(name, {}))
             app = spec.create_app(settings, bus=self.bus, city=self.city)
             if name == "scoring":
                 app.state.pages_settings = PagesSettings(intake_url=self.url("feedback-intake"), poll_s=0.5)

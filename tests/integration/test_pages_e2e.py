@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from harness import System, wait_for
@@ -41,10 +41,18 @@ def test_the_report_and_register_follow_the_events(system: System) -> None:
     send(system, UNIT, *[complaint(YEAR, 1) for _ in range(4)], complaint(YEAR, None), complaint(YEAR, 5),
          complaint(YEAR - 1, 2), complaint(YEAR - 1, 2, "parking"))
     issued = datetime(YEAR, 6, 1, 2, tzinfo=UTC)
+    notice_id = f"e2e-{uuid.uuid4().hex[:8]}"
     send(system, UNIT,
-         events.NoticeIssued(notice_id=f"e2e-{uuid.uuid4().hex[:8]}", unit_id=UNIT, rule="complaint-recurrence",
+         events.NoticeIssued(notice_id=notice_id, unit_id=UNIT, rule="complaint-recurrence",
                              subject=CATEGORY, severity="normal", issued_at=issued, year=YEAR,
-                             evidence={"window_count": 5, "note": "13800000000"}))
+                             evidence={"window_count": 5, "note": "13800000000"}),
+         events.NoticeTransitioned(notice_id=notice_id, unit_id=UNIT, previous="issued", status="acknowledged",
+                                   at=issued, actor_role="coordinator", deadline=date(YEAR, 6, 8)),
+         events.NoticeTransitioned(notice_id=notice_id, unit_id=UNIT, previous="acknowledged",
+                                   status="plan_submitted", at=issued, actor_role="coordinator",
+                                   actions=["Evening clinics in every district"], deadline=date(YEAR, 7, 15),
+                                   commitment=events.NoticeCommitment(metric="complaints a week", target=2,
+                                                                      due=date(YEAR, 7, 15))))
 
     def report() -> dict[str, Any] | None:
         r = system.get("scoring", f"/v1/reports/annual/{YEAR}", commission, headers={"accept": "application/json"})
@@ -54,7 +62,8 @@ def test_the_report_and_register_follow_the_events(system: System) -> None:
         # Wait for last year's complaints too: they come after this year's on the same partition.
         doctor = next((c for c in body["categories"] if c["category_id"] == CATEGORY), None)
         return body if body["notices"]["issued"] == 1 and body["volume"]["total"] == 6 \
-            and doctor is not None and doctor["previous_negative"] == 1 else None
+            and doctor is not None and doctor["previous_negative"] == 1 \
+            and body["notices"]["by_status"] == {"plan_submitted": 1} else None
 
     body = wait_for(report, timeout=60)
     assert body is not None
@@ -68,6 +77,9 @@ def test_the_report_and_register_follow_the_events(system: System) -> None:
     assert 'data-negative="5"' in html and "13800000000" not in html
     public = system.get("scoring", f"/public?year={YEAR}&lang=en").text
     assert "Recurring complaints" in public and "window_count=5" in public and "13800000000" not in public
+    row = public.split(f'data-notice="{notice_id}"')[1].split("</tr>")[0]
+    assert "<li>Evening clinics in every district</li>" in row and "complaints a week: 2" in row
+    assert "15 Jul " + str(YEAR) in row  # the commitment's due date, also the deadline of the step now due
 
 
 def test_a_signed_in_coordinator_sees_its_unit_page(system: System) -> None:
