@@ -592,6 +592,7 @@ async def measure(run: Run, tmp: Path) -> dict[str, Any]:
             batches = [fleet.take() for _ in range(phase_batches)]  # generated before the clock starts
             say(f"\n[3/5] fixed rate: {a.rate:,.0f} ratings/s for {a.seconds:.0f} s = {len(batches)} batches of "
                 f"{a.batch} from {len(fleet.kiosks)} kiosks at {len(CITY.windows)} windows of {len(CITY.units)} units")
+
             def sent() -> int:
                 return sum(1 for b in batches if b.scheduled and b.scheduled <= time.perf_counter())
 
@@ -728,7 +729,9 @@ def report(run: Run, f: dict[str, Any], kafka: ProducerCeiling, tmp: Path) -> No
             profile_report(name, tmp / file, max(1, int(seconds)))
     say(f"summary: e2e p95 {ms(e2e[0.95])} at {f['achieved']:,.0f} ratings/s; intake {f['intake_ratings_per_s']:,.0f} "
         f"ratings/s; end to end {f['pipeline_ratings_per_s']:,.0f} ratings/s; bare FastAPI "
-        f"{f['bare_ratings_per_s']:,.0f} ratings/s; Kafka {kafka.per_s:,.0f} records/s")
+        f"{f['bare_ratings_per_s']:,.0f} ratings/s; Kafka {kafka.per_s:,.0f} records/s; ratios intake/bare "
+        f"{f['intake_ratings_per_s'] / f['bare_ratings_per_s']:.2f}, end-to-end/Kafka "
+        f"{f['pipeline_ratings_per_s'] / kafka.per_s:.2f}")
 
 
 def main(args: argparse.Namespace) -> None:
