@@ -679,5 +679,8 @@ def child_command(*, data_dir: Path, city_path: Path, host: str, days: int, scal
 
 if __name__ == "__main__":
     data, city_file, host_arg, days_arg, scale_arg, seed_arg = sys.argv[1:7]
-    sys.exit(asyncio.run(_child(Path(data), Path(city_file), host_arg, int(days_arg), float(scale_arg),
-                                int(seed_arg))))
+    try:
+        sys.exit(asyncio.run(_child(Path(data), Path(city_file), host_arg, int(days_arg), float(scale_arg),
+                                    int(seed_arg))))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: yardstick run says goodbye
+        sys.exit(130)

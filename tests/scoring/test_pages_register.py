@@ -92,9 +92,12 @@ async def test_a_plan_posted_to_notices_shows_on_the_public_register(system: Any
 async def test_a_verified_notice_shows_its_outcome_and_figures(system: Any, eventually: Any) -> None:
     at = datetime.now(UTC) - timedelta(days=2)
     year = at.year
+    seen = at.date() - timedelta(days=40)  # a past day re-evaluated: the notice is issued later about it
     await publish(system,
                   events.NoticeIssued(notice_id="n-done", unit_id=UNIT, rule="complaint-recurrence", subject=CATEGORY,
-                                      severity="normal", issued_at=at, year=year, evidence={"window_count": 9}),
+                                      severity="normal", issued_at=at, year=year,
+                                      evidence={"window_count": 9, "window": [str(seen - timedelta(days=6)),
+                                                                              str(seen)]}),
                   events.NoticeTransitioned(notice_id="n-done", unit_id=UNIT, previous="resolved", status="verified",
                                             at=at + timedelta(days=1), actor_role="commission",
                                             figures={"window_count": 1, "baseline_count": 4}))
@@ -102,6 +105,7 @@ async def test_a_verified_notice_shows_its_outcome_and_figures(system: Any, even
     html = (await system.scoring.get(f"/public?year={year}&lang=en")).text
     row = html.split('data-notice="n-done"')[1].split("</tr>")[0]
     assert 'data-outcome="verified"' in row and "window_count=1" in row and "baseline_count=4" in row
+    assert f"seen on {seen.day} {seen.strftime('%b')} {seen.year}" in row
 
 
 async def test_the_public_unit_page_shows_its_years_and_notices(system: Any, token: Any, city: Any,

@@ -21,6 +21,21 @@ def _numbers(values: dict[str, Any]) -> dict[str, int | float]:
     return {k: v for k, v in sorted(values.items()) if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def observed_day(n: dict[str, Any]) -> date | None:
+    """The last day of the window the detector looked at (its evidence's `window`), when it says so.
+
+    A notice raised by re-evaluating a past day is issued now about that day: the effect and the
+    register use the day the problem was seen.
+    """
+    window = n["evidence"].get("window")
+    if isinstance(window, list) and len(window) == 2 and isinstance(window[1], str):
+        try:
+            return date.fromisoformat(window[1])
+        except ValueError:
+            return None
+    return None
+
+
 def notice_row(n: dict[str, Any]) -> dict[str, Any]:
     """A notice as the pages show it: no feedback ids, evidence reduced to its numbers.
 
@@ -44,6 +59,7 @@ def notice_row(n: dict[str, Any]) -> dict[str, Any]:
     return {"notice_id": n["notice_id"], "unit_id": n["unit_id"], "year": n["year"], "rule": n["rule"],
             "subject": n["subject"], "severity": n["severity"], "status": n["status"],
             "issued_at": as_utc(n["issued_at"]).isoformat(),
+            "observed_on": (observed.isoformat() if (observed := observed_day(n)) else None),
             "verified_at": as_utc(n["verified_at"]).isoformat() if n["verified_at"] else None,
             "evidence": _numbers(n["evidence"]), "overdue": list(n["overdue"]),
             "history": [{"status": h["status"], "at": h["at"]} for h in history],
@@ -218,7 +234,7 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
         if weeks is not None and n["verified_at"] is not None:
             tz = runtime.city.timezone
             eff = opinion.effect([(w, neg) for w, _t, neg in weeks],
-                                 issued=as_utc(n["issued_at"]).astimezone(tz).date(),
+                                 issued=observed_day(n) or as_utc(n["issued_at"]).astimezone(tz).date(),
                                  verified=as_utc(n["verified_at"]).astimezone(tz).date(), today=today)
             item["effect"] = asdict(eff)
         else:

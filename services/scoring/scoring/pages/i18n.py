@@ -102,6 +102,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "target-off-track": ("目标偏离", "Target off track"),
     "recurrence-after-rectification": ("整改后复发", "Recurrence after rectification"),
     "plan_actions": ("整改措施", "Plan"),
+    "observed_on": ("问题发现于", "seen on"),
     "commitment": ("公开承诺", "Commitment"),
     "due": ("承诺期限", "due"),
     "outcome": ("结果", "Outcome"),

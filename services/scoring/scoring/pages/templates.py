@@ -95,7 +95,7 @@ NOTICE_TABLE = """{% macro notice_table(items, show_unit=True, register=False) %
 {% for n in items %}<tr data-notice="{{ n.notice_id }}">
 {% if show_unit %}<td>{{ unit(n.unit_id) }}</td>{% endif %}
 <td>{{ t(n.rule) }}{% if n.severity == 'escalated' %} ({{ t('escalated') }}){% endif %}</td>
-<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}{% if n.deadline %} ({{ t('deadline') }} {{ d(n.deadline) }}){% endif %}</span>{% endif %}</td><td>{{ d(n.issued_at) }}</td>
+<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}{% if n.deadline %} ({{ t('deadline') }} {{ d(n.deadline) }}){% endif %}</span>{% endif %}</td><td>{{ d(n.issued_at) }}{% if n.observed_on and n.observed_on != n.issued_at[:10] %}<br><span class="note">{{ t('observed_on') }} {{ d(n.observed_on) }}</span>{% endif %}</td>
 <td>{% for o in n.overdue %}<span class="overdue">{{ t('overdue') }}: {{ t(o.step) }} ({{ t('deadline') }} {{ d(o.deadline) }})</span><br>{% else %}—{% endfor %}</td>
 <td class="hide-narrow">{% for k, v in n.evidence.items() %}{{ k }}={{ num(v, 3) if v is float else v }} {% endfor %}</td>
 {% if register %}<td class="plan">{% if n.actions %}<ul>{% for a in n.actions %}<li>{{ a }}</li>{% endfor %}</ul>{% if n.planned_at %}<span class="note">{{ d(n.planned_at) }}</span>{% endif %}{% elif not n.plan_known %}<span class="note">{{ t('old_events') }}</span>{% else %}—{% endif %}</td>
