@@ -621,8 +621,8 @@ async def measure(run: Run, tmp: Path) -> dict[str, Any]:
                 "offered": a.rate, "batches": len(batches),
                 "errors": dict(collections.Counter(b.error for b in batches if b.error)),
                 "unseen": sum(1 for b in batches if b.answered and not b.visible),
-                "achieved": len(request) * a.batch / (max(b.answered or 0.0 for b in batches) - first)
-                if request else 0.0,
+                # Answered ratings over the schedule's length, or until the last answer if that came later.
+                "achieved": len(request) * a.batch / max(a.seconds, max(b.answered or 0.0 for b in batches) - first),
                 "e2e": {q: percentile(e2e, q) for q in (0.5, 0.95, 0.99, 1.0)},
                 "full": {q: percentile(full, q) for q in (0.5, 0.95, 0.99)},
                 "request": {q: percentile(request, q) for q in (0.5, 0.95, 0.99)},
