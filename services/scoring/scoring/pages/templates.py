@@ -23,7 +23,7 @@ font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}
 .overdue{color:var(--bad);font-weight:700}.chart{width:100%;height:auto;max-width:640px;display:block}
 .spark{width:120px;height:28px}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:12px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
-.note{color:var(--muted)}#live-status{max-width:1100px;margin:0 auto;padding:0 16px 12px}.card{border:1px solid var(--line);border-radius:6px;padding:8px 12px;margin:12px 0}
+.note{color:var(--muted)}table.notices{min-width:720px}table.notices ul{margin:0;padding-left:1.1em}#live-status{max-width:1100px;margin:0 auto;padding:0 16px 12px}.card{border:1px solid var(--line);border-radius:6px;padding:8px 12px;margin:12px 0}
 form.inline{display:flex;flex-wrap:wrap;gap:8px;align-items:end}label{display:block;font-weight:600}
 input,select,button{font:inherit;padding:6px 8px}button{background:var(--accent);color:#fff;border:0;border-radius:4px}
 .lang a[aria-current]{font-weight:700;text-decoration:none;color:var(--fg)}
