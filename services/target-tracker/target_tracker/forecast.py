@@ -184,29 +184,39 @@ def holt(values: Sequence[float], params: HoltParams, steps: float) -> tuple[flo
     return value, value - half, value + half
 
 
-@functools.lru_cache(maxsize=128)
 def holt_operator(alpha: float, beta: float, phi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Holt's recursion over n values as matrices: (final level and trend, the n - 1 one-step errors).
 
     With its parameters fixed the recursion is linear in the data, so it is run once on the unit
     vectors (the starting level is y0, the starting trend the mean step over the first ten) and each
-    report then costs two small matrix products instead of a Python loop over the window.
+    report then costs two small matrix products instead of a Python loop over the window. The run
+    over HOLT_WINDOW values holds every shorter one (from 11 values on, where the starting trend is
+    the same): a target's growing series reuses it until the window is full.
     """
-    eye = np.eye(n)
-    level = eye[0].copy()
     k = min(n, 11) - 1
-    trend = (eye[k] - eye[0]) / k if k > 0 else np.zeros(n)
-    errors = np.empty((max(0, n - 1), n))
-    for i in range(1, n):
+    levels, trends, errors = _holt_states(alpha, beta, phi, k, HOLT_WINDOW if 11 <= n <= HOLT_WINDOW else n)
+    return np.vstack([levels[n - 1, :n], trends[n - 1, :n]]), errors[:n - 1, :n]
+
+
+@functools.lru_cache(maxsize=64)
+def _holt_states(alpha: float, beta: float, phi: float, k: int, size: int) -> tuple[np.ndarray, ...]:
+    """The level and trend after each value, and each one-step error, as weights on the values."""
+    eye = np.eye(size)
+    levels, trends = np.empty((size, size)), np.empty((size, size))
+    errors = np.empty((max(0, size - 1), size))
+    level = eye[0].copy()
+    trend = (eye[k] - eye[0]) / k if k > 0 else np.zeros(size)
+    levels[0], trends[0] = level, trend
+    for i in range(1, size):
         forecast = level + phi * trend
         errors[i - 1] = eye[i] - forecast
         new_level = alpha * eye[i] + (1 - alpha) * forecast
         trend = beta * (new_level - level) + (1 - beta) * phi * trend
         level = new_level
-    final = np.vstack([level, trend])
-    final.flags.writeable = False
-    errors.flags.writeable = False
-    return final, errors
+        levels[i], trends[i] = level, trend
+    for matrix in (levels, trends, errors):
+        matrix.flags.writeable = False
+    return levels, trends, errors
 
 
 def holt_variance_factor(alpha: float, beta: float, phi: float, h: int) -> float:

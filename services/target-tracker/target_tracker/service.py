@@ -350,18 +350,30 @@ class _Tracked:
     """A target within one transaction: its row as it becomes, and its reports by date (one year at most)."""
 
     row: dict[str, Any]
-    dates: list[date]
-    values: dict[date, float]
+    dates: list[date]  # sorted
+    values: list[float]  # values[i] was reported for dates[i]
     # Holt's parameters were estimated in this transaction: a batch fits each target at most once.
     fitted: bool = False
     touched: bool = False
 
     @classmethod
     def of(cls, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
-        return cls(row=dict(row), dates=[d for d, _ in series], values=dict(series))
+        return cls(row=dict(row), dates=[d for d, _ in series], values=[v for _, v in series])
+
+    def value_on(self, on: date) -> float | None:
+        i = bisect.bisect_left(self.dates, on)
+        return self.values[i] if i < len(self.dates) and self.dates[i] == on else None
+
+    def put(self, on: date, value: float) -> None:
+        i = bisect.bisect_left(self.dates, on)
+        if i < len(self.dates) and self.dates[i] == on:
+            self.values[i] = value
+        else:
+            self.dates.insert(i, on)
+            self.values.insert(i, value)
 
     def recent(self) -> list[tuple[date, float]]:
-        return [(d, self.values[d]) for d in self.dates[-forecast.HOLT_WINDOW:]]
+        return list(zip(self.dates[-forecast.HOLT_WINDOW:], self.values[-forecast.HOLT_WINDOW:], strict=True))
 
 
 async def _judge(tracked: _Tracked, settings: TargetsSettings, today: date, *, refit: bool) -> dict[str, Any]:
@@ -456,7 +468,7 @@ class _Progress:
         problems = _check_report(row, body, today)
         if problems:
             raise ApiError(422, "; ".join(problems), details=problems)
-        earlier = tracked.values.get(body.date)
+        earlier = tracked.value_on(body.date)
         if earlier is not None and not body.reason:
             raise ApiError(409, f"a value for {body.date.isoformat()} was reported already; a correction "
                                 "needs a \"reason\"")
@@ -465,7 +477,6 @@ class _Progress:
                   "reported_at": self.now}
         write = self.writes.get((target_id, body.date))
         if earlier is None:
-            bisect.insort(tracked.dates, body.date)
             row["report_count"] += 1
             self.writes[(target_id, body.date)] = {"new": True, "target_id": target_id, "date": body.date,
                                                    **fields, "added": 0}
@@ -475,7 +486,7 @@ class _Progress:
         else:  # a date reported (or corrected) earlier in this transaction
             write.update(fields)
             write["added"] += 1
-        tracked.values[body.date] = body.value
+        tracked.put(body.date, body.value)
         tracked.touched = True
         self.audit.append(_audit(
             target_id, self.principal, "report" if earlier is None else "correction", date=body.date,
@@ -521,6 +532,10 @@ async def report(*, runtime: ServiceRuntime, settings: TargetsSettings, principa
     return outcome
 
 
+# Items of a batch judged between two turns of the event loop (about 10-50 ms of work).
+BATCH_YIELD_EVERY = 200
+
+
 def _rejection(index: int, exc: ApiError) -> dict[str, Any]:
     return {"index": index, "error": {"code": exc.code, "message": exc.message}}
 
@@ -553,7 +568,9 @@ async def report_batch(*, runtime: ServiceRuntime, settings: TargetsSettings, pr
         series = await repository.year_series(session, [r["id"] for r in rows])
         for row in rows:
             progress.track(row, series[row["id"]])
-        for index, item in parsed:
+        for n, (index, item) in enumerate(parsed, start=1):
+            if n % BATCH_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a batch is seconds of work: let other requests in between
             tracked = progress.tracked.get(item.target_id)
             try:
                 if tracked is None:
