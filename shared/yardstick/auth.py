@@ -10,10 +10,13 @@ from typing import Any, Literal
 
 import jwt
 from fastapi import Request
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from yardstick import events
 from yardstick.bus import Message, Subscription
 from yardstick.bus.codec import decode
+from yardstick.db import bulk_insert
 from yardstick.errors import ApiError
 
 Role = Literal["kiosk", "citizen", "staff", "coordinator", "commission", "leader", "assessor"]
@@ -68,20 +71,52 @@ def issue(secret: str, *, role: str, subject: str | None = None, unit_id: str | 
     return jwt.encode(claims, secret, algorithm=ALGORITHM), claims
 
 
-class Revocations:
-    """Token ids revoked anywhere; each instance keeps the set from the auth.v1 log."""
+def revoked_table(metadata: MetaData) -> Table:
+    """The revocations a service has seen, in its own database: they outlive a restart."""
+    return Table(
+        "revoked_tokens", metadata,
+        Column("token_id", String(64), primary_key=True),
+        Column("revoked_at", DateTime(timezone=True), nullable=False),
+    )
 
-    def __init__(self) -> None:
+
+class Revocations:
+    """Token ids revoked anywhere; each instance keeps the set from the auth.v1 log.
+
+    With a table, every revocation read from the log is also written to the service's database,
+    and `load()` reads them back at start, before the first request: a restarted instance refuses a
+    revoked token at once, instead of only once it has re-read auth.v1 (and not at all while the
+    broker is down).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession] | None = None,
+                 table: Table | None = None) -> None:
         self.revoked: set[str] = set()
+        self.sessions = sessions
+        self.table = table
 
     def subscription(self, service: str, instance: str) -> Subscription:
         return Subscription(group=f"{service}-auth-{instance}", topics=[events.AUTH],
                             handler=self.handle, broadcast=True)
 
+    async def load(self) -> int:
+        if self.sessions is None or self.table is None:
+            return 0
+        async with self.sessions() as session:
+            self.revoked.update(r[0] for r in await session.execute(select(self.table.c.token_id)))
+        return len(self.revoked)
+
     async def handle(self, message: Message) -> None:
         envelope = decode(message)
-        if isinstance(envelope.data, events.TokenRevoked):
-            self.revoked.add(envelope.data.token_id)
+        if not isinstance(envelope.data, events.TokenRevoked):
+            return
+        token_id = envelope.data.token_id
+        self.revoked.add(token_id)
+        if self.sessions is not None and self.table is not None:
+            async with self.sessions() as session, session.begin():
+                await bulk_insert(session, self.table, [{"token_id": token_id,
+                                                         "revoked_at": envelope.data.revoked_at}],
+                                  skip_conflicts=True)
 
 
 class Authenticator:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from yardstick import db, errors, observability
-from yardstick.auth import Authenticator, Revocations
+from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
 from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, processed_table
@@ -65,13 +65,20 @@ class ServiceRuntime:
         self.city = city or load_city(settings.city or default_city_path())
         self.relay = Relay(engine=self.engine, table=self.outbox, bus=self.bus, service=self.service,
                            interval_s=settings.relay_interval_s, retry_max_s=settings.retry_max_s)
-        self.revocations = Revocations()
+        self.revoked: Table = (metadata.tables["revoked_tokens"] if "revoked_tokens" in metadata.tables
+                               else revoked_table(metadata))
+        self.revocations = Revocations(self.sessions, self.revoked)
         self.authenticator = Authenticator(settings.secret, self.revocations, audience=settings.auth_audience)
         self.consumers: list[IdempotentConsumer] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.bus.subscribe(self.revocations.subscription(self.service, self.instance))
+        if settings.bus == "kafka" and os.environ.get("YARDSTICK_AUTH_DATABASE_URL"):
+            # The token registry's events wait in its outbox when the broker was down as the
+            # commission issued or revoked a token; every service offers to relay them (one at a
+            # time, by the relay's lock), so a revocation never waits for someone to notice.
+            self.add_task("token-relay", self._relay_token_registry)
 
     # wiring -----------------------------------------------------------------------
     def consume(self, *, name: str, topics: list[str], handlers: Mapping[str, EventHandler],
@@ -88,6 +95,22 @@ class ServiceRuntime:
         many = consumer.batch if batched or batch_handler is not None else None
         self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many))
         return consumer
+
+    async def _relay_token_registry(self) -> None:
+        from yardstick.settings import AuthSettings
+        from yardstick.tokens import Registry
+
+        registry = Registry(AuthSettings())
+        try:
+            await registry.prepare()
+            relay = registry.relay(self.bus)
+            await relay.start()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await relay.stop()
+        finally:
+            await registry.close()
 
     def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A background loop of the service (a sweep, a notifier), run from start() to stop().
@@ -121,6 +144,7 @@ class ServiceRuntime:
     # lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         await self._migrate_with_retry()
+        await self.revocations.load()  # before the first request: a revoked token stays refused
         if self.owns_bus:
             await self.bus.start()
         await self.relay.start()

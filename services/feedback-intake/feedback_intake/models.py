@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
 )
 
+from yardstick.auth import revoked_table
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table
@@ -102,3 +103,4 @@ survey_responses = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_table(metadata)
+revoked_tokens = revoked_table(metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, DateTime, Index, Integer, String, Table, Text
 
+from yardstick.auth import revoked_table
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table
@@ -161,3 +162,4 @@ deliveries = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_table(metadata)
+revoked_tokens = revoked_table(metadata)

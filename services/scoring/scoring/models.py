@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, String, Table, Text
 
+from yardstick.auth import revoked_table
 from yardstick.consumer import processed_table
 from yardstick.db import new_metadata
 from yardstick.outbox import outbox_table
@@ -268,6 +269,7 @@ notice_views = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_table(metadata)
+revoked_tokens = revoked_table(metadata)
 
 # The tables a replay of the topics fills (rebuild empties and refills exactly these).
 READ_MODEL = (channel_days, surveys, survey_strata, survey_cells, targets, target_values, late_after_final,
