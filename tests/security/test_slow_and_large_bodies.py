@@ -35,34 +35,50 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """target-tracker as `yardstick serve` (SQLite, in-process bus), with short body and head timeouts."""
-    port = _free_port()
-    data = tmp_path_factory.mktemp("serve")
+def _start(data: Path, port: int) -> subprocess.Popen[bytes] | None:
+    """`yardstick serve target-tracker` on the port, ready; None when the port was taken meanwhile."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
     env.update({"YARDSTICK_BUS": "memory", "YARDSTICK_DATA_DIR": str(data), "YARDSTICK_AUTH_SECRET": SECRET,
                 "YARDSTICK_TARGETS_PORT": str(port), "YARDSTICK_TARGETS_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
                 "YARDSTICK_TARGETS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "YARDSTICK_LOG_LEVEL": "WARNING"})
-    log = open(data / "serve.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("yardstick")), "serve", "target-tracker"],
-                            env=env, stdout=log, stderr=log)
+    log_path = data / f"serve-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("yardstick")), "serve", "target-tracker"],
+                                env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            text = log_path.read_text(errors="replace")
+            if "address already in use" in text.lower():  # another process took the free port first
+                return None
+            raise AssertionError(f"yardstick serve exited with {proc.returncode}:\n{text[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"yardstick serve not ready in 120 s:\n{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """target-tracker as `yardstick serve` (SQLite, in-process bus), with short body and head timeouts."""
+    data = tmp_path_factory.mktemp("serve")
+    for _attempt in range(3):
+        port = _free_port()
+        proc = _start(data, port)
+        if proc is not None:
+            break
+    else:
+        raise AssertionError("no free port could be bound three times in a row")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (data / "serve.log").read_text()
-            assert time.monotonic() < deadline, "yardstick serve did not become ready"
-            time.sleep(0.25)
         yield port, issue(SECRET, role="commission", subject="slow")[0]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
 
 
 def _connect(port: int) -> socket.socket:
