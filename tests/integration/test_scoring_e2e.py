@@ -12,11 +12,13 @@ import pytest
 from harness import System, wait_for
 from kafka_tools import produce
 
-from scoring import commands, service
+from scoring import commands, consumers, repository, service
 from scoring.settings import ScoringSettings
 from yardstick import events
 from yardstick.auth import issue
+from yardstick.bus import Message
 from yardstick.bus.codec import encode
+from yardstick.consumer import IdempotentConsumer, is_transient
 from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
 
@@ -141,3 +143,35 @@ def test_kiosk_ratings_through_intake_reach_the_scorecard(system: System) -> Non
         assert system.post("feedback-intake", "/v1/ratings", kiosk, json=body).json()["accepted"] == 1
     wait_for(lambda: card(system, UNIT, now.year)["public"]["channels"]["window"]["n"] == before + 2,
              what="two kiosk ratings in the live scorecard")
+
+
+def test_two_instances_taking_the_same_polls_apply_each_event_once(system: System) -> None:
+    """A rebalance hands polls to a second instance while the first still applies them: each counts once."""
+    year = 2013  # a year of its own (the pages test counts every item of 2017 and 2016)
+
+    async def use(runtime: ServiceRuntime, _settings: ScoringSettings) -> tuple[int, int, int]:
+        table = consumers.handlers(runtime.city)
+        twins = [IdempotentConsumer(name="e2e-twins", sessions=runtime.sessions, table=runtime.processed,
+                                    handlers=table, batch_handler=consumers.batch_handler(runtime.city, table))
+                 for _ in range(2)]
+        polls = [[encode(Envelope.of(rating(unit, 1 + i % 5, at=datetime(year, 3, 1 + i % 20, 4, tzinfo=UTC)),
+                                     source="e2e", key=unit))
+                  for i in range(k * 50, k * 50 + 50) for unit in (UNIT, OTHER)] for k in range(6)]
+
+        async def take(consumer: IdempotentConsumer, order: list[list[Message]]) -> None:
+            for poll in order:
+                while True:  # as the bus does: a transient failure (a deadlock, say) retries the poll
+                    try:
+                        assert await consumer.batch(poll) == []
+                        break
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        await asyncio.sleep(0.05)
+
+        await asyncio.gather(take(twins[0], polls), take(twins[1], polls[::-1]))
+        async with runtime.sessions() as session:
+            sums = await repository.channel_sums(session, year)
+        return (twins[0].applied + twins[1].applied, sums[UNIT]["window"][0], sums[OTHER]["window"][0])
+
+    assert with_runtime(system, use) == (600, 300, 300)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -240,3 +242,38 @@ async def test_objections_hold_the_year_open(system: Any, token: Any, year: int)
     assert (await system.scoring.post(f"/v1/scorecards/{year}:finalize", headers=commission)).status_code == 409
     forced = await system.scoring.post(f"/v1/scorecards/{year}:finalize", json={"force": True}, headers=commission)
     assert forced.status_code == 200 and forced.json()["forced"] is True
+
+
+async def test_scorecard_updated_at_most_once_a_second_per_unit(system: Any, token: Any, city: Any,
+                                                                 eventually: Any, year: int) -> None:
+    """Ratings every 0.1 s for 2.5 s: each unit's scorecard.updated are a second apart, the last one current.
+
+    An update's time is the moment of the pass that sent it, the moment the once-a-second rule counts from.
+    """
+    from yardstick.bus.codec import decode
+
+    for i in range(25):
+        await publish(system, events.FeedbackReceived(
+            feedback_id=str(uuid.uuid4()), unit_id=UNIT, channel="web", year=year, level=1 + i % 5,
+            occurred_at=datetime.now(UTC) - timedelta(minutes=1)))
+        await asyncio.sleep(0.1)
+    await settled(system, eventually)
+    commission = auth(token("commission"))
+    card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert card["public"]["channels"]["online"]["n"] == 25
+
+    def updates() -> dict[str, list[Envelope]]:
+        out: dict[str, list[Envelope]] = {}
+        for m in system.bus.logs[events.SCORES]:
+            envelope = decode(m)
+            if isinstance(envelope.data, events.ScorecardUpdated) and envelope.data.year == year:
+                out.setdefault(envelope.data.unit_id, []).append(envelope)
+        return out
+
+    await eventually(lambda: (u := updates().get(UNIT)) and u[-1].data.total == pytest.approx(card["total"]),
+                     timeout=10)
+    sent = updates()
+    assert len(sent[UNIT]) >= 2  # the unit's total moved while the ratings came in
+    for unit_id, envelopes in sent.items():
+        gaps = [(b.time - a.time).total_seconds() for a, b in itertools.pairwise(envelopes)]
+        assert all(g >= 1.0 for g in gaps), (unit_id, gaps)

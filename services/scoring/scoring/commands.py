@@ -18,7 +18,7 @@ from scoring.models import adjustments, assessments, configs, leader_grades, met
 from scoring.settings import ScoringSettings
 from yardstick import db
 from yardstick.bus import DeadLetter, Message
-from yardstick.bus.codec import decode
+from yardstick.consumer import decode_fast
 from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
 
@@ -118,7 +118,7 @@ async def replay(runtime: ServiceRuntime, sessions: Any, messages: AsyncIterator
 
     async for message in stream:
         try:
-            pending.append(decode(message))
+            pending.append(decode_fast(message))
         except DeadLetter:
             continue
         if len(pending) >= BATCH:

@@ -35,8 +35,9 @@ class Ratings:
         cell[2] += sign * s * s
 
     def rows(self) -> list[dict[str, Any]]:
+        # Sorted: two instances' upserts lock rows in the same order (no deadlock between them).
         return [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-                for (u, c, d, y), (n, s, s2) in self.cells.items()]
+                for (u, c, d, y), (n, s, s2) in sorted(self.cells.items())]
 
 
 class Complaints:
@@ -57,9 +58,9 @@ class Complaints:
     async def write(self, session: AsyncSession) -> None:
         await repository.add_complaints(session, [
             {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
-            for (u, k, w, y), (t, n) in self.cells.items()])
+            for (u, k, w, y), (t, n) in sorted(self.cells.items())])
         await repository.add_months(session, [{"year": y, "month": m, "channel": c, "n": n}
-                                              for (y, m, c), n in self.months.items()])
+                                              for (y, m, c), n in sorted(self.months.items())])
 
 
 def moved(complaints: Complaints, data: events.FeedbackReassigned, day: date) -> None:

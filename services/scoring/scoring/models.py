@@ -25,6 +25,17 @@ channel_days = Table(
     Column("sum_s2", Float, nullable=False),
 )
 
+# The same per unit, channel and year: what a recompute reads (a few hundred rows, not a year of days).
+channel_years = Table(
+    "channel_years", metadata,
+    Column("unit_id", String(100), primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("sum_s", Float, nullable=False),
+    Column("sum_s2", Float, nullable=False),
+)
+
 surveys = Table(
     "surveys", metadata,
     Column("survey_id", String(100), primary_key=True),
@@ -272,5 +283,5 @@ processed_events = processed_table(metadata)
 revoked_tokens = revoked_table(metadata)
 
 # The tables a replay of the topics fills (rebuild empties and refills exactly these).
-READ_MODEL = (channel_days, surveys, survey_strata, survey_cells, targets, target_values, late_after_final,
-              complaint_weeks, feedback_months, target_points, target_titles, notice_views)
+READ_MODEL = (channel_days, channel_years, surveys, survey_strata, survey_cells, targets, target_values,
+              late_after_final, complaint_weeks, feedback_months, target_points, target_titles, notice_views)

@@ -14,6 +14,7 @@ from scoring.models import (
     assessments,
     audit,
     channel_days,
+    channel_years,
     complaint_weeks,
     configs,
     emitted,
@@ -92,17 +93,31 @@ async def lock_emitter(session: AsyncSession) -> bool:
 
 
 async def add_ratings(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Add per (unit, channel, day) deltas: n, sum_s, sum_s2 (negative for a reassigned item's old unit)."""
+    """Add per (unit, channel, day) deltas: n, sum_s, sum_s2 (negative for a reassigned item's old unit).
+
+    The same deltas go into the unit's yearly sums per channel, in the same transaction.
+    """
     values = list(rows)
     if not values:
         return
+    yearly: dict[tuple[str, str, int], list[float]] = {}
+    for r in values:
+        cell = yearly.setdefault((r["unit_id"], r["channel"], r["year"]), [0, 0.0, 0.0])
+        cell[0] += r["n"]
+        cell[1] += r["sum_s"]
+        cell[2] += r["sum_s2"]
     insert = insert_for(session)
-    stmt = insert(channel_days)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["unit_id", "channel", "day"],
-        set_={"n": channel_days.c.n + stmt.excluded.n, "sum_s": channel_days.c.sum_s + stmt.excluded.sum_s,
-              "sum_s2": channel_days.c.sum_s2 + stmt.excluded.sum_s2})
-    await session.execute(stmt, values)
+    for table, key, deltas in (
+            (channel_days, ["unit_id", "channel", "day"], values),
+            (channel_years, ["unit_id", "channel", "year"],
+             [{"unit_id": u, "channel": c, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+              for (u, c, y), (n, s, s2) in sorted(yearly.items())])):
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=key,
+            set_={"n": table.c.n + stmt.excluded.n, "sum_s": table.c.sum_s + stmt.excluded.sum_s,
+                  "sum_s2": table.c.sum_s2 + stmt.excluded.sum_s2})
+        await session.execute(stmt, deltas)
 
 
 async def add_rating(session: AsyncSession, *, unit_id: str, channel: str, day: date, year: int,
@@ -185,11 +200,9 @@ async def clear_read_model(session: AsyncSession, tables: Iterable[Any]) -> None
 
 
 async def channel_sums(session: AsyncSession, year: int) -> dict[str, dict[str, tuple[int, float, float]]]:
-    """Per unit and channel, the year's (n, sum s, sum s^2): one grouped query over the daily rows."""
-    c = channel_days.c
-    rows = await session.execute(
-        select(c.unit_id, c.channel, func.sum(c.n), func.sum(c.sum_s), func.sum(c.sum_s2))
-        .where(c.year == year).group_by(c.unit_id, c.channel))
+    """Per unit and channel, the year's (n, sum s, sum s^2), from the yearly sums."""
+    c = channel_years.c
+    rows = await session.execute(select(c.unit_id, c.channel, c.n, c.sum_s, c.sum_s2).where(c.year == year))
     out: dict[str, dict[str, tuple[int, float, float]]] = {}
     for unit_id, channel, n, sum_s, sum_s2 in rows:
         if n:
