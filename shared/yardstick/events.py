@@ -21,7 +21,7 @@ Channel = Literal[
 ]
 class _Event(BaseModel):
     # Unknown fields are ignored, not refused: a producer may add an optional field (a compatible
-    # change, docs/decisions/0006) before every consumer knows it, as in a rolling deploy.
+    # change, docs/decisions/0008) before every consumer knows it, as in a rolling deploy.
     model_config = ConfigDict(extra="ignore", frozen=True)
     __event_type__: str = ""
     __topic__: str = ""

@@ -89,7 +89,7 @@ def test_parse_refuses_unknown_types_and_drops_unknown_fields() -> None:
 
 
 def test_published_schemas_allow_added_optional_fields() -> None:
-    """docs/decisions/0006: no schema says additionalProperties false, or adding a field would break it."""
+    """docs/decisions/0008: no schema says additionalProperties false, or adding a field would break it."""
     for event_type, schema in events.json_schemas().items():
         assert schema.get("additionalProperties") is not False, event_type
 
