@@ -31,7 +31,7 @@ done
 # Quick mode: each benchmark's own knobs turned down so the whole suite runs in a few minutes.
 declare -A QUICK=(
   [intake]="--seconds 2 --concurrency 8 --households 300"
-  [targets]="--days 3 --reads 50"
+  [targets]="--database sqlite --single-days 1 --reads 50"
   [scoring]="--events 40000 --reads 100"
   [notices]=""
   [relay]="--events 2000"
