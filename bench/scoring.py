@@ -2,13 +2,15 @@
 
 For each backend (SQLite in a scratch folder, PostgreSQL in a scratch database on the shared
 server): the bare cost first (decoding the wire messages, and decoding plus recording their ids
-with no read model), then the replay of --events feedback events (kiosk presses, web and mobile
-items with a category, follow-ups, a few reassignments and redelivered duplicates) in polls of
---batch messages through IdempotentConsumer.batch, as the Kafka consumer hands them over; then,
-with the read model full and the recompute loop running as in the service, one unit's scorecard
-and a group's ranking read --reads times each while events keep arriving, and one recompute of
-the whole year. Figures on a loaded machine are only comparable within one run; the events per
-CPU second of this process (SQLite's work included, PostgreSQL's server not) vary less.
+with no read model), the live path before batching on a sample (the SDK's decode and one
+transaction per event, into a read model emptied afterwards), then the replay of --events
+feedback events (kiosk presses, web and mobile items with a category, follow-ups, a few
+reassignments and redelivered duplicates) in polls of --batch messages through
+IdempotentConsumer.batch, as the Kafka consumer hands them over; then, with the read model full
+and the recompute loop running as in the service, one unit's scorecard and a group's ranking
+read --reads times each while events keep arriving, and one recompute of the whole year.
+Figures on a loaded machine are only comparable within one run; the events per CPU second of
+this process (SQLite's work included, PostgreSQL's server not) vary less.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 
 from scoring import consumers, repository, service  # noqa: E402
 from scoring.app import MIGRATIONS  # noqa: E402
-from scoring.models import metadata  # noqa: E402
+from scoring.models import READ_MODEL, metadata  # noqa: E402
 from scoring.settings import ScoringSettings  # noqa: E402
 from yardstick import db  # noqa: E402
 from yardstick.bus import Message  # noqa: E402
@@ -136,7 +138,7 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
             await conn.close()
 
 
-async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int) -> None:
+async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int) -> None:
     city = load_city(default_city_path())
     async with scratch_database(backend) as url:
         with tempfile.TemporaryDirectory() as tmp:
@@ -144,13 +146,13 @@ async def bench(backend: str, total: int, batch: int, reads: int, bare_events: i
             runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=MemoryBus(), city=city)
             try:
                 await db.migrate(runtime.engine, MIGRATIONS)
-                await run(backend, runtime, settings, total, batch, reads, bare_events)
+                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event)
             finally:
                 await runtime.engine.dispose()
 
 
 async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, total: int, batch: int, reads: int,
-              bare_events: int) -> None:
+              bare_events: int, per_event: int) -> None:
     city = runtime.city
     print(f"--- {backend}: {total:,} feedback events in polls of {batch}", flush=True)
     # Baselines: decoding alone (the SDK's path on a sample, the fast path), then decode + record ids only.
@@ -176,6 +178,19 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
           f"({bare_events / cpu:,.0f} per CPU second of this process)", flush=True)
 
     table = consumers.handlers(city)
+    # The live path before batching: the SDK's decode and one transaction per event.
+    single = IdempotentConsumer(name="bench-single", sessions=runtime.sessions, table=runtime.processed,
+                                handlers=table)
+    sample = Feed(city, seed=3).batch(per_event)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for m in sample:
+        await single.apply(decode(m))
+    busy, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"baseline per-event consumer (SDK decode, a transaction per event, the previous live path): "
+          f"{per_event / busy:,.0f} events/s over {per_event:,} ({per_event / cpu:,.0f} per CPU second)", flush=True)
+    async with runtime.transaction() as session:  # start the replay from an empty read model
+        await repository.clear_read_model(session, READ_MODEL)
+
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=runtime.sessions, table=runtime.processed,
                               handlers=table, batch_handler=consumers.batch_handler(city, table))
     feed = Feed(city, seed=5)
@@ -245,7 +260,8 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
 
 async def main(args: argparse.Namespace) -> None:
     for backend in args.backends.split(","):
-        await bench(backend, args.events, args.batch, args.reads, min(args.bare, args.events))
+        await bench(backend, args.events, args.batch, args.reads, min(args.bare, args.events),
+                    min(args.per_event, args.events))
 
 
 if __name__ == "__main__":
@@ -254,5 +270,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=2000, help="messages per poll (the Kafka consumer's 2000)")
     parser.add_argument("--reads", type=int, default=1000)
     parser.add_argument("--bare", type=int, default=200_000, help="events for the decode + record baseline")
+    parser.add_argument("--per-event", type=int, default=3000, help="events for the per-event consumer baseline")
     parser.add_argument("--backends", default="sqlite,postgresql")
     asyncio.run(main(parser.parse_args()))

@@ -385,10 +385,16 @@ async def put_scorecards(session: AsyncSession, year: int, cards: Mapping[str, M
             for u, c in cards.items()])
 
 
-async def scorecards_of(session: AsyncSession, year: int) -> dict[str, dict[str, Any]]:
+async def scorecards_of(session: AsyncSession, year: int, *, unit_id: str | None = None,
+                        group: str | None = None) -> dict[str, dict[str, Any]]:
+    """The year's precomputed scorecards: all, one unit's or one group's."""
     c = scorecards.c
-    rows = await session.execute(select(c.unit_id, c.body).where(c.year == year))
-    return {str(u): dict(b) for u, b in rows}
+    query = select(c.unit_id, c.body).where(c.year == year)
+    if unit_id is not None:
+        query = query.where(c.unit_id == unit_id)
+    if group is not None:
+        query = query.where(c.group_id == group)
+    return {str(u): dict(b) for u, b in await session.execute(query)}
 
 
 async def emitted_of(session: AsyncSession, year: int) -> dict[str, tuple[float, dict[str, float], datetime]]:

@@ -193,17 +193,22 @@ async def refresher(runtime: ServiceRuntime, wake: asyncio.Event, *, min_gap_s: 
 class _Cached:
     key: tuple[int, str, date | None]
     cards: dict[str, dict[str, Any]]
+    complete: bool  # every unit's card is here (else only the units or groups read since the pass)
+    groups: set[str]
 
 
 _CACHE: weakref.WeakKeyDictionary[ServiceRuntime, dict[int, _Cached]] = weakref.WeakKeyDictionary()
 
 
-async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, Any]]:
-    """All scorecards of a year, as the last pass computed them (a final year: its frozen scorecards).
+async def _cards(runtime: ServiceRuntime, year: int, *, unit_id: str | None = None,
+                 group: str | None = None) -> dict[str, dict[str, Any]]:
+    """A year's scorecards as the last pass computed them (a final year: its frozen scorecards).
 
     The version the stored scorecards were computed from lives in the shared database, so with
-    several instances each sees a new pass at its next read. A year no pass has computed yet
-    (nothing was ever recorded for it) is computed here from its (empty) aggregates.
+    several instances each sees a new pass at its next read. After a pass, a read of one unit
+    or one group loads only those rows; the returned dict holds at least what was asked for. A
+    year no pass has computed yet (nothing was ever recorded for it) is computed here from its
+    (empty) aggregates.
     """
     cache = _CACHE.setdefault(runtime, {})
     async with runtime.sessions() as session:
@@ -215,7 +220,17 @@ async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, 
         else:
             key = (int(row["computed_version"]), "computed", row["computed_on"])
         hit = cache.get(year)
-        if hit is not None and hit.key == key:
+        if hit is None or hit.key != key:
+            hit = cache[year] = _Cached(key, {}, False, set())
+        if hit.complete or (unit_id is not None and unit_id in hit.cards) \
+                or (group is not None and group in hit.groups):
+            return hit.cards
+        if key[1] == "computed" and unit_id is not None:
+            hit.cards.update(await repository.scorecards_of(session, year, unit_id=unit_id))
+            return hit.cards
+        if key[1] == "computed" and group is not None:
+            hit.cards.update(await repository.scorecards_of(session, year, group=group))
+            hit.groups.add(group)
             return hit.cards
         if key[1] == "final":
             cards = await repository.published_of(session, year, "final")
@@ -226,14 +241,19 @@ async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, 
             cards = await repository.scorecards_of(session, year)
         else:
             cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
-    cache[year] = _Cached(key, cards)
+    hit.cards, hit.complete = cards, True
     return cards
+
+
+async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, Any]]:
+    """All scorecards of a year (see _cards)."""
+    return await _cards(runtime, year)
 
 
 async def scorecard(*, runtime: ServiceRuntime, unit_id: str, year: int) -> dict[str, Any]:
     if unit_id not in runtime.city.unit_ids:
         raise ApiError(404, f"unit {unit_id!r} is not in the city profile")
-    return (await scorecards(runtime, year))[unit_id]
+    return (await _cards(runtime, year, unit_id=unit_id))[unit_id]
 
 
 def ranking_rows(cards: dict[str, dict[str, Any]], group: str | None) -> list[dict[str, Any]]:
@@ -246,7 +266,7 @@ def ranking_rows(cards: dict[str, dict[str, Any]], group: str | None) -> list[di
 async def ranking(*, runtime: ServiceRuntime, year: int, group: str | None) -> dict[str, Any]:
     if group is not None and group not in runtime.city.group_ids:
         raise ApiError(404, f"group {group!r} is not in the city profile")
-    return {"year": year, "group": group, "rows": ranking_rows(await scorecards(runtime, year), group)}
+    return {"year": year, "group": group, "rows": ranking_rows(await _cards(runtime, year, group=group), group)}
 
 
 async def public_scorecards(*, runtime: ServiceRuntime, year: int) -> dict[str, Any]:
