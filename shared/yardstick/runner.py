@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,21 @@ def serve(name: str) -> None:
     settings = spec.settings()
     configure_logging(settings.log_level)
     app = spec.create_app(settings)
-    asyncio.run(_serve_all([_server(app, settings)], []))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve_all([_server(app, settings)], []))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (uvicorn[standard] brings it), as `uvicorn` itself would choose.
+
+    Running the server inside our own loop skips uvicorn's loop setup, so without this the services
+    ran on the standard loop: slower I/O for every request, database round trip and Kafka batch.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def ensure_secret(data_dir: Path) -> None:
@@ -243,5 +257,6 @@ def run(*, city: Path | None, data_dir: Path, demo: bool, host: str = "127.0.0.1
     configure_logging("WARNING")
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_secret(data_dir)
-    asyncio.run(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host,
-                         days=days, scale=scale, seed_value=seed))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host,
+                            days=days, scale=scale, seed_value=seed))
