@@ -16,11 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from harness import _BASE, PORTS, System, open_system
-from kiosk_load import CITY, Ledger
-
-# Each scoring and notices process beside the first one: (name, service, port).
-SECOND = (("scoring-2", "scoring", _BASE + 25), ("notices-2", "notices", _BASE + 26))
+from harness import PORTS, System, open_system
+from kiosk_load import CITY, SECOND, Ledger
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
