@@ -4,10 +4,10 @@ Run: .venv/bin/python -P bench/scaleout.py [--events 1000] [--instances 1 2]
 Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
 (YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
 For each service and each instance count: a fresh database and topic prefix, K `yardstick serve` processes
-of the service sharing its consumer group, then N feedback.received events (kiosk ratings over every unit,
-so every partition has work) published at once; the time is from the first publish until the group has
-committed every offset (lag zero). Each service runs alone, so the instances do not share the CPU with
-the other service's.
+of the service sharing its consumer group, a warm-up (untimed) until the group has consumed a few events,
+then N feedback.received events (kiosk ratings over every unit, so every partition has work) published at
+once; the time is from the first publish until the group has committed every offset (lag zero). Each
+service runs alone, so the instances do not share the CPU with the other service's.
 """
 
 from __future__ import annotations
@@ -122,13 +122,18 @@ def run_one(service: str, instances: int, n: int, logs: Path) -> float:
                 if time.monotonic() > deadline or procs[i].poll() is not None:
                     raise SystemExit(f"{service} instance {i} did not start (log {logs})")
                 time.sleep(0.5)
-        time.sleep(10)  # every instance has joined the group and holds its partitions
-        envelopes = ratings(n, seed=instances)
-        messages = [encode(e) for e in envelopes]
+        messages = [encode(e) for e in ratings(n, seed=instances)]
         bus = KafkaBus(bootstrap(), client_id="bench", prefix=prefix)
         topics = [prefix + t for t in TOPICS_OF[service]]
 
         async def publish_and_wait() -> float:
+            # Untimed warm-up, two events a unit on average: every instance has joined the group, holds
+            # its partitions and has its connections open before the clock starts.
+            await bus.publish([encode(e) for e in ratings(len(CITY.unit_ids) * 2, seed=-instances)])
+            while True:
+                if await lag(prefix + service, topics) == 0:
+                    break
+                await asyncio.sleep(0.5)
             started = time.perf_counter()
             for i in range(0, len(messages), 500):
                 await bus.publish(messages[i:i + 500])

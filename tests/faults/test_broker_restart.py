@@ -11,11 +11,13 @@ from kiosk_load import CITY, KioskLoad, Ledger, measure_recovery, wait_caught_up
 # Recovery bound, from the broker serving again to scoring and notices having counted the outage's
 # backlog. What it is made of (test settings, YARDSTICK_*_RETRY_MAX_S=1): the relay and the consumers
 # retry at most every 1 s; a consumer whose connection died rejoins its group (aiokafka's session
-# timeout is 10 s, so a stale member is dropped within that); the backlog (about 40 ratings/s of
-# outage) drains at hundreds of events a second. 10 s + a few retries + the drain: 30 s leaves room
-# for a loaded 2-core CI machine, and still fails a consumer that waits for the 10 s production backoff
-# several times over or one that is stuck.
-RECOVERY_BOUND_S = 60.0
+# timeout is 10 s, so a stale member is dropped within that); then the backlog drains. The backlog is
+# the whole outage (the broker's stop and JVM start included: 30-40 s on a loaded machine) at 6
+# ratings/s, about 250 events, drained at what the consumers apply beyond the ongoing load: on the
+# shared 2-core machine under heavy load that is about 10 events/s (measured: 64 s), on an idle
+# runner several times more. 90 s: 10 s rejoin + 250 events at 3 events/s net, and it still fails a
+# consumer that is stuck or does not rejoin.
+RECOVERY_BOUND_S = 90.0
 OUTAGE_S = 8.0
 
 

@@ -24,8 +24,8 @@ from kiosk_load import (
 # YARDSTICK_*_RETRY_MAX_S=1): the pools drop their dead connections on checkout (pool_pre_ping) and
 # open new ones at once; the consumers retry the event they were on at most every 1 s; the relay
 # retries at most every 1 s and publishes the events of the last accepted batches. A few seconds in
-# all; 30 s leaves room for a loaded 2-core CI machine and still fails a consumer that is stuck or
-# backs off for the 10 s production ceiling several times over.
+# all (measured: 4 s on a loaded 2-core machine); 60 s is the bound of the other outages and still
+# fails a consumer that is stuck.
 RECOVERY_BOUND_S = 60.0
 OUTAGE_S = 8.0
 
