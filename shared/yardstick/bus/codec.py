@@ -65,6 +65,13 @@ def encode(envelope: events.Envelope) -> Message:
     )
 
 
+def is_event_id(raw: bytes | None) -> bool:
+    """An id a consumer can record (a 64-character column): printable ASCII, 1 to 64 bytes."""
+    if not raw or len(raw) > MAX_ID_BYTES or not raw.isascii():
+        return False
+    return raw.decode("ascii").isprintable()
+
+
 def decode(message: Message) -> events.Envelope:
     """Decode a message into a typed envelope; anything undecodable or off-schema is a DeadLetter."""
     headers = {k: v for k, v in message.headers}
@@ -77,10 +84,9 @@ def decode(message: Message) -> events.Envelope:
     content_type = (headers.get("content-type") or b"").split(b";", 1)[0].strip().lower()
     if content_type != CONTENT_TYPE:
         raise DeadLetter(f"content-type is not {CONTENT_TYPE.decode()}: {content_type[:100]!r}")
-    # Consumers record the id in a 64-character column; a longer or unprintable one can never be applied.
-    raw_id = headers["ce_id"]
-    if len(raw_id) > MAX_ID_BYTES or not raw_id.isascii() or not raw_id.decode("ascii").isprintable():
-        raise DeadLetter(f"ce_id is not an id (printable ASCII, at most {MAX_ID_BYTES} bytes): {raw_id[:80]!r}")
+    if not is_event_id(headers["ce_id"]):
+        raise DeadLetter(f"ce_id is not an id (printable ASCII, at most {MAX_ID_BYTES} bytes): "
+                         f"{headers['ce_id'][:80]!r}")
     try:
         wire = ce_kafka.KafkaMessage(headers=headers, key=message.key, value=message.value)
         event = ce_kafka.from_binary(wire, _FORMAT, CloudEvent)
