@@ -1,6 +1,6 @@
 """Scale-out of scoring's and notices' consumers: throughput with one and with two instances in the group.
 
-Run: .venv/bin/python -P bench/scaleout.py [--events 1000] [--instances 1 2]
+Run: .venv/bin/python -P bench/scaleout.py [--events 20000] [--instances 1 2] [--quick]
 Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
 (YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
 For each service and each instance count: a fresh database and topic prefix, K `yardstick serve` processes
@@ -144,7 +144,7 @@ def run_one(service: str, instances: int, n: int, logs: Path) -> float:
                     print(f"  {service} x{instances}: {left} events to go ({time.perf_counter() - started:.0f}s)",
                           flush=True)
                     next_note += 10
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
             return time.perf_counter() - started
 
         return asyncio.run(publish_and_wait())
@@ -161,11 +161,11 @@ def run_one(service: str, instances: int, n: int, logs: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--quick", action="store_true", help="200 events: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="2000 events: a smoke run")
     args = parser.parse_args()
-    n = 200 if args.quick else args.events
+    n = 2000 if args.quick else args.events
     logs = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     print(f"scale-out: {n} feedback.received events per run, Kafka {bootstrap()}, logs {logs}", flush=True)
     results: dict[str, dict[int, float]] = {}
