@@ -37,6 +37,7 @@ declare -A QUICK=(
   [relay]="--events 2000"
   [pages]="--events 20000 --reads 5"
   [e2e]="--quick"
+  [scaleout]="--quick"
 )
 
 started=()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from yardstick import events
 from yardstick.bus import DeadLetter, Message
-from yardstick.bus.codec import decode
+from yardstick.bus.codec import decode, is_event_id
 from yardstick.db import insert_for
 from yardstick.events import Envelope
 from yardstick.observability import CONSUMED, event_id
@@ -241,14 +241,17 @@ def decode_fast(message: Message) -> Envelope:
     try:
         model = events.EVENT_MODELS[headers["ce_type"].decode()]
         ident, source = headers["ce_id"].decode(), headers["ce_source"].decode()
-        if not ident or not source or headers.get("ce_specversion") != b"1.0" \
+        if not is_event_id(headers["ce_id"]) or not source or headers.get("ce_specversion") != b"1.0" \
                 or headers.get("content-type") != b"application/json":
             return decode(message)
         moment = datetime.fromisoformat(headers["ce_time"].decode())
         data = model.model_validate_json(message.value)
-    except (KeyError, ValueError):  # includes UnicodeDecodeError and pydantic's ValidationError
+        key = message.key.decode() if message.key else headers.get("ce_partitionkey", b"").decode()
+    # ValueError includes UnicodeDecodeError and pydantic's ValidationError; AttributeError is a header
+    # without a value (Kafka allows null). Whatever it is, decode() says why in a DeadLetter: an error
+    # raised from here would be taken for a transient one and the poll retried for ever.
+    except (KeyError, ValueError, AttributeError, TypeError):
         return decode(message)
-    key = message.key.decode() if message.key else headers.get("ce_partitionkey", b"").decode()
     return Envelope(id=ident, source=source, type=model.__event_type__, time=moment, topic=message.topic, key=key,
                     data=data)
 

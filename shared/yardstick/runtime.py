@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
@@ -21,7 +23,7 @@ from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, processed_table
+from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, is_transient, processed_table
 from yardstick.events import Envelope
 from yardstick.outbox import Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
@@ -195,6 +197,7 @@ class ServiceRuntime:
         app.state.runtime = self
         app.state.authenticator = self.authenticator
         errors.install(app)
+        install_unavailable(app, self.service)
         app.add_middleware(observability.RequestMiddleware, service=self.service)
         app.add_middleware(errors.BodyLimit, limit=self.settings.max_body_bytes,
                            large_prefixes=("/v1/surveys/",), read_timeout_s=self.settings.body_timeout_s,
@@ -221,6 +224,29 @@ class ServiceRuntime:
         for router in routers:
             app.include_router(router)
         return app
+
+
+# What a request meets when the database is away: SQLAlchemy's wrapped driver errors, and the driver's
+# own errors and socket errors, which SQLAlchemy lets through unwrapped when a new connection fails.
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                                 OSError, TimeoutError)
+
+
+def install_unavailable(app: FastAPI, service: str) -> None:
+    """503 (api.md's error shape, Retry-After) for a request that failed because the database is
+    unreachable or busy, instead of a bare 500: a client is right to try again shortly."""
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            log.warning("database unavailable; answered 503",
+                        extra={"service": service, "path": request.url.path, "error": repr(exc)[:300]})
+            body = errors.error_body(503, "the database or another dependency is unavailable; try again shortly")
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        log.error("request failed", exc_info=exc, extra={"service": service, "path": request.url.path})
+        return JSONResponse(errors.error_body(500, "internal error", "internal"), status_code=500)
+
+    for kind in _DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
 
 
 def runtime_of(request: Request) -> ServiceRuntime:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,17 +60,37 @@ class System:
     db_urls: dict[str, str]
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Port of each running process by its name: a service's name, or an extra instance's.
+    ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{PORTS[service]}"
+        return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, service: str) -> None:
-        log = open(self.logs / f"{service}.log", "ab")
-        self.procs[service] = subprocess.Popen(
-            [str(BIN / "yardstick"), "serve", service], env=self.env, stdout=log, stderr=log,
-            cwd=REPO)
-        wait_for(lambda: httpx.get(f"{self.url(service)}/readyz", timeout=2).status_code == 200,
-                 timeout=90, what=f"{service} /readyz (log: {self.logs / (service + '.log')})")
+    def start(self, service: str, *, name: str | None = None, port: int | None = None,
+              wait: bool = True) -> None:
+        """Start `yardstick serve service`; `name` and `port` run another instance of it beside the first.
+
+        Instances of one service share its database and its consumer groups. Without `wait`, call
+        `wait_ready(name)` later (processes started together start faster than one by one).
+        """
+        name = name or service
+        if port is not None:
+            self.ports[name] = port
+        env = {**self.env, f"YARDSTICK_{PREFIX_OF[service]}_PORT": str(self.ports[name])}
+        log = open(self.logs / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [str(BIN / "yardstick"), "serve", service], env=env, stdout=log, stderr=log, cwd=REPO)
+        if wait:
+            self.wait_ready(name)
+
+    def wait_ready(self, name: str, timeout: float = 90) -> None:
+        def ready() -> bool:
+            if self.procs[name].poll() is not None:
+                raise AssertionError(f"{name} exited with {self.procs[name].returncode} "
+                                     f"(log: {self.logs / (name + '.log')})")
+            return httpx.get(f"{self.url(name)}/readyz", timeout=2).status_code == 200
+
+        wait_for(ready, timeout=timeout, what=f"{name} /readyz (log: {self.logs / (name + '.log')})")
 
     def stop(self, service: str, sig: int = signal.SIGTERM) -> int:
         proc = self.procs.pop(service)
@@ -103,6 +126,59 @@ def control(kind: str, action: str) -> None:
         env["PG_FAST"] = "1"
     subprocess.run(["bash", str(REPO / script), action], check=True, env=env, cwd=REPO,
                    stdout=subprocess.DEVNULL)
+
+
+@contextmanager
+def open_system(tmp_path_factory: pytest.TempPathFactory, *, ports: dict[str, int] | None = None,
+                start: bool = True, logs: Path | None = None) -> Iterator[System]:
+    """A system of its own (databases, topic prefix, secret) on the Kafka and PostgreSQL of the environment.
+
+    `ports` gives each service another port than PORTS (a second system in the same test run);
+    with `start` the four services are started; `logs` is where the processes log (default: a
+    temporary folder). Whatever runs at the end is stopped.
+    """
+    bootstrap = _require("KAFKA_BOOTSTRAP_SERVERS")
+    admin_url = _require("YARDSTICK_TEST_PG_ADMIN_URL")
+    run_id = secrets.token_hex(4)
+    names = {svc: f"yt_{run_id}_{PREFIX_OF[svc].lower()}" for svc in PORTS} | {"auth": f"yt_{run_id}_auth"}
+    asyncio.run(_create_databases(admin_url, list(names.values())))
+    base = admin_url.rsplit("/", 1)[0]
+    db_urls = {svc: f"{base}/{name}" for svc, name in names.items()}
+    logs = logs / run_id if logs else tmp_path_factory.mktemp("logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    prefix = f"t{run_id}."
+    ports = ports or dict(PORTS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
+    env.update({
+        "YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "YARDSTICK_TOPIC_PREFIX": prefix,
+        "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "YARDSTICK_AUTH_DATABASE_URL": db_urls["auth"], "YARDSTICK_LOG_LEVEL": "INFO",
+    })
+    for svc, port in ports.items():
+        env[f"YARDSTICK_{PREFIX_OF[svc]}_DATABASE_URL"] = db_urls[svc]
+        env[f"YARDSTICK_{PREFIX_OF[svc]}_PORT"] = str(port)
+        # Short backoff so recovery tests do not wait on the 10 s production ceiling.
+        env[f"YARDSTICK_{PREFIX_OF[svc]}_RETRY_MAX_S"] = "1"
+    sys_ = System(run_id=run_id, env=env, secret=secret, prefix=prefix, db_urls=db_urls, logs=logs,
+                  ports=dict(ports))
+    try:
+        if start:
+            for svc in PORTS:
+                sys_.start(svc, wait=False)
+            for svc in PORTS:
+                sys_.wait_ready(svc, timeout=180)
+        yield sys_
+    finally:
+        for name in list(sys_.procs):
+            try:
+                sys_.stop(name)
+            except Exception:
+                sys_.procs.get(name) and sys_.procs[name].kill()
+        try:
+            asyncio.run(_drop_databases(admin_url, list(names.values())))
+        except Exception as exc:  # the cluster may be stopped by a failed test
+            print(f"could not drop test databases: {exc}")
 
 
 async def _create_databases(admin_url: str, names: list[str]) -> None:

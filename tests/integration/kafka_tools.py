@@ -75,3 +75,28 @@ async def rewind_group(group: str, topic: str) -> None:
         await consumer.commit({tp: 0 for tp in tps})
     finally:
         await consumer.stop()
+
+
+async def group_lag(group: str, topics: list[str]) -> int:
+    """Messages of `topics` the group has not committed yet: end offsets minus committed offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = []
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic) or set()
+            for _ in range(20):
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+                await asyncio.sleep(0.1)
+            tps += [TopicPartition(topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            lag += ends[tp] - (committed or 0)
+        return lag
+    finally:
+        await consumer.stop()

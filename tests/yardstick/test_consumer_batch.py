@@ -217,3 +217,20 @@ def test_anything_unusual_takes_the_sdks_path_and_fails_the_same() -> None:
     # A CloudEvents extension the fast path does not know: the SDK decodes it.
     extended = replace(good, headers=(*good.headers, ("ce_traceparent", b"00-abc-def-01")))
     assert decode_fast(extended) == decode(extended)
+
+
+@pytest.mark.parametrize("case", ["key not UTF-8", "header without value", "id too long", "id with a NUL"])
+def test_the_fast_decoder_dead_letters_what_the_sdks_path_refuses(case: str) -> None:
+    # Each of these once left decode_fast with an error that was not a DeadLetter (or passed an id no
+    # consumer can record): the bus took it for a transient failure and retried the poll for ever.
+    good = encode(events.Envelope.of(SAMPLES[0], source="test", key="k"))
+
+    def with_header(name: str, value: bytes | None) -> Message:
+        return replace(good, headers=tuple((k, value if k == name else v) for k, v in good.headers))  # type: ignore[misc]
+
+    message = {"key not UTF-8": replace(good, key=b"\xff\xfek"),
+               "header without value": with_header("ce_type", None),
+               "id too long": with_header("ce_id", b"x" * 65),
+               "id with a NUL": with_header("ce_id", b"id\x00")}[case]
+    with pytest.raises(DeadLetter):
+        decode_fast(message)

@@ -209,6 +209,37 @@ def test_a_key_that_is_not_utf8_is_a_dead_letter() -> None:
         decode(Message(topic=good.topic, key=b"\xff\xfe", value=good.value, headers=good.headers))
 
 
+@pytest.mark.parametrize("content_type", [b"text/plain", b"application/xml", b"application/octet-stream", b""])
+def test_data_not_said_to_be_json_is_a_dead_letter(content_type: bytes) -> None:
+    # The SDK reads the value as JSON whatever content-type says; events.md says application/json.
+    with pytest.raises(DeadLetter, match="content-type"):
+        decode(_with_header(encode(_envelope()), "content-type", content_type))
+
+
+def test_content_type_parameters_and_case_are_accepted() -> None:
+    message = _with_header(encode(_envelope()), "content-type", b"Application/JSON; charset=utf-8")
+    assert decode(message).id == _envelope().id
+
+
+def test_a_missing_content_type_or_a_header_without_value_is_a_dead_letter() -> None:
+    good = encode(_envelope())
+    without = tuple((k, v) for k, v in good.headers if k != "content-type")
+    with pytest.raises(DeadLetter, match="content-type"):
+        decode(Message(topic=good.topic, key=good.key, value=good.value, headers=without))
+    # Kafka headers may carry no value at all (null): a dead letter, not an AttributeError that the bus
+    # would take for a transient failure and retry for ever.
+    with pytest.raises(DeadLetter):
+        decode(Message(topic=good.topic, key=good.key, value=good.value,
+                       headers=(*without, ("content-type", None))))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event_id", [b"x" * 65, b"id\x00", b"id\n", "ид".encode()])
+def test_an_id_no_consumer_can_record_is_a_dead_letter(event_id: bytes) -> None:
+    # processed_events.event_id is 64 characters: PostgreSQL would refuse it only inside the handler.
+    with pytest.raises(DeadLetter, match="ce_id"):
+        decode(_with_header(encode(_envelope()), "ce_id", event_id))
+
+
 # the JSON Schemas --------------------------------------------------------------------
 
 

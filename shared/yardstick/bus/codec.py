@@ -17,6 +17,8 @@ from yardstick.bus import DeadLetter, Message
 _FORMAT = JSONFormat()
 # events.md: every message carries these CloudEvents headers.
 REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time")
+CONTENT_TYPE = b"application/json"
+MAX_ID_BYTES = 64
 
 
 def encode_parts(*, event_id: str, source: str, event_type: str, time: str, key: str,
@@ -63,6 +65,13 @@ def encode(envelope: events.Envelope) -> Message:
     )
 
 
+def is_event_id(raw: bytes | None) -> bool:
+    """An id a consumer can record (a 64-character column): printable ASCII, 1 to 64 bytes."""
+    if not raw or len(raw) > MAX_ID_BYTES or not raw.isascii():
+        return False
+    return raw.decode("ascii").isprintable()
+
+
 def decode(message: Message) -> events.Envelope:
     """Decode a message into a typed envelope; anything undecodable or off-schema is a DeadLetter."""
     headers = {k: v for k, v in message.headers}
@@ -71,6 +80,13 @@ def decode(message: Message) -> events.Envelope:
     missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
     if missing:
         raise DeadLetter(f"not a CloudEvents binary-mode message: missing {', '.join(missing)}")
+    # events.md: the data is JSON, said so by content-type; the SDK would read it whatever the header says.
+    content_type = (headers.get("content-type") or b"").split(b";", 1)[0].strip().lower()
+    if content_type != CONTENT_TYPE:
+        raise DeadLetter(f"content-type is not {CONTENT_TYPE.decode()}: {content_type[:100]!r}")
+    if not is_event_id(headers["ce_id"]):
+        raise DeadLetter(f"ce_id is not an id (printable ASCII, at most {MAX_ID_BYTES} bytes): "
+                         f"{headers['ce_id'][:80]!r}")
     try:
         wire = ce_kafka.KafkaMessage(headers=headers, key=message.key, value=message.value)
         event = ce_kafka.from_binary(wire, _FORMAT, CloudEvent)
@@ -94,8 +110,14 @@ def decode(message: Message) -> events.Envelope:
         # Without the input values: a value may be a comment's text, and reasons go to logs and x-error.
         problems = exc.errors(include_url=False, include_input=False)
         raise DeadLetter(f"{event_type} breaks its schema: {problems}") from exc
-    key = message.key.decode() if message.key else str(attrs.get("partitionkey", ""))
-    return events.Envelope(
-        id=str(attrs["id"]), source=str(attrs["source"]), type=event_type,
-        time=attrs["time"], topic=message.topic, key=key, data=data,
-    )
+    try:
+        key = message.key.decode() if message.key else str(attrs.get("partitionkey", ""))
+        return events.Envelope(
+            id=str(attrs["id"]), source=str(attrs["source"]), type=event_type,
+            time=attrs["time"], topic=message.topic, key=key, data=data,
+        )
+    except ValidationError as exc:  # attributes the envelope refuses
+        problems = exc.errors(include_url=False, include_input=False)
+        raise DeadLetter(f"not a CloudEvents binary-mode message: {problems}"[:2000]) from exc
+    except (ValueError, KeyError) as exc:  # a key that is not UTF-8, a missing attribute
+        raise DeadLetter(f"not a CloudEvents binary-mode message: {exc}"[:2000]) from exc

@@ -1,0 +1,59 @@
+"""A request that fails because the database is unreachable is a 503 in the JSON error shape, never a 500."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from yardstick import db
+from yardstick.bus.memory import MemoryBus
+from yardstick.runtime import ServiceRuntime, runtime_of
+from yardstick.settings import ServiceSettings
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+def _app(database_url: str) -> Any:
+    router = APIRouter()
+
+    @router.get("/probe")
+    async def probe(request: Request) -> dict[str, int]:
+        async with runtime_of(request).sessions() as session:
+            return {"one": int((await session.execute(text("SELECT 1"))).scalar_one())}
+
+    @router.get("/broken")
+    async def broken(request: Request) -> dict[str, int]:
+        async with runtime_of(request).sessions() as session:
+            await session.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)"))
+            await session.execute(text("INSERT INTO t VALUES (NULL)"))  # an IntegrityError: the request's fault
+        return {}
+
+    settings = ServiceSettings(database_url=database_url, auth_secret="s" * 40)
+    runtime = ServiceRuntime(settings, db.new_metadata(), migrations="unused", bus=MemoryBus())
+    return runtime.create_app(title="probe", routers=[router])
+
+
+async def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
+    app = _app(f"postgresql+asyncpg://u:p@127.0.0.1:{_closed_port()}/nothing")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.get("/probe")
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["error"]["code"] == "unavailable"
+
+
+async def test_a_database_error_that_is_not_transient_stays_a_500_in_the_json_shape(tmp_path: Any) -> None:
+    app = _app(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/probe")).json() == {"one": 1}
+        r = await client.get("/broken")
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal"
