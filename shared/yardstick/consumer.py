@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from yardstick import events
@@ -48,7 +49,8 @@ _TRANSIENT_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "CannotConnectNowErro
 
 def is_transient(exc: BaseException) -> bool:
     """Database or network unreachable or busy: retry. Everything else is the message's fault."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError):
+    # PoolTimeout: every connection of the pool busy for pool_timeout; the database is overloaded.
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

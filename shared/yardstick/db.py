@@ -59,6 +59,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    # When every connection is busy, a request waits this long, then answers 503 with Retry-After
+    # (runtime.install_unavailable): a kiosk backs off sooner than after SQLAlchemy's default 30 s.
+    kwargs.setdefault("pool_timeout", 5)
     # Errors carry their statement but never its values: a value may be a complaint's text or a
     # phone number, and errors end up in logs and dead-letter headers.
     return create_async_engine(url, hide_parameters=True, **kwargs)

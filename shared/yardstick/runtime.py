@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
@@ -229,7 +230,7 @@ class ServiceRuntime:
 # What a request meets when the database is away: SQLAlchemy's wrapped driver errors, and the driver's
 # own errors and socket errors, which SQLAlchemy lets through unwrapped when a new connection fails.
 _DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                                                 OSError, TimeoutError)
+                                                 OSError, TimeoutError, PoolTimeout)
 
 
 def install_unavailable(app: FastAPI, service: str) -> None:

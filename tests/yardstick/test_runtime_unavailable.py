@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from sqlalchemy import text
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from yardstick import db
 from yardstick.bus.memory import MemoryBus
@@ -57,3 +58,29 @@ async def test_a_database_error_that_is_not_transient_stays_a_500_in_the_json_sh
         r = await client.get("/broken")
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "internal"
+
+
+async def test_a_pool_with_every_connection_busy_is_a_503_not_a_wait_then_500(tmp_path: Any) -> None:
+    """Overload: the request waits pool_timeout for a connection, then tells the kiosk to back off."""
+    router = APIRouter()
+
+    @router.get("/hold")
+    async def hold(request: Request) -> dict[str, int]:
+        async with runtime_of(request).engine.connect() as conn:
+            return {"one": int((await conn.execute(text("SELECT 1"))).scalar_one())}
+
+    settings = ServiceSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}", auth_secret="s" * 40)
+    runtime = ServiceRuntime(settings, db.new_metadata(), migrations="unused", bus=MemoryBus())
+    # A pool of one connection, already taken, and a short wait.
+    runtime.engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2,
+                                     poolclass=AsyncAdaptedQueuePool)
+    app = runtime.create_app(title="probe", routers=[router])
+    taken = await runtime.engine.connect()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            r = await client.get("/hold")
+    finally:
+        await taken.close()
+        await runtime.engine.dispose()
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1" and r.json()["error"]["code"] == "unavailable"
