@@ -86,6 +86,13 @@ class System:
     def runtime(self, service: str) -> Any:
         return self.apps[service].state.runtime
 
+    async def scorecards_current(self) -> bool:
+        """Scoring applied every event on the bus and recomputed its stored scorecards from them
+        (reads trail the events by under a second: scoring.service.refresher)."""
+        from scoring import service
+
+        return self.bus.lag("scoring") == 0 and not await service.behind(self.runtime("scoring"))
+
 
 _CLIENT_NAMES = {"feedback-intake": "intake", "target-tracker": "targets", "scoring": "scoring",
                  "notices": "notices"}

@@ -349,6 +349,7 @@ async def _settled(system: Any, eventually: Any, *, published: int) -> None:
     relay = system.runtime("feedback-intake").relay
     await eventually(lambda: relay.published >= published
                      and system.bus.lag("scoring") == 0 and system.bus.lag("notices") == 0)
+    await eventually(system.scorecards_current)
     assert relay.published == published
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from scoring import service
 from yardstick import events
 from yardstick.bus.codec import decode, encode
 from yardstick.events import Envelope
@@ -32,11 +31,7 @@ async def publish(system: Any, *items: events.Event, key: str = UNIT) -> None:
 async def settled(system: Any, eventually: Any) -> None:
     """Every event applied, and the scorecards recomputed from them (they trail by under a second)."""
     await eventually(lambda: system.bus.lag("scoring") == 0)
-    await eventually(lambda: _current(system))
-
-
-async def _current(system: Any) -> bool:
-    return not await service.behind(system.runtime("scoring"))
+    await eventually(system.scorecards_current)
 
 
 @pytest.fixture

@@ -28,11 +28,7 @@ async def publish(system: Any, *items: events.Event, key: str = UNIT) -> list[En
 async def settled(system: Any, eventually: Any) -> None:
     """Every event applied, and the scorecards recomputed from them (they trail by under a second)."""
     await eventually(lambda: system.bus.lag("scoring") == 0)
-    await eventually(lambda: _current(system))
-
-
-async def _current(system: Any) -> bool:
-    return not await service.behind(system.runtime("scoring"))
+    await eventually(system.scorecards_current)
 
 
 def auth(token: str) -> dict[str, str]:
