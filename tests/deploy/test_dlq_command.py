@@ -106,7 +106,8 @@ def dlq(*args: str, prefix: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_dlq_prints_headers_and_reason_but_no_payload(prefix: str) -> None:
-    bad_extra = feedback("ev-extra", comment=f"call me on {PHONE}")  # a field the schema forbids
+    # A value of the wrong type that carries personal data (unknown fields are ignored, decision 0008).
+    bad_extra = feedback("ev-extra", year=f"call me on {PHONE}")
     bad_level = feedback("ev-level", level=9)  # out of range
     good = feedback("ev-good", level=4)
     asyncio.run(dead_letter_through_the_bus(prefix, [bad_extra, good, bad_level], expect=2))
@@ -128,7 +129,7 @@ def test_dlq_prints_headers_and_reason_but_no_payload(prefix: str) -> None:
         assert row["payload_bytes"] == len(source.value)
         assert "x-error" not in row["headers"]
     assert by_id["ev-extra"]["error"].startswith("feedback.received breaks its schema")
-    assert "extra_forbidden" in by_id["ev-extra"]["error"] and "'comment'" in by_id["ev-extra"]["error"]
+    assert "int_parsing" in by_id["ev-extra"]["error"] and "'year'" in by_id["ev-extra"]["error"]
     assert "less_than_equal" in by_id["ev-level"]["error"]
     # Neither the payload nor a value from it: the comment's phone number is nowhere in the output.
     assert PHONE not in out.stdout + out.stderr
