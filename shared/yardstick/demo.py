@@ -32,6 +32,9 @@ SOCIAL_PLATFORM = "weibo"
 
 # Complaint sentences per category keyword: the demo writes texts the classifier must read,
 # built from the profile's own keywords so any city profile works.
+# What the demo may send again after a dropped connection: the service de-duplicates these.
+_IDEMPOTENT = frozenset({"kiosk ratings", "citizen feedback", "social posts"})
+
 _ZH_TEMPLATES = ["{kw}的问题一直没有解决，希望尽快处理", "最近{kw}越来越严重了", "关于{kw}，多次反映没有回音",
                  "{kw}太让人头疼了，请相关部门重视"]
 _EN_TEMPLATES = ["The {kw} problem keeps getting worse", "Please do something about {kw} in our area",
@@ -153,10 +156,21 @@ class Demo:
                    **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kw.pop("headers", {}))
+        # Safe to send again after a connection dropped under it: reads, and writes the service
+        # de-duplicates (a rating's id, feedback's client_id, a social post's platform and id).
+        resend = method == "GET" or what in _IDEMPOTENT
+        dropped = 0
         async with self.sem:
             for _ in range(20):
                 try:
                     r = await client.request(method, url, headers=headers, **kw)
+                except httpx.TransportError as exc:
+                    if resend and dropped < 3 and not isinstance(exc, httpx.TimeoutException):
+                        dropped += 1  # e.g. a keep-alive connection the server closed as it was reused
+                        await asyncio.sleep(0.2 * dropped)
+                        continue
+                    self.tally.fail(what, repr(exc))
+                    return None
                 except httpx.HTTPError as exc:
                     self.tally.fail(what, repr(exc))
                     return None
@@ -215,7 +229,10 @@ class Demo:
         path.write_text(commission + "\n")
         path.chmod(0o600)
         year, last = self.year, self.year - 1
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # An idle connection is dropped here before the server's keep-alive timeout closes it, so a
+        # request is never sent on a connection the server is closing at that moment.
+        expiry = max(0.5, self.registry.settings.keep_alive_s / 2)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=expiry)
         async with httpx.AsyncClient(timeout=300, limits=limits) as client:
             # The commission's and leaders' inputs to scoring go first, before the services are busy
             # reading the flood of ratings; then this year, so the dashboard fills while the rest loads.

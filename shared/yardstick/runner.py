@@ -39,18 +39,19 @@ class _Server(uvicorn.Server):
 
 def head_timeout_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose request head has not arrived within
-    `header_timeout_s` of the connection opening or of the previous answer (slowloris).
+    `header_timeout_s` of the connection opening or of the request's first byte (slowloris).
 
-    uvicorn times out idle keep-alive connections but not a head that arrives a byte at a time;
-    a body that does is the BodyLimit middleware's (408).
+    uvicorn times out idle keep-alive connections (`keep_alive_s`, between an answer and the next
+    request's first byte) but not a head that arrives a byte at a time; a body that does is the
+    BodyLimit middleware's (408).
     """
 
     class Protocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
 
         def _arm(self) -> None:
-            self._disarm()
-            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timed_out)
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(header_timeout_s, self._head_timed_out)
 
         def _disarm(self) -> None:
             if self._head_timer is not None:
@@ -67,14 +68,13 @@ def head_timeout_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
             super().connection_made(transport)
             self._arm()
 
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()  # a new request on a kept-alive connection: its head has the same time
+
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

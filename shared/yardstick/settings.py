@@ -71,9 +71,11 @@ class ServiceSettings(BaseSettings):
     body_timeout_s: float = 30.0
     large_body_timeout_s: float = 600.0
     # uvicorn: a request's head (line and headers) must arrive within header_timeout_s of the
-    # connection opening or the previous answer; an idle keep-alive connection closes after keep_alive_s.
+    # connection opening or of its first byte; an idle keep-alive connection closes after keep_alive_s,
+    # longer than clients keep idle connections (httpx 5 s, load balancers 60 s) so that a client
+    # never sends on a connection the server is closing at that moment (decision 0007).
     header_timeout_s: float = 10.0
-    keep_alive_s: float = 5.0
+    keep_alive_s: float = 75.0
 
     def model_post_init(self, __context: object) -> None:
         if not self.database_url:

@@ -197,6 +197,45 @@ def test_a_slowish_body_within_the_timeout_and_keep_alive_still_work(server: tup
         assert second.startswith(b"HTTP/1.1 200 "), second[:300]
 
 
+
+def _answer(sock: socket.socket, limit_s: float = 10.0) -> bytes:
+    """One small JSON answer read from the socket (the test's endpoints answer with an object)."""
+    out = b""
+    until = time.monotonic() + limit_s
+    while not out.rstrip().endswith(b"}") and time.monotonic() < until:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_an_idle_kept_alive_connection_outlives_the_head_timeout(server: tuple[int, str]) -> None:
+    """Idle time between requests is the keep-alive timeout's (75 s), not the head timeout's: a client
+    that keeps connections for 5 s (httpx) never sends on one the server is closing."""
+    port, _ = server
+    with _connect(port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200 ")
+        answer, closed = _read_until_closed(sock, HEADER_TIMEOUT_S + 1.5)
+        assert not closed and answer == b"", "an idle keep-alive connection was closed by the head timeout"
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_dribbled_on_a_kept_alive_connection_is_cut_off(server: tuple[int, str]) -> None:
+    port, token = server
+    with _connect(port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200 ")
+        answer, closed, took = _dribble(sock, _head(token, len(TARGET)), every_s=1.0,
+                                        limit_s=HEADER_TIMEOUT_S + SLACK_S)
+    assert closed and answer == b"", answer[:300]
+    assert HEADER_TIMEOUT_S - 0.5 <= took <= HEADER_TIMEOUT_S + SLACK_S
+
 def test_oversized_bodies_get_413(server: tuple[int, str]) -> None:
     port, token = server
     url = f"http://127.0.0.1:{port}/v1/targets"
