@@ -40,35 +40,9 @@ declare -A QUICK=(
   [scaleout]="--quick"
 )
 
-started=()
-cleanup() {
-  local code=$?
-  for what in "${started[@]:-}"; do
-    [[ -n "$what" ]] || continue
-    echo "bench: stopping $what"
-    bash "deploy/$what.sh" stop >/dev/null 2>&1 || true
-  done
-  exit "$code"
-}
-trap cleanup EXIT
-
-if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
-  if ! bash deploy/kafka.sh status >/dev/null 2>&1; then
-    echo "bench: starting a local Kafka broker (deploy/kafka.sh) ..."
-    bash deploy/kafka.sh start
-    started+=(kafka)
-  fi
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-19092}"
-fi
-if [[ -z "${YARDSTICK_TEST_PG_ADMIN_URL:-}" ]]; then
-  if ! bash deploy/postgres.sh status >/dev/null 2>&1; then
-    echo "bench: starting a local PostgreSQL cluster (deploy/postgres.sh) ..."
-    bash deploy/postgres.sh start >/dev/null
-    started+=(postgres)
-  fi
-  YARDSTICK_TEST_PG_ADMIN_URL="$(bash deploy/postgres.sh url yardstick_auth | sed 's#/yardstick_auth$#/postgres#')"
-  export YARDSTICK_TEST_PG_ADMIN_URL
-fi
+# shellcheck source=scripts/infra.sh
+source scripts/infra.sh
+infra_up bench
 
 logs=.cache/bench
 mkdir -p "$logs"

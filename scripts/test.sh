@@ -21,38 +21,12 @@ fi
 export YARDSTICK_TEST_ARTIFACTS="${YARDSTICK_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 mkdir -p "$YARDSTICK_TEST_ARTIFACTS"
 
-started=()
-cleanup() {
-  local code=$?
-  for what in "${started[@]:-}"; do
-    [[ -n "$what" ]] || continue
-    echo "test: stopping $what"
-    bash "deploy/$what.sh" stop >/dev/null 2>&1 || true
-  done
-  exit "$code"
-}
-trap cleanup EXIT
-
-if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
-  if ! bash deploy/kafka.sh status >/dev/null 2>&1; then
-    echo "test: starting a local Kafka broker (deploy/kafka.sh) ..."
-    bash deploy/kafka.sh start
-    started+=(kafka)
-  fi
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-19092}"
-  export YARDSTICK_TEST_KAFKA_CONTROL=deploy/kafka.sh
-fi
-if [[ -z "${YARDSTICK_TEST_PG_ADMIN_URL:-}" ]]; then
-  if ! bash deploy/postgres.sh status >/dev/null 2>&1; then
-    echo "test: starting a local PostgreSQL cluster (deploy/postgres.sh) ..."
-    PG_FAST=1 bash deploy/postgres.sh start
-    started+=(postgres)
-  fi
-  # Tests create a fresh database per run next to the services' own ones.
-  YARDSTICK_TEST_PG_ADMIN_URL="$(bash deploy/postgres.sh url yardstick_auth | sed 's#/yardstick_auth$#/postgres#')"
-  export YARDSTICK_TEST_PG_ADMIN_URL
-  export YARDSTICK_TEST_PG_CONTROL=deploy/postgres.sh
-fi
+# shellcheck source=scripts/infra.sh
+source scripts/infra.sh
+infra_up test 1
+# The fault tests stop and restart the broker and the cluster: only deploy/'s own, never one pointed at.
+if ((infra_local_kafka)); then export YARDSTICK_TEST_KAFKA_CONTROL=deploy/kafka.sh; fi
+if ((infra_local_pg)); then export YARDSTICK_TEST_PG_CONTROL=deploy/postgres.sh; fi
 
 echo "test: running pytest (Kafka at $KAFKA_BOOTSTRAP_SERVERS)"
 .venv/bin/pytest -p no:cacheprovider -ra "$@"
