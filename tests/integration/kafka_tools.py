@@ -14,6 +14,18 @@ def bootstrap() -> str:
     return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, once the client's metadata knows them (about 2 s at most; none if it never does)."""
+    parts = consumer.partitions_for_topic(topic) or set()
+    for _ in range(20):
+        if parts:
+            break
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+        await asyncio.sleep(0.1)
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
 async def produce(topic: str, messages: list[Message]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), enable_idempotence=True, acks="all")
     await producer.start()
@@ -30,14 +42,7 @@ async def read_all(topic: str, timeout_s: float = 5.0) -> list[Message]:
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(20):
-            if parts:
-                break
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await _partitions(consumer, topic)
         if not tps:
             return []
         consumer.assign(tps)
@@ -63,14 +68,7 @@ async def rewind_group(group: str, topic: str) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(20):
-            if parts:
-                break
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await _partitions(consumer, topic)
         consumer.assign(tps)
         await consumer.commit({tp: 0 for tp in tps})
     finally:
@@ -84,14 +82,7 @@ async def group_lag(group: str, topics: list[str]) -> int:
     try:
         tps = []
         for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or set()
-            for _ in range(20):
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic) or set()
-                await asyncio.sleep(0.1)
-            tps += [TopicPartition(topic, p) for p in parts]
+            tps += await _partitions(consumer, topic)
         ends = await consumer.end_offsets(tps)
         lag = 0
         for tp in tps:
