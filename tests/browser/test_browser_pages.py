@@ -60,6 +60,7 @@ class Stack:
         self.loop = asyncio.new_event_loop()
         self.bus = MemoryBus(retry_s=0.02)
         self.servers: list[_Server] = []
+        self.apps: dict[str, Any] = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, service: str) -> str:
@@ -75,7 +76,7 @@ class Stack:
         for name, spec in SERVICES.items():
             settings = spec.settings(data_dir=self.data_dir, bus="memory", auth_secret=SECRET, database_url="",
                                      port=self.ports[name], **self.overrides.get(name, {}))
-            app = spec.create_app(settings, bus=self.bus, city=self.city)
+            app = self.apps[name] = spec.create_app(settings, bus=self.bus, city=self.city)
             if name == "scoring":
                 app.state.pages_settings = PagesSettings(intake_url=self.url("feedback-intake"), poll_s=0.5)
             self.servers.append(_Server(uvicorn.Config(app, host="127.0.0.1", port=self.ports[name],
@@ -103,9 +104,18 @@ class Stack:
         asyncio.run_coroutine_threadsafe(self.bus.publish(envelopes), self.loop).result(timeout=10)
 
     def settled(self) -> None:
-        deadline = datetime.now(UTC) + timedelta(seconds=20)
-        while any(self.bus.lag(group) for group in ("scoring", "notices")):
-            assert datetime.now(UTC) < deadline, "consumers did not catch up"
+        """Every published event applied, and scoring's stored scorecards recomputed from them: the pages
+        and the API then read the same scorecards (they trail the events by under a second)."""
+        from scoring import service
+
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while True:
+            if not any(self.bus.lag(group) for group in ("scoring", "notices")):
+                behind = asyncio.run_coroutine_threadsafe(service.behind(self.apps["scoring"].state.runtime),
+                                                          self.loop).result(timeout=10)
+                if not behind:
+                    return
+            assert datetime.now(UTC) < deadline, "consumers did not catch up, or scorecards were not recomputed"
             threading.Event().wait(0.05)
 
 
