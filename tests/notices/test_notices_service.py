@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -129,10 +130,9 @@ async def seed_notice(sessions: async_sessionmaker[AsyncSession], city: CityProf
              "count": 1} for d in range(10, 60, 3)]
     rows += [{"unit_id": "health-commission", "category_id": "seeing-a-doctor", "day": day - timedelta(days=d % 7),
               "count": 1} for d in range(window)]
+    per_day = Counter((row["unit_id"], row["category_id"], row["day"]) for row in rows)
     async with sessions() as session, session.begin():
-        for row in rows:
-            await repository.add_negative(session, unit_id=row["unit_id"], category_id=row["category_id"],
-                                          day=row["day"])
+        await repository.add_negatives(session, [(*k, n) for k, n in sorted(per_day.items())])
         result = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
     assert len(result.issued) == 1
     return result.issued[0]

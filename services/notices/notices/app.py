@@ -26,10 +26,11 @@ def create_app(settings: NoticesSettings | None = None, *, bus: Bus | None = Non
     runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=bus, city=city)
     calendar = WorkCalendar(settings.calendar)
     evaluator = Evaluator(runtime, settings, calendar)
-    # A poll's events in one transaction (the handlers in order, as one by one): a commit per rating
-    # made the consumer the slowest part of a busy day (about 30 events/s on SQLite).
+    # A poll's events in one transaction, their counts summed per row and written with one upsert per
+    # table: a statement per rating on the same few rows kept up with about 350 ratings/s.
     runtime.consume(name="notices", topics=[events.FEEDBACK, events.TARGETS],
-                    handlers=consumers.handlers(runtime.city), after_commit=evaluator.mark_dirty, batched=True)
+                    handlers=consumers.handlers(runtime.city), after_commit=evaluator.mark_dirty,
+                    batch_handler=consumers.batch_handler(runtime.city))
     if settings.live_evaluation:
         runtime.add_task("live-evaluation", evaluator.live_loop)
     if settings.daily_sweep:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Table, case, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notices.models import (
@@ -30,26 +33,6 @@ def _insert(session: AsyncSession) -> Any:
     return insert_for(session)
 
 
-async def add_rating(session: AsyncSession, *, kind: str, subject_id: str, unit_id: str, day: date,
-                     satisfied: bool, sign: int = 1) -> None:
-    stmt = _insert(session)(rating_days).values(subject_kind=kind, subject_id=subject_id, day=day,
-                                                unit_id=unit_id, n=sign, satisfied=sign * int(satisfied))
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["subject_kind", "subject_id", "day"],
-        set_={"n": rating_days.c.n + stmt.excluded.n,
-              "satisfied": rating_days.c.satisfied + stmt.excluded.satisfied})
-    await session.execute(stmt)
-
-
-async def add_negative(session: AsyncSession, *, unit_id: str, category_id: str, day: date,
-                       sign: int = 1) -> None:
-    stmt = _insert(session)(negative_days).values(unit_id=unit_id, category_id=category_id, day=day,
-                                                  count=sign)
-    stmt = stmt.on_conflict_do_update(index_elements=["unit_id", "category_id", "day"],
-                                      set_={"count": negative_days.c.count + stmt.excluded.count})
-    await session.execute(stmt)
-
-
 async def rating_totals(session: AsyncSession, kind: str, subject_id: str) -> tuple[int, int]:
     c = rating_days.c
     row = (await session.execute(
@@ -61,27 +44,88 @@ async def rating_totals(session: AsyncSession, kind: str, subject_id: str) -> tu
 # ----- state from events -------------------------------------------------------------
 
 
-async def add_category_item(session: AsyncSession, *, unit_id: str, category_id: str, day: date,
-                            sign: int = 1) -> None:
-    stmt = _insert(session)(category_days).values(unit_id=unit_id, category_id=category_id, day=day, n=sign)
-    stmt = stmt.on_conflict_do_update(index_elements=["unit_id", "category_id", "day"],
-                                      set_={"n": category_days.c.n + stmt.excluded.n})
-    await session.execute(stmt)
+# One statement per table for a whole poll's counts. On PostgreSQL the rows travel as one array
+# per column through unnest (a handful of parameters, prepared once); SQLite takes the same upsert
+# as executemany. Each key appears once (the caller sums per key): PostgreSQL refuses to update a
+# row twice in one statement.
+
+RatingRow = tuple[str, str, date, str, int, int]  # subject kind, subject, day, unit, ratings, satisfied
+CellRow = tuple[str, str, date, int]  # unit, category, day, count
+ItemRow = tuple[str, str, str, date, int]  # feedback id, unit, category, day, revision
 
 
-async def add_negative_item(session: AsyncSession, *, feedback_id: str, unit_id: str, category_id: str,
-                            day: date, revision: int = 0) -> None:
-    """Record which unit an item is with; of two records of one item, the higher revision stands.
+async def add_ratings(session: AsyncSession, rows: Sequence[RatingRow]) -> None:
+    await _add(session, rating_days, ["subject_kind", "subject_id", "day", "unit_id", "n", "satisfied"], rows,
+               keys=3, added=["n", "satisfied"])
+
+
+async def add_negatives(session: AsyncSession, rows: Sequence[CellRow]) -> None:
+    await _add(session, negative_days, ["unit_id", "category_id", "day", "count"], rows, keys=3, added=["count"])
+
+
+async def add_category_items(session: AsyncSession, rows: Sequence[CellRow]) -> None:
+    await _add(session, category_days, ["unit_id", "category_id", "day", "n"], rows, keys=3, added=["n"])
+
+
+async def put_negative_items(session: AsyncSession, rows: Sequence[ItemRow]) -> None:
+    """Record which unit each item is with; of two records of one item, the higher revision stands.
 
     A reassignment travels under its new unit's key, so it may be read before the item itself or
     before an earlier reassignment: the revision, not the order of arrival, decides.
     """
-    stmt = _insert(session)(negative_items).values(feedback_id=feedback_id, unit_id=unit_id,
-                                                   category_id=category_id, day=day, revision=revision)
-    stmt = stmt.on_conflict_do_update(index_elements=["feedback_id"],
-                                      set_={"unit_id": unit_id, "category_id": category_id, "revision": revision},
-                                      where=negative_items.c.revision < revision)
-    await session.execute(stmt)
+    columns = ["feedback_id", "unit_id", "category_id", "day", "revision"]
+    if not rows:
+        return
+    if dialect_name(session) == "postgresql":
+        sql = _pg_sql(negative_items, columns, keys=1, added=[], replaced=["unit_id", "category_id", "revision"],
+                      where='"negative_items"."revision" < EXCLUDED."revision"')
+        await session.execute(text(sql), _arrays(columns, rows))
+        return
+    stmt = sqlite_insert(negative_items)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["feedback_id"],
+        set_={"unit_id": stmt.excluded.unit_id, "category_id": stmt.excluded.category_id,
+              "revision": stmt.excluded.revision},
+        where=negative_items.c.revision < stmt.excluded.revision)
+    await session.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+async def _add(session: AsyncSession, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]], *,
+               keys: int, added: list[str]) -> None:
+    """Insert each row, or add its `added` columns to the row already there (the first `keys` columns)."""
+    if not rows:
+        return
+    if dialect_name(session) == "postgresql":
+        await session.execute(text(_pg_sql(table, columns, keys=keys, added=added)), _arrays(columns, rows))
+        return
+    stmt = sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=columns[:keys],
+                                      set_={c: table.c[c] + stmt.excluded[c] for c in added})
+    await session.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _pg_sql(table: Table, columns: list[str], *, keys: int, added: list[str], replaced: Sequence[str] = (),
+            where: str | None = None) -> str:
+    key = (table.name, tuple(columns))
+    sql = _PG_SQL.get(key)
+    if sql is None:
+        arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=_PG)}[])" for c in columns)
+        sets = [f'"{c}" = "{table.name}"."{c}" + EXCLUDED."{c}"' for c in added]
+        sets += [f'"{c}" = EXCLUDED."{c}"' for c in replaced]
+        sql = (f'INSERT INTO "{table.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) '
+               f"SELECT * FROM unnest({arrays}) "
+               f'ON CONFLICT ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns[:keys])}) '
+               f"DO UPDATE SET {', '.join(sets)}" + (f" WHERE {where}" if where else ""))
+        _PG_SQL[key] = sql
+    return sql
+
+
+def _arrays(columns: list[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    return {c: [row[i] for row in rows] for i, c in enumerate(columns)}
 
 
 async def set_target_status(session: AsyncSession, *, target_id: str, unit_id: str, status: str,
