@@ -207,10 +207,11 @@ class Relay:
         await conn.commit()
         self.published += len(rows)
         if len(rows) == self.batch:
-            OUTBOX_PENDING.labels(service=self.service).set(await self._pending())
+            OUTBOX_PENDING.labels(service=self.service).set(await self.pending())
         return len(rows) == self.batch
 
-    async def _pending(self) -> int:
+    async def pending(self) -> int:
+        """Events committed but not yet published."""
         async with self.engine.connect() as conn:
             return int((await conn.execute(
                 select(func.count()).select_from(self.table).where(self.table.c.sent_at.is_(None)))).scalar_one())

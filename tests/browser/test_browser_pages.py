@@ -103,18 +103,25 @@ class Stack:
         envelopes = [encode(Envelope.of(d, source="test", key=key)) for d in items]
         asyncio.run_coroutine_threadsafe(self.bus.publish(envelopes), self.loop).result(timeout=10)
 
-    def settled(self) -> None:
-        """Every published event applied, and scoring's stored scorecards recomputed from them: the pages
-        and the API then read the same scorecards (they trail the events by under a second)."""
+    async def _unsettled(self) -> bool:
+        """Events still in a service's outbox or unread by a consumer, or scorecards not yet recomputed."""
         from scoring import service
 
+        # In this order: what was published before the lag is read has been applied once the lag is 0.
+        for app in self.apps.values():
+            if await app.state.runtime.relay.pending():
+                return True
+        if any(self.bus.lag(group) for group in ("scoring", "notices")):
+            return True
+        return bool(await service.behind(self.apps["scoring"].state.runtime))
+
+    def settled(self) -> None:
+        """Every event the services committed published and applied, and scoring's stored scorecards
+        recomputed from them: the pages and the API then read the same scorecards (under a second later)."""
         deadline = datetime.now(UTC) + timedelta(seconds=30)
         while True:
-            if not any(self.bus.lag(group) for group in ("scoring", "notices")):
-                behind = asyncio.run_coroutine_threadsafe(service.behind(self.apps["scoring"].state.runtime),
-                                                          self.loop).result(timeout=10)
-                if not behind:
-                    return
+            if not asyncio.run_coroutine_threadsafe(self._unsettled(), self.loop).result(timeout=10):
+                return
             assert datetime.now(UTC) < deadline, "consumers did not catch up, or scorecards were not recomputed"
             threading.Event().wait(0.05)
 
