@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scoring.models import (
@@ -36,7 +38,7 @@ from scoring.models import (
     targets,
     years,
 )
-from yardstick.db import insert_for, try_xact_lock, xact_lock
+from yardstick.db import dialect_name, insert_for, try_xact_lock, xact_lock
 
 # --- years ---------------------------------------------------------------------------------
 
@@ -97,27 +99,51 @@ async def add_ratings(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) 
 
     The same deltas go into the unit's yearly sums per channel, in the same transaction.
     """
-    values = list(rows)
-    if not values:
-        return
+    daily: dict[tuple[str, str, date], list[Any]] = {}
     yearly: dict[tuple[str, str, int], list[float]] = {}
-    for r in values:
+    for r in rows:
+        # One row per key: an upsert may not touch a row twice (a day's cell keeps its first year).
+        day = daily.setdefault((r["unit_id"], r["channel"], r["day"]), [r["year"], 0, 0.0, 0.0])
         cell = yearly.setdefault((r["unit_id"], r["channel"], r["year"]), [0, 0.0, 0.0])
+        day[1] += r["n"]
+        day[2] += r["sum_s"]
+        day[3] += r["sum_s2"]
         cell[0] += r["n"]
         cell[1] += r["sum_s"]
         cell[2] += r["sum_s2"]
+    await add_to(session, channel_days, ["unit_id", "channel", "day"], ["n", "sum_s", "sum_s2"],
+                 [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+                  for (u, c, d), (y, n, s, s2) in sorted(daily.items())])
+    await add_to(session, channel_years, ["unit_id", "channel", "year"], ["n", "sum_s", "sum_s2"],
+                 [{"unit_id": u, "channel": c, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+                  for (u, c, y), (n, s, s2) in sorted(yearly.items())])
+
+
+async def add_to(session: AsyncSession, table: Table, key: list[str], summed: list[str],
+                 rows: list[dict[str, Any]]) -> None:
+    """Upsert rows that add their `summed` columns to the row of the same key (insert it when there is none).
+
+    On PostgreSQL one statement whatever the number of rows: each column travels as one array
+    (INSERT .. SELECT FROM unnest), so the statement is prepared once. The driver's executemany
+    would run the upsert once per row, and a multi-row VALUES list is a new statement for each
+    batch size. Rows must all have the same keys and be sorted by `key` (two instances then lock
+    in the same order).
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    if dialect_name(session) == "postgresql":
+        source = func.unnest(*[bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns]) \
+            .table_valued(*columns).render_derived()
+        pg = pg_insert(table).from_select(columns, select(*[source.c[c] for c in columns]))
+        stmt = pg.on_conflict_do_update(index_elements=key,
+                                        set_={c: table.c[c] + pg.excluded[c] for c in summed})
+        await session.execute(stmt, {c: [r[c] for r in rows] for c in columns})
+        return
     insert = insert_for(session)
-    for table, key, deltas in (
-            (channel_days, ["unit_id", "channel", "day"], values),
-            (channel_years, ["unit_id", "channel", "year"],
-             [{"unit_id": u, "channel": c, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-              for (u, c, y), (n, s, s2) in sorted(yearly.items())])):
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=key,
-            set_={"n": table.c.n + stmt.excluded.n, "sum_s": table.c.sum_s + stmt.excluded.sum_s,
-                  "sum_s2": table.c.sum_s2 + stmt.excluded.sum_s2})
-        await session.execute(stmt, deltas)
+    lite = insert(table)
+    await session.execute(lite.on_conflict_do_update(index_elements=key,
+                                                     set_={c: table.c[c] + lite.excluded[c] for c in summed}), rows)
 
 
 async def add_rating(session: AsyncSession, *, unit_id: str, channel: str, day: date, year: int,
@@ -158,13 +184,8 @@ async def add_survey_cells(session: AsyncSession, rows: Iterable[Mapping[str, An
     values = list(rows)
     if not values:
         return
-    insert = insert_for(session)
-    stmt = insert(survey_cells)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["year", "unit_id", "stratum"],
-        set_={"n": survey_cells.c.n + stmt.excluded.n, "sum_s": survey_cells.c.sum_s + stmt.excluded.sum_s,
-              "sum_s2": survey_cells.c.sum_s2 + stmt.excluded.sum_s2})
-    await session.execute(stmt, values)
+    await add_to(session, survey_cells, ["year", "unit_id", "stratum"], ["n", "sum_s", "sum_s2"],
+                 [dict(r) for r in values])
 
 
 async def put_target(session: AsyncSession, row: Mapping[str, Any]) -> None:
@@ -418,27 +439,12 @@ async def put_emitted(session: AsyncSession, year: int, rows: list[dict[str, Any
 
 async def add_complaints(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add per (unit, category, week) deltas of all items and negative ones (negative for a moved item)."""
-    values = list(rows)
-    if not values:
-        return
-    insert = insert_for(session)
-    stmt = insert(complaint_weeks)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["unit_id", "category_id", "week", "year"],
-        set_={"total": complaint_weeks.c.total + stmt.excluded.total,
-              "negative": complaint_weeks.c.negative + stmt.excluded.negative})
-    await session.execute(stmt, values)
+    await add_to(session, complaint_weeks, ["unit_id", "category_id", "week", "year"], ["total", "negative"],
+                 [dict(r) for r in rows])
 
 
 async def add_months(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
-    values = list(rows)
-    if not values:
-        return
-    insert = insert_for(session)
-    stmt = insert(feedback_months)
-    stmt = stmt.on_conflict_do_update(index_elements=["year", "month", "channel"],
-                                      set_={"n": feedback_months.c.n + stmt.excluded.n})
-    await session.execute(stmt, values)
+    await add_to(session, feedback_months, ["year", "month", "channel"], ["n"], [dict(r) for r in rows])
 
 
 async def put_target_point(session: AsyncSession, row: Mapping[str, Any]) -> None:
