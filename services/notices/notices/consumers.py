@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,15 +15,17 @@ from yardstick.consumer import BatchHandler, EventHandler, NotFound
 from yardstick.events import Envelope
 
 ONLINE = {"web", "mobile", "hotline", "face_to_face", "exhibit_hall", "open311"}
-COUNTED = {"feedback.received", "feedback.reassigned"}
+HANDLED = ("feedback.received", "feedback.reassigned", "target.progress", "target.status_changed")
 
 
 @dataclass
-class Counts:
-    """The daily counts some events add, summed per row before anything is written.
+class Changes:
+    """What some events change in the tables the detectors read, merged per row before anything is written.
 
-    Every touched row is kept, even when its sum is 0 (a move out and back): the rows the
-    per-event path would have created exist either way, and `first_data_day` reads them.
+    Counts add up, so a row's changes are summed; every touched row is kept, even when its sum
+    is 0 (a move out and back): the rows the events would have created one by one exist either
+    way, and `first_data_day` reads them. A target's status and a report's status are replaced,
+    so the last one read stands, as it would event by event.
     """
 
     # (subject kind, subject, day) -> (unit, ratings, satisfied ratings)
@@ -33,6 +35,9 @@ class Counts:
     items: dict[tuple[str, str, date], int] = field(default_factory=dict)
     # feedback id -> (unit, category, day, revision): the record with the highest revision stands
     negative_items: dict[str, tuple[str, str, date, int]] = field(default_factory=dict)
+    # target -> (unit, status, as of); (target, report date) -> status
+    target_states: dict[str, tuple[str, str, date | None]] = field(default_factory=dict)
+    target_reports: dict[tuple[str, date], str] = field(default_factory=dict)
 
     def rating(self, kind: str, subject_id: str, unit_id: str, day: date, satisfied: bool, sign: int = 1) -> None:
         key = (kind, subject_id, day)
@@ -59,97 +64,87 @@ class Counts:
         await repository.add_negatives(session, [(*k, n) for k, n in sorted(self.negatives.items())])
         await repository.add_category_items(session, [(*k, n) for k, n in sorted(self.items.items())])
         await repository.put_negative_items(session, [(f, *v) for f, v in sorted(self.negative_items.items())])
+        await repository.put_target_reports(session, [(*k, s) for k, s in sorted(self.target_reports.items())])
+        await repository.put_target_states(session, [(t, *v) for t, v in sorted(self.target_states.items())])
 
 
-def count(city: CityProfile, counts: Counts, envelope: Envelope) -> None:
-    """Add one feedback event's effect on the daily counts to `counts` (nothing is written yet).
+def collecting(city: CityProfile) -> Callable[[Changes, Envelope], None]:
+    """What one event changes, added to `changes` (nothing is written yet).
 
-    The one place that says what an item counts for: the per-event handlers and the batch
-    handler both write what this collects, so the two paths cannot disagree.
+    The one place that says what an event counts for: the per-event handlers and the batch
+    handler both write what this collects, so the two paths cannot disagree. The city's units
+    and time zone are read once here: the profile builds its set of units anew on every access.
     """
-    data = envelope.data
-    if isinstance(data, events.FeedbackReceived):
-        if data.unit_id not in city.unit_ids:
-            raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
-        day = _local_day(city, data.occurred_at)
-        if data.level is not None:
-            satisfied = data.level >= 4
-            if data.channel == "window" and data.window_id:
-                counts.rating("window", data.window_id, data.unit_id, day, satisfied)
-            elif data.channel in ONLINE:
-                counts.rating("unit", data.unit_id, data.unit_id, day, satisfied)
-        if data.category_id:
-            counts.category_item(data.unit_id, data.category_id, day)
-        if data.category_id and events.is_negative(data.level, data.has_text):
-            counts.negative(data.unit_id, data.category_id, day)
-            counts.negative_item(data.feedback_id, data.unit_id, data.category_id, day, 0)
-    elif isinstance(data, events.FeedbackReassigned):
-        # Counts move from one unit to the other whatever order the moves arrive in (they add up);
-        # which unit holds the item itself is decided by the revision.
-        day = _local_day(city, data.occurred_at)
-        if data.level is not None and data.channel in ONLINE:
-            for unit, sign in ((data.from_unit_id, -1), (data.unit_id, 1)):
-                counts.rating("unit", unit, unit, day, data.level >= 4, sign)
-        if data.category_id and events.is_negative(data.level, True):
-            counts.negative(data.from_unit_id, data.category_id, day, -1)
-            counts.negative(data.unit_id, data.category_id, day)
-            counts.negative_item(data.feedback_id, data.unit_id, data.category_id, day, data.revision)
-        if data.category_id:
-            counts.category_item(data.from_unit_id, data.category_id, day, -1)
-            counts.category_item(data.unit_id, data.category_id, day)
+    units = city.unit_ids
+    zone = city.timezone
 
+    def collect(changes: Changes, envelope: Envelope) -> None:
+        data = envelope.data
+        if isinstance(data, events.FeedbackReceived):
+            if data.unit_id not in units:
+                raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
+            day = data.occurred_at.astimezone(zone).date()
+            if data.level is not None:
+                satisfied = data.level >= 4
+                if data.channel == "window" and data.window_id:
+                    changes.rating("window", data.window_id, data.unit_id, day, satisfied)
+                elif data.channel in ONLINE:
+                    changes.rating("unit", data.unit_id, data.unit_id, day, satisfied)
+            if data.category_id:
+                changes.category_item(data.unit_id, data.category_id, day)
+            if data.category_id and events.is_negative(data.level, data.has_text):
+                changes.negative(data.unit_id, data.category_id, day)
+                changes.negative_item(data.feedback_id, data.unit_id, data.category_id, day, 0)
+        elif isinstance(data, events.FeedbackReassigned):
+            # Counts move from one unit to the other whatever order the moves arrive in (they add up);
+            # which unit holds the item itself is decided by the revision.
+            day = data.occurred_at.astimezone(zone).date()
+            if data.level is not None and data.channel in ONLINE:
+                for unit, sign in ((data.from_unit_id, -1), (data.unit_id, 1)):
+                    changes.rating("unit", unit, unit, day, data.level >= 4, sign)
+            if data.category_id and events.is_negative(data.level, True):
+                changes.negative(data.from_unit_id, data.category_id, day, -1)
+                changes.negative(data.unit_id, data.category_id, day)
+                changes.negative_item(data.feedback_id, data.unit_id, data.category_id, day, data.revision)
+            if data.category_id:
+                changes.category_item(data.from_unit_id, data.category_id, day, -1)
+                changes.category_item(data.unit_id, data.category_id, day)
+        elif isinstance(data, events.TargetProgress):
+            # A correction replaces the status of that report date; the latest status follows the tracker.
+            changes.target_reports[(data.target_id, data.date)] = data.status
+            changes.target_states[data.target_id] = (data.unit_id, data.status, data.date)
+        elif isinstance(data, events.TargetStatusChanged):
+            changes.target_states[data.target_id] = (data.unit_id, data.status, data.as_of)
 
-def _local_day(city: CityProfile, moment: datetime) -> date:
-    return moment.astimezone(city.timezone).date()
+    return collect
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
     """One event at a time (the consumer's fallback when a batch fails, and the tests' way in)."""
+    collect = collecting(city)
 
-    async def feedback(session: AsyncSession, envelope: Envelope) -> None:
-        counts = Counts()
-        count(city, counts, envelope)
-        await counts.write(session)
+    async def handle(session: AsyncSession, envelope: Envelope) -> None:
+        changes = Changes()
+        collect(changes, envelope)
+        await changes.write(session)
 
-    async def target_progress(session: AsyncSession, envelope: Envelope) -> None:
-        data = envelope.data
-        assert isinstance(data, events.TargetProgress)
-        # A correction replaces the status of that report date; the latest status follows the tracker.
-        await repository.set_target_report(session, target_id=data.target_id, day=data.date, status=data.status)
-        await repository.set_target_status(session, target_id=data.target_id, unit_id=data.unit_id,
-                                           status=data.status, as_of=data.date)
-
-    async def target_status_changed(session: AsyncSession, envelope: Envelope) -> None:
-        data = envelope.data
-        assert isinstance(data, events.TargetStatusChanged)
-        await repository.set_target_status(session, target_id=data.target_id, unit_id=data.unit_id,
-                                           status=data.status, as_of=data.as_of)
-
-    return {"feedback.received": feedback, "feedback.reassigned": feedback,
-            "target.progress": target_progress, "target.status_changed": target_status_changed}
+    return dict.fromkeys(HANDLED, handle)
 
 
 def batch_handler(city: CityProfile) -> BatchHandler:
     """A poll's new events at once (yardstick.consumer.BatchHandler), in the consumer's one transaction.
 
-    Feedback events are summed in memory into one delta per (subject, day) and (unit, category,
-    day) and written with one multi-row upsert per table, instead of a statement per event on the
-    same few hot rows; the rare target events keep their handlers, in order. An event for a unit
-    outside the city profile raises NotFound before anything is written, so the consumer applies
-    the poll one event at a time and dead-letters that one alone.
+    The events' changes are merged in memory into one per row and written with one multi-row
+    upsert per table, instead of a statement per event on the same few hot rows. An event for a
+    unit outside the city profile raises NotFound before anything is written, so the consumer
+    applies the poll one event at a time and dead-letters that one alone.
     """
-    table = handlers(city)
+    collect = collecting(city)
 
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-        counts = Counts()
-        others: list[Envelope] = []
+        changes = Changes()
         for envelope in envelopes:
-            if envelope.type in COUNTED:
-                count(city, counts, envelope)
-            elif envelope.type in table:
-                others.append(envelope)
-        await counts.write(session)
-        for envelope in others:
-            await table[envelope.type](session, envelope)
+            collect(changes, envelope)
+        await changes.write(session)
 
     return handle

@@ -44,27 +44,30 @@ async def rating_totals(session: AsyncSession, kind: str, subject_id: str) -> tu
 # ----- state from events -------------------------------------------------------------
 
 
-# One statement per table for a whole poll's counts. On PostgreSQL the rows travel as one array
+# One statement per table for a whole poll's changes. On PostgreSQL the rows travel as one array
 # per column through unnest (a handful of parameters, prepared once); SQLite takes the same upsert
-# as executemany. Each key appears once (the caller sums per key): PostgreSQL refuses to update a
+# as executemany. Each key appears once (the caller merges per key): PostgreSQL refuses to update a
 # row twice in one statement.
 
 RatingRow = tuple[str, str, date, str, int, int]  # subject kind, subject, day, unit, ratings, satisfied
 CellRow = tuple[str, str, date, int]  # unit, category, day, count
 ItemRow = tuple[str, str, str, date, int]  # feedback id, unit, category, day, revision
+TargetStateRow = tuple[str, str, str, date | None]  # target, unit, status, as of
+TargetReportRow = tuple[str, date, str]  # target, report date, status
 
 
 async def add_ratings(session: AsyncSession, rows: Sequence[RatingRow]) -> None:
-    await _add(session, rating_days, ["subject_kind", "subject_id", "day", "unit_id", "n", "satisfied"], rows,
-               keys=3, added=["n", "satisfied"])
+    await _upsert(session, rating_days, ["subject_kind", "subject_id", "day", "unit_id", "n", "satisfied"], rows,
+                  keys=3, added=["n", "satisfied"])
 
 
 async def add_negatives(session: AsyncSession, rows: Sequence[CellRow]) -> None:
-    await _add(session, negative_days, ["unit_id", "category_id", "day", "count"], rows, keys=3, added=["count"])
+    await _upsert(session, negative_days, ["unit_id", "category_id", "day", "count"], rows, keys=3,
+                  added=["count"])
 
 
 async def add_category_items(session: AsyncSession, rows: Sequence[CellRow]) -> None:
-    await _add(session, category_days, ["unit_id", "category_id", "day", "n"], rows, keys=3, added=["n"])
+    await _upsert(session, category_days, ["unit_id", "category_id", "day", "n"], rows, keys=3, added=["n"])
 
 
 async def put_negative_items(session: AsyncSession, rows: Sequence[ItemRow]) -> None:
@@ -73,34 +76,36 @@ async def put_negative_items(session: AsyncSession, rows: Sequence[ItemRow]) -> 
     A reassignment travels under its new unit's key, so it may be read before the item itself or
     before an earlier reassignment: the revision, not the order of arrival, decides.
     """
-    columns = ["feedback_id", "unit_id", "category_id", "day", "revision"]
+    await _upsert(session, negative_items, ["feedback_id", "unit_id", "category_id", "day", "revision"], rows,
+                  keys=1, replaced=["unit_id", "category_id", "revision"], unless_lower="revision")
+
+
+async def put_target_states(session: AsyncSession, rows: Sequence[TargetStateRow]) -> None:
+    await _upsert(session, target_states, ["target_id", "unit_id", "status", "as_of"], rows, keys=1,
+                  replaced=["unit_id", "status", "as_of"])
+
+
+async def put_target_reports(session: AsyncSession, rows: Sequence[TargetReportRow]) -> None:
+    await _upsert(session, target_reports, ["target_id", "day", "status"], rows, keys=2, replaced=["status"])
+
+
+async def _upsert(session: AsyncSession, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]], *,
+                  keys: int, added: Sequence[str] = (), replaced: Sequence[str] = (),
+                  unless_lower: str | None = None) -> None:
+    """Insert each row; where its key (the first `keys` columns) exists, add the `added` columns to the
+    stored ones and overwrite the `replaced` ones (with `unless_lower`, only where the stored value of
+    that column is lower than the row's)."""
     if not rows:
         return
     if dialect_name(session) == "postgresql":
-        sql = _pg_sql(negative_items, columns, keys=1, added=[], replaced=["unit_id", "category_id", "revision"],
-                      where='"negative_items"."revision" < EXCLUDED."revision"')
-        await session.execute(text(sql), _arrays(columns, rows))
-        return
-    stmt = sqlite_insert(negative_items)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["feedback_id"],
-        set_={"unit_id": stmt.excluded.unit_id, "category_id": stmt.excluded.category_id,
-              "revision": stmt.excluded.revision},
-        where=negative_items.c.revision < stmt.excluded.revision)
-    await session.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
-
-
-async def _add(session: AsyncSession, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]], *,
-               keys: int, added: list[str]) -> None:
-    """Insert each row, or add its `added` columns to the row already there (the first `keys` columns)."""
-    if not rows:
-        return
-    if dialect_name(session) == "postgresql":
-        await session.execute(text(_pg_sql(table, columns, keys=keys, added=added)), _arrays(columns, rows))
+        sql = _pg_sql(table, columns, keys=keys, added=added, replaced=replaced, unless_lower=unless_lower)
+        await session.execute(text(sql), {c: [row[i] for row in rows] for i, c in enumerate(columns)})
         return
     stmt = sqlite_insert(table)
-    stmt = stmt.on_conflict_do_update(index_elements=columns[:keys],
-                                      set_={c: table.c[c] + stmt.excluded[c] for c in added})
+    sets = {c: table.c[c] + stmt.excluded[c] for c in added} | {c: stmt.excluded[c] for c in replaced}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=columns[:keys], set_=sets,
+        where=None if unless_lower is None else table.c[unless_lower] < stmt.excluded[unless_lower])
     await session.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
@@ -108,38 +113,22 @@ _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _PG_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-def _pg_sql(table: Table, columns: list[str], *, keys: int, added: list[str], replaced: Sequence[str] = (),
-            where: str | None = None) -> str:
-    key = (table.name, tuple(columns))
-    sql = _PG_SQL.get(key)
+def _pg_sql(table: Table, columns: list[str], *, keys: int, added: Sequence[str], replaced: Sequence[str],
+            unless_lower: str | None) -> str:
+    sql = _PG_SQL.get((table.name, tuple(columns)))
     if sql is None:
+        def quoted(names: Sequence[str]) -> str:
+            return ", ".join(f'"{c}"' for c in names)
+
         arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=_PG)}[])" for c in columns)
         sets = [f'"{c}" = "{table.name}"."{c}" + EXCLUDED."{c}"' for c in added]
         sets += [f'"{c}" = EXCLUDED."{c}"' for c in replaced]
-        sql = (f'INSERT INTO "{table.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) '
-               f"SELECT * FROM unnest({arrays}) "
-               f'ON CONFLICT ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns[:keys])}) '
-               f"DO UPDATE SET {', '.join(sets)}" + (f" WHERE {where}" if where else ""))
-        _PG_SQL[key] = sql
+        sql = (f'INSERT INTO "{table.name}" ({quoted(columns)}) SELECT * FROM unnest({arrays}) '
+               f"ON CONFLICT ({quoted(columns[:keys])}) DO UPDATE SET {', '.join(sets)}")
+        if unless_lower is not None:
+            sql += f' WHERE "{table.name}"."{unless_lower}" < EXCLUDED."{unless_lower}"'
+        _PG_SQL[(table.name, tuple(columns))] = sql
     return sql
-
-
-def _arrays(columns: list[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    return {c: [row[i] for row in rows] for i, c in enumerate(columns)}
-
-
-async def set_target_status(session: AsyncSession, *, target_id: str, unit_id: str, status: str,
-                            as_of: date | None) -> None:
-    stmt = _insert(session)(target_states).values(target_id=target_id, unit_id=unit_id, status=status, as_of=as_of)
-    stmt = stmt.on_conflict_do_update(index_elements=["target_id"],
-                                      set_={"unit_id": unit_id, "status": status, "as_of": as_of})
-    await session.execute(stmt)
-
-
-async def set_target_report(session: AsyncSession, *, target_id: str, day: date, status: str) -> None:
-    stmt = _insert(session)(target_reports).values(target_id=target_id, day=day, status=status)
-    stmt = stmt.on_conflict_do_update(index_elements=["target_id", "day"], set_={"status": status})
-    await session.execute(stmt)
 
 
 # ----- what the detectors read -------------------------------------------------------
