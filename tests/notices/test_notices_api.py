@@ -255,3 +255,29 @@ async def test_a_replay_of_the_same_events_raises_notices_on_the_same_cells(
     assert live, "the scenario must raise something to compare"
     replayed = await cells("replay", list(reversed(history)) + history[:5])
     assert replayed == live
+
+
+async def test_live_evaluation_runs_while_events_never_pause(tmp_path: Path, city: CityProfile) -> None:
+    """A steady stream of events leaves no quiet debounce_s: evaluation still runs within evaluate_within_s."""
+    settings = NoticesSettings(data_dir=tmp_path, bus="memory", auth_secret=SECRET, daily_sweep=False,
+                               debounce_s=0.4, evaluate_within_s=1.0)
+    bus = MemoryBus(retry_s=0.02)
+    app = create_app(settings, bus=bus, city=city)
+    evaluator = app.state.evaluator
+    async with app.router.lifespan_context(app):
+        await bus.start()
+        window = city.windows[0]
+        started = asyncio.get_running_loop().time()
+        for i in range(80):  # an event every 0.05 s (or slower) for 4 s
+            moment = datetime.now(UTC)
+            await bus.publish([encode(Envelope.of(events.FeedbackReceived(
+                feedback_id=f"k{i}", unit_id=window.unit, channel="window", occurred_at=moment, year=moment.year,
+                level=5, window_id=window.id), source="feedback-intake", key=window.unit))])
+            await asyncio.sleep(0.05)
+        elapsed = asyncio.get_running_loop().time() - started
+        consumer = app.state.runtime.consumers[0]
+        during = evaluator.evaluations
+        await bus.stop()
+    assert consumer.applied >= 50
+    # Once every evaluate_within_s (plus the pass itself), where plain debouncing would not have run at all.
+    assert during >= 2, (during, elapsed)

@@ -22,6 +22,8 @@ class NoticesSettings(ServiceSettings):
     calendar: dict[int, HolidayYear] = Field(default_factory=lambda: dict(DEFAULT_CALENDAR))
     # Live evaluation waits this long after the last event before it runs (debounce).
     debounce_s: float = 3.0
+    # ... but no longer than this after the first event it has not evaluated (events may never pause).
+    evaluate_within_s: float = 30.0
     # Switches for the background loops (tests drive evaluation themselves, with an injected day).
     live_evaluation: bool = True
     daily_sweep: bool = True

@@ -50,13 +50,17 @@ class Evaluator:
                                        today=self.today(now).date(), now=now, catchup_days=self.settings.catchup_days)
 
     async def live_loop(self) -> None:
+        clock = asyncio.get_running_loop().time
         while True:
             await self.dirty.wait()
-            # Debounce: wait until events stop arriving for debounce_s, then evaluate once.
+            # Debounce: wait until events stop arriving for debounce_s, then evaluate once. Kiosks at
+            # every window leave no quiet debounce_s on a working day, so no later than evaluate_within_s
+            # after the first event not yet evaluated (the events since then wait for the next pass).
+            deadline = clock() + self.settings.evaluate_within_s
             while True:
                 self.dirty.clear()
-                await asyncio.sleep(self.settings.debounce_s)
-                if not self.dirty.is_set():
+                await asyncio.sleep(max(0.0, min(self.settings.debounce_s, deadline - clock())))
+                if not self.dirty.is_set() or clock() >= deadline:
                     break
             try:
                 if await self.evaluate_now() is None:
