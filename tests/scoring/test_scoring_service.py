@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -273,3 +274,79 @@ async def test_scorecard_updated_at_most_once_a_second_per_unit(system: Any, tok
     for unit_id, envelopes in sent.items():
         gaps = [(b.time - a.time).total_seconds() for a, b in itertools.pairwise(envelopes)]
         assert all(g >= 1.0 for g in gaps), (unit_id, gaps)
+
+
+async def test_a_ratings_only_pass_keeps_the_other_inputs_and_any_other_change_reloads_them(
+        system: Any, token: Any, eventually: Any, year: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ratings bump the year's version only; a survey (like any other input) bumps its inputs version as well."""
+    from scoring import repository
+
+    commission = auth(token("commission"))
+    reads: list[int] = []
+    original = repository.grades_of
+
+    async def counted(session: Any, y: int) -> Any:
+        reads.append(y)
+        return await original(session, y)
+
+    monkeypatch.setattr(repository, "grades_of", counted)
+    moment = datetime.now(UTC) - timedelta(minutes=1)
+    await publish(system, events.FeedbackReceived(feedback_id=str(uuid.uuid4()), unit_id=UNIT, channel="web",
+                                                  occurred_at=moment, year=year, level=5))
+    await settled(system, eventually)
+    loaded = len(reads)
+    assert loaded >= 1  # the first pass of the year read everything
+    for level in (1, 2, 3):
+        await publish(system, events.FeedbackReceived(feedback_id=str(uuid.uuid4()), unit_id=UNIT, channel="web",
+                                                      occurred_at=moment, year=year, level=level))
+        await settled(system, eventually)
+    card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert card["public"]["channels"]["online"]["n"] == 4
+    assert len(reads) == loaded  # ratings only: the passes read the ratings again, nothing else
+    assert card["public"]["channels"]["survey"]["n"] == 0
+    await publish(system, events.SurveyDefined(survey_id="s9", year=year, title="Survey",
+                                               strata=[events.Stratum(id="x", population=100)]),
+                  events.SurveyResponse(survey_id="s9", year=year, respondent_id="r1", stratum="x",
+                                        ratings={UNIT: 5}), key="s9")
+    await settled(system, eventually)
+    card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+    assert card["public"]["channels"]["survey"]["n"] == 1
+    assert len(reads) > loaded
+
+
+async def test_the_recompute_loop_runs_a_pass_as_soon_as_it_is_woken_and_rests_between_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle, a wake-up starts a pass at once; under a stream of wake-ups passes rest as long as the last one took."""
+    runtime: Any = SimpleNamespace(service="scoring")  # the loop hands it to the pass, which is stood in for
+    loop = asyncio.get_running_loop()
+    passes: list[tuple[float, float]] = []
+
+    async def slow_pass(given: Any, **_kwargs: Any) -> list[int]:
+        assert given is runtime
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        passes.append((started, loop.time()))
+        return []
+
+    monkeypatch.setattr(service, "refresh", slow_pass)
+    wake = asyncio.Event()
+    task = asyncio.create_task(service.refresher(runtime, wake, min_gap_s=0.05, poll_s=60))
+    try:
+        await asyncio.sleep(0.1)
+        woken = loop.time()
+        wake.set()
+        await asyncio.sleep(0.1)
+        assert passes == [] and not wake.is_set()  # cleared when the pass started
+        await asyncio.sleep(0.2)
+        assert len(passes) == 1 and passes[0][0] - woken < 0.15
+        for _ in range(8):  # a batch every 0.1 s
+            wake.set()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    rests = [b[0] - a[1] for a, b in itertools.pairwise(passes)]
+    assert len(passes) >= 3 and all(r >= 0.2 - 0.01 for r in rests), rests  # at least as long as a pass
+    assert all(r < 0.35 for r in rests), rests  # not twice a pass, as before: the next batch's pass follows

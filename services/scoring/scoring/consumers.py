@@ -245,7 +245,7 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], cit
             year = data.year
             status = statuses.get(year)
             if status is None:
-                status = statuses[year] = await repository.touch_year(session, year)
+                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
             if status == "final":
                 await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
                 continue
@@ -271,7 +271,7 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], cit
             year = data.year
             status = statuses.get(year)
             if status is None:
-                status = statuses[year] = await repository.touch_year(session, year)
+                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
             if status == "final":
                 await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
                 continue

@@ -176,6 +176,9 @@ years = Table(
     # The version (and local day) the precomputed scorecards were computed from; reads never recompute.
     Column("computed_version", Integer, nullable=False, server_default="0"),
     Column("computed_on", Date, nullable=True),
+    # Bumped with the version by every change but ratings: a pass that finds it unchanged reads the
+    # ratings again and keeps the other inputs (targets, survey, grades, ...) it read before.
+    Column("inputs_version", Integer, nullable=False, server_default="0"),
     Column("status", String(20), nullable=False, server_default="live"),
     Column("draft_at", DateTime(timezone=True), nullable=True),
     Column("finalized_at", DateTime(timezone=True), nullable=True),

@@ -43,15 +43,19 @@ from yardstick.db import dialect_name, insert_for, try_xact_lock, xact_lock
 # --- years ---------------------------------------------------------------------------------
 
 
-async def touch_year(session: AsyncSession, year: int) -> str:
+async def touch_year(session: AsyncSession, year: int, *, ratings_only: bool = False) -> str:
     """Bump the year's version (every instance's cache sees the change) and return its status.
 
     The upsert takes the year's row lock, so a finalize and an event of the same year never
-    interleave: whichever comes second sees the other's outcome.
+    interleave: whichever comes second sees the other's outcome. A change of anything but
+    ratings bumps inputs_version too (a recompute then reads every input again).
     """
     insert = insert_for(session)
-    stmt = insert(years).values(year=year, version=1, emitted_version=0, status="live")
-    stmt = stmt.on_conflict_do_update(index_elements=["year"], set_={"version": years.c.version + 1})
+    stmt = insert(years).values(year=year, version=1, emitted_version=0, status="live", inputs_version=1)
+    bump: dict[str, Any] = {"version": years.c.version + 1}
+    if not ratings_only:
+        bump["inputs_version"] = years.c.inputs_version + 1
+    stmt = stmt.on_conflict_do_update(index_elements=["year"], set_=bump)
     status = (await session.execute(stmt.returning(years.c.status))).scalar_one()
     return str(status)
 
@@ -59,6 +63,12 @@ async def touch_year(session: AsyncSession, year: int) -> str:
 async def year_row(session: AsyncSession, year: int) -> dict[str, Any] | None:
     row = (await session.execute(select(years).where(years.c.year == year))).mappings().first()
     return dict(row) if row else None
+
+
+async def lock_year(session: AsyncSession, year: int) -> str | None:
+    """Take the year's row lock until commit, as touch_year does; its status (None: no such year)."""
+    status = (await session.execute(select(years.c.status).where(years.c.year == year).with_for_update())).scalar()
+    return None if status is None else str(status)
 
 
 async def set_year(session: AsyncSession, year: int, **values: Any) -> None:
@@ -70,11 +80,12 @@ async def year_versions(session: AsyncSession) -> list[tuple[int, int, int, str]
     return [(int(y), int(v), int(e), str(s)) for y, v, e, s in rows]
 
 
-async def compute_states(session: AsyncSession) -> list[tuple[int, int, int, str, date | None]]:
-    """Per year: version, the version its stored scorecards were computed from, status, and their day."""
+async def compute_states(session: AsyncSession) -> list[tuple[int, int, int, str, date | None, int]]:
+    """Per year: version, the version its stored scorecards were computed from, status, their day, inputs version."""
     y = years.c
-    rows = await session.execute(select(y.year, y.version, y.computed_version, y.status, y.computed_on))
-    return [(int(a), int(v), int(c), str(s), on) for a, v, c, s, on in rows]
+    rows = await session.execute(select(y.year, y.version, y.computed_version, y.status, y.computed_on,
+                                        y.inputs_version))
+    return [(int(a), int(v), int(c), str(s), on, int(i)) for a, v, c, s, on, i in rows]
 
 
 async def lock_recompute(session: AsyncSession) -> bool:

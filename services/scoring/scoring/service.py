@@ -49,12 +49,23 @@ async def config_of(session: AsyncSession, year: int) -> method.Config:
 
 async def load_inputs(session: AsyncSession, year: int, as_of: date) -> dict[str, Any]:
     """The year's inputs in canonical form: plain JSON, what a final scorecard's digest covers."""
-    config = await config_of(session, year)
-    channels = await repository.channel_sums(session, year)
-    cells = await repository.survey_cells_of(session, year)
-    grades = await repository.grades_of(session, year)
-    projects = await repository.projects_of(session, year)
-    adjustments = await repository.adjustments_of(session, year)
+    return assemble_inputs(year, as_of, await repository.channel_sums(session, year),
+                           await load_other_inputs(session, year, as_of))
+
+
+async def load_other_inputs(session: AsyncSession, year: int, as_of: date) -> dict[str, Any]:
+    """Every input but the ratings, as the repository reads them (a pass may keep them: see refresh)."""
+    return {"config": await config_of(session, year), "cells": await repository.survey_cells_of(session, year),
+            "grades": await repository.grades_of(session, year),
+            "projects": await repository.projects_of(session, year),
+            "adjustments": await repository.adjustments_of(session, year),
+            "targets": await repository.targets_of(session, year, as_of),
+            "strata": await repository.survey_strata_of(session, year)}
+
+
+def assemble_inputs(year: int, as_of: date, channels: dict[str, dict[str, tuple[int, float, float]]],
+                    other: dict[str, Any]) -> dict[str, Any]:
+    """The canonical inputs from the ratings and the other inputs (which it leaves as they are)."""
     units: dict[str, dict[str, Any]] = {}
 
     def unit(u: str) -> dict[str, Any]:
@@ -63,19 +74,18 @@ async def load_inputs(session: AsyncSession, year: int, as_of: date) -> dict[str
 
     for u, by_channel in channels.items():
         unit(u)["channels"] = {c: list(v) for c, v in sorted(by_channel.items())}
-    for u, by_stratum in cells.items():
+    for u, by_stratum in other["cells"].items():
         unit(u)["survey"] = {h: list(v) for h, v in sorted(by_stratum.items())}
-    for t in sorted(await repository.targets_of(session, year, as_of), key=lambda t: str(t["target_id"])):
+    for t in sorted(other["targets"], key=lambda t: str(t["target_id"])):
         unit(t["unit_id"])["targets"].append({k: v for k, v in t.items() if k != "unit_id"})
-    for u, marks in grades.items():
+    for u, marks in other["grades"].items():
         unit(u)["grades"] = sorted(marks)
-    for u, by_project in projects.items():
+    for u, by_project in other["projects"].items():
         unit(u)["projects"] = {p: sorted(m) for p, m in sorted(by_project.items())}
-    for u, rows in adjustments.items():
+    for u, rows in other["adjustments"].items():
         unit(u)["adjustments"] = [list(r) for r in rows]
-    strata = await repository.survey_strata_of(session, year)
-    return {"year": year, "as_of": as_of.isoformat(), "config": config.as_dict(),
-            "strata": {h: list(v) for h, v in sorted(strata.items())},
+    return {"year": year, "as_of": as_of.isoformat(), "config": other["config"].as_dict(),
+            "strata": {h: list(v) for h, v in sorted(other["strata"].items())},
             "units": dict(sorted(units.items()))}
 
 
@@ -128,7 +138,7 @@ def groups_of(runtime: ServiceRuntime) -> dict[str, str]:
 # --- precomputed scorecards -------------------------------------------------------------------
 
 
-async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: bool = False) -> list[int]:
+async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: bool = False) -> list[int] | None:
     """One pass: recompute every live year whose aggregates (or day) moved since its scorecards were computed.
 
     The city-wide means move with every rating, so a pass computes all of a year's scorecards
@@ -136,22 +146,30 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
     instance at a time computes (an advisory lock on PostgreSQL): another instance skips the
     pass (`wait` False, the background loop) or waits for it (an API write that must read its
     own change). Inputs are read on a second session, so on SQLite the writing transaction
-    starts with its first write. Returns the years recomputed.
+    starts with its first write. Returns the years recomputed, None when another instance
+    held the lock (its pass may have started before this instance's latest events).
     """
     as_of = today(runtime)
     groups = groups_of(runtime)
     done: list[int] = []
+    kept = _OTHER_INPUTS.setdefault(runtime, {})
     async with runtime.transaction() as session:
         if wait:
             await repository.wait_recompute_lock(session)
         elif not await repository.lock_recompute(session):
-            return done
+            return None
         async with runtime.sessions() as reader:
-            states = await repository.compute_states(reader)
-            stale = [(y, v) for y, v, computed, status, on in states
-                     if status != "final" and (only is None or y == only) and (v != computed or on != as_of)]
-            # The version is read before the inputs: what they hold is at least that version.
-            computed_cards = [(y, v, compute(groups, await load_inputs(reader, y, as_of))) for y, v in stale]
+            computed_cards = []
+            for y, v, computed, status, on, inputs_version in await repository.compute_states(reader):
+                if status == "final" or (only is not None and y != only) or (v == computed and on == as_of):
+                    continue
+                # The versions are read before the inputs: what they hold is at least those versions.
+                # Only ratings moved since the other inputs were read: those are kept (a tenth of the queries).
+                key = (inputs_version, as_of)
+                if y not in kept or kept[y][0] != key:
+                    kept[y] = (key, await load_other_inputs(reader, y, as_of))
+                inputs = assemble_inputs(y, as_of, await repository.channel_sums(reader, y), kept[y][1])
+                computed_cards.append((y, v, compute(groups, inputs)))
         for year, version, cards in computed_cards:
             await repository.put_scorecards(session, year, cards)
             await repository.set_year(session, year, computed_version=version, computed_on=as_of)
@@ -159,11 +177,16 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
     return done
 
 
+# Per runtime and year, the inputs other than ratings a pass read, with the (inputs version, day) they are of.
+_OTHER_INPUTS: weakref.WeakKeyDictionary[ServiceRuntime, dict[int, tuple[tuple[int, date], dict[str, Any]]]] = \
+    weakref.WeakKeyDictionary()
+
+
 async def behind(runtime: ServiceRuntime) -> list[int]:
     """Live years whose stored scorecards do not yet include everything applied (for at most a second)."""
     as_of = today(runtime)
     async with runtime.sessions() as session:
-        return [y for y, v, computed, status, on in await repository.compute_states(session)
+        return [y for y, v, computed, status, on, _i in await repository.compute_states(session)
                 if status != "final" and (v != computed or on != as_of)]
 
 
@@ -171,22 +194,30 @@ async def refresher(runtime: ServiceRuntime, wake: asyncio.Event, *, min_gap_s: 
                     poll_s: float) -> None:
     """The background loop: a pass when woken (an applied batch) or every poll_s (another instance's events).
 
-    Debounced: passes are at least min_gap_s apart, and twice as far apart as the last one
-    took, so a stream of events costs a few passes a second and at most a third of the CPU;
-    a change is in the stored scorecards within four passes' time (0.4 s for 100 ms passes).
+    A wake-up finds the loop idle and the pass starts at once, or finds it resting after a pass
+    and the next one starts when the rest is over: at least min_gap_s, and as long as the last
+    pass took, so under a steady stream the recompute takes at most half of a core and the
+    batches that arrive meanwhile share one pass. An event is in the stored scorecards within
+    about three passes' time (the pass it just missed, the rest, its own). The wake-up is
+    cleared just before a pass reads its inputs: a batch committed after that wakes the loop
+    again. A pass skipped because another instance held the lock is tried again after the
+    rest, until one includes what this instance applied.
     """
     loop = asyncio.get_running_loop()
+    ready_at = loop.time()  # when the rest after the last pass is over
     while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=poll_s)
+        await asyncio.sleep(max(0.0, ready_at - loop.time()))
+        wake.clear()
         started = loop.time()
         try:
-            await refresh(runtime)
+            if await refresh(runtime) is None:
+                wake.set()  # another instance's pass may not include our batches: try again after the rest
         except Exception:
             log.exception("scorecard recompute failed; retrying", extra={"service": runtime.service})
-        gap = max(min_gap_s, 2 * (loop.time() - started))
-        await asyncio.sleep(gap)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, poll_s - gap))
-        wake.clear()
+        finished = loop.time()
+        ready_at = finished + max(min_gap_s, finished - started)
 
 
 @dataclass
@@ -539,13 +570,17 @@ async def emit_updates(runtime: ServiceRuntime, *, min_interval_s: float = 1.0) 
     sent = 0
     async with runtime.sessions() as session:
         emitted_versions = {y: e for y, _v, e, _s in await repository.year_versions(session)}
-        pending = [(y, computed) for y, _v, computed, status, _on in await repository.compute_states(session)
+        pending = [(y, computed) for y, _v, computed, status, _on, _i in await repository.compute_states(session)
                    if computed and computed != emitted_versions.get(y) and status != "final"]
     for year, version in pending:
         cards = await scorecards(runtime, year)
         async with runtime.transaction() as session:
             if not await repository.lock_emitter(session):
                 return sent
+            # The year's row before the outbox's key locks, in the order a finalize or a draft takes
+            # them (touch_year, then emit): the other order deadlocked with a finalize.
+            if await repository.lock_year(session, year) in (None, "final"):
+                continue
             before = await repository.emitted_of(session, year)
             moment = now()
             rows: list[dict[str, Any]] = []
