@@ -1,6 +1,6 @@
 """Benchmark of feedback-intake over HTTP into PostgreSQL + Kafka, beside a bare FastAPI endpoint.
 
-Run: .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32]
+Run: .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32] [--only ratings,feedback,survey] [--profile]
 Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
 (YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
 The service runs as a real `yardstick serve` process on a fresh database and topic prefix; the bare
@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from e2e import profile_report, profile_start  # bench/ is the script's own directory
 
 from yardstick import auth
 from yardstick.city import default_city_path, load_city
@@ -36,11 +37,17 @@ SERVICE_PORT, BARE_PORT = 18291, 18292
 CITY = load_city(default_city_path())
 
 BARE_APP = textwrap.dedent('''
+    import uuid
     from typing import Any
     from fastapi import FastAPI
     from pydantic import ValidationError
-    from feedback_intake.schemas import RatingBatch, RatingItem
+    from feedback_intake.schemas import FeedbackIn, FeedbackReceipt, RatingBatch, RatingItem
     app = FastAPI()
+
+    @app.post("/v1/feedback", status_code=201, response_model=FeedbackReceipt)
+    async def feedback(body: FeedbackIn) -> FeedbackReceipt:
+        return FeedbackReceipt(id=str(uuid.uuid4()), tracking_code="BENCH0000000", unit_id=body.unit_id,
+                               category_id="uncategorised")
 
     @app.post("/v1/ratings", status_code=202)
     async def ratings(body: RatingBatch) -> dict[str, Any]:
@@ -113,7 +120,7 @@ async def _database(admin: str, statement: str) -> None:
         await conn.close()
 
 
-def main(seconds: float, concurrency: int, households: int) -> None:
+def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool) -> None:
     """Processes are started and stopped here, outside the event loop that drives the load."""
     admin = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                            "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
@@ -139,7 +146,7 @@ def main(seconds: float, concurrency: int, households: int) -> None:
     try:
         wait_ready(f"http://127.0.0.1:{SERVICE_PORT}/readyz", service)
         wait_ready(f"http://127.0.0.1:{BARE_PORT}/docs", bare)
-        asyncio.run(measure(secret, seconds, concurrency, households))
+        asyncio.run(measure(secret, seconds, concurrency, households, only, service.pid, bare.pid, profile))
         print(f"intake process max RSS: {rss_mib(service.pid):.0f} MiB")
     finally:
         for proc in (service, bare):
@@ -149,10 +156,29 @@ def main(seconds: float, concurrency: int, households: int) -> None:
         asyncio.run(_database(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def measure(secret: str, seconds: float, concurrency: int, households: int) -> None:
+async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],
+                  service_pid: int, bare_pid: int, profile: bool) -> None:
     windows = list(CITY.windows)
     tokens = [auth.issue(secret, role="kiosk", window_id=w.id, subject=f"bench-{w.id}")[0] for w in windows]
     start = datetime.now(UTC) - timedelta(days=20)
+    service = f"http://127.0.0.1:{SERVICE_PORT}"
+
+    async def phase(name: str, url: str, make: Callable[[int], dict[str, Any]], expect: int,
+                    per_request: int = 1, bare: bool = False) -> float:
+        """One closed-loop load; with --profile, py-spy samples the service meanwhile."""
+        out = Path(f"/tmp/bench_intake_{os.getpid()}_{len(name)}.txt")
+        spy = profile_start(service_pid, seconds, out) if profile and not bare else None
+        pid = bare_pid if bare else service_pid
+        cpu = cpu_seconds(pid)
+        n, t, lat = await load(url, make, seconds=seconds, concurrency=concurrency, expect=expect)
+        rate = report(name, n, t, lat, per_request)
+        # CPU the server process spent per request: what a loaded machine distorts least.
+        print(f"{'':<34} server CPU {(cpu_seconds(pid) - cpu) / n * 1000:6.2f} ms a request")
+        if spy is not None:
+            await asyncio.to_thread(spy.wait)
+            await asyncio.to_thread(profile_report, name, out, seconds)
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+        return rate
 
     def batch(i: int) -> dict[str, Any]:
         k = i % len(windows)
@@ -163,22 +189,21 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         return {"content": json.dumps(body), "headers": {"Authorization": f"Bearer {tokens[k]}",
                                                          "Content-Type": "application/json"}}
 
-    print(f"kiosk batches of 100, {concurrency} concurrent clients, {seconds:.0f} s each")
-    n, t, lat = await load(f"http://127.0.0.1:{BARE_PORT}/v1/ratings", batch, seconds=seconds,
-                           concurrency=concurrency, expect=202)
-    ceiling = report("bare FastAPI (parse + answer)", n, t, lat, 100)
-    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/ratings", batch, seconds=seconds,
-                           concurrency=concurrency, expect=202)
-    rate = report("intake ratings (PG + outbox)", n, t, lat, 100)
-    print(f"{'ratio intake / bare':<34} {rate / ceiling:10.2f}   (aim: 20,000 ratings/s)")
+    idle = cpu_seconds(service_pid)
+    await asyncio.sleep(3)
+    print(f"service idle: {(cpu_seconds(service_pid) - idle) / 3:.0%} of a core (background loops)")
+
+    if "ratings" in only:
+        print(f"kiosk batches of 100, {concurrency} concurrent clients, {seconds:.0f} s each")
+        ceiling = await phase("bare FastAPI (parse + answer)", f"http://127.0.0.1:{BARE_PORT}/v1/ratings", batch,
+                              202, 100, bare=True)
+        rate = await phase("intake ratings (PG + outbox)", f"{service}/v1/ratings", batch, 202, 100)
+        print(f"{'ratio intake / bare':<34} {rate / ceiling:10.2f}   (aim: 20,000 ratings/s)")
 
     def feedback(i: int) -> dict[str, Any]:
         return {"json": {"channel": "web", "text": "公交车总是不准点，等了四十分钟", "level": 2,
                          "client_id": str(uuid.uuid4())}}
 
-    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/feedback", feedback, seconds=seconds,
-                           concurrency=concurrency, expect=201)
-    report("feedback posts, one unit", n, t, lat)
     unit_ids = [u.id for u in CITY.units]
 
     def spread(i: int) -> dict[str, Any]:
@@ -186,29 +211,45 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         return {"json": {"channel": "web", "text": "公交车总是不准点，等了四十分钟", "level": 2,
                          "unit_id": unit_ids[i % len(unit_ids)], "client_id": str(uuid.uuid4())}}
 
-    n, t, lat = await load(f"http://127.0.0.1:{SERVICE_PORT}/v1/feedback", spread, seconds=seconds,
-                           concurrency=concurrency, expect=201)
-    report("feedback posts, spread over units", n, t, lat)
-    print(f"{'':<34} (aim: 1,000 requests/s, p99 < 50 ms)")
+    if "feedback" in only:
+        ceiling = await phase("bare FastAPI feedback (parse + answer)", f"http://127.0.0.1:{BARE_PORT}/v1/feedback",
+                              spread, 201, bare=True)
+        rate = await phase("feedback posts, one unit", f"{service}/v1/feedback", feedback, 201)
+        print(f"{'ratio one unit / bare':<34} {rate / ceiling:10.2f}")
+        rate = await phase("feedback posts, spread over units", f"{service}/v1/feedback", spread, 201)
+        print(f"{'ratio spread / bare':<34} {rate / ceiling:10.2f}")
+        print(f"{'':<34} (aim: 1,000 requests/s, p99 < 50 ms)")
 
+    if "survey" in only:
+        await survey(secret, households)
+
+
+async def survey(secret: str, households: int) -> None:
+    service = f"http://127.0.0.1:{SERVICE_PORT}"
     commission = auth.issue(secret, role="commission")[0]
     headers = {"Authorization": f"Bearer {commission}"}
     async with httpx.AsyncClient(timeout=600) as client:
-        survey = await client.post(f"http://127.0.0.1:{SERVICE_PORT}/v1/surveys", headers=headers, json={
+        created = await client.post(f"{service}/v1/surveys", headers=headers, json={
             "year": 2026, "title": "bench", "strata": [{"id": "urban", "population": 9_000_000},
                                                       {"id": "rural", "population": 3_000_000}]})
-        survey_id = survey.json()["id"]
+        survey_id = created.json()["id"]
         units = [u.id for u in CITY.units][:80]
         lines = "".join(json.dumps({"respondent_id": f"h{i}", "stratum": "urban" if i % 3 else "rural",
                                     "ratings": {u: 1 + (i + j) % 5 for j, u in enumerate(units)}}) + "\n"
                         for i in range(households)).encode()
         began = time.perf_counter()
-        upload = await client.post(f"http://127.0.0.1:{SERVICE_PORT}/v1/surveys/{survey_id}/responses",
+        upload = await client.post(f"{service}/v1/surveys/{survey_id}/responses",
                                    content=lines, headers={**headers, "Content-Type": "application/x-ndjson"})
         elapsed = time.perf_counter() - began
         body = upload.json()
     print(f"survey upload: {households} households x {len(units)} units, {len(lines) / 2**20:.1f} MiB: "
           f"{elapsed:.1f} s ({body['accepted']} accepted, {len(body['rejected'])} rejected; aim < 30 s)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -223,5 +264,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--households", type=int, default=12_000)
+    parser.add_argument("--only", default="ratings,feedback,survey", help="comma-separated phases to run")
+    parser.add_argument("--profile", action="store_true", help="py-spy the service during each load phase")
     args = parser.parse_args()
-    main(args.seconds, args.concurrency, args.households)
+    main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -147,3 +148,30 @@ def test_survey_upload(intake: System) -> None:
     assert httpx.post(url, content=lines, headers=headers, timeout=30).json()["duplicates"] == 40
     wait_for(lambda: len([e for e in published(intake, events.SURVEY, "survey.response")
                           if e.survey_id == survey_id]) == 40, what="40 survey.response events")
+
+
+async def _terminate_backends(db_url: str) -> int:
+    """End every other session on intake's database, as a PostgreSQL restart or a failover would."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return len(await conn.fetch("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
+def test_pooled_connections_the_server_closed_are_replaced_at_checkout(intake: System) -> None:
+    """The pool has no pre-ping round trips (yardstick.db.make_engine): a connection whose backend
+    is gone is dropped when it is checked out, so the next requests are served, not answered 503."""
+    def post() -> httpx.Response:
+        return intake.post(INTAKE, "/v1/feedback", json={"channel": "web", "text": "候车室太冷", "level": 2,
+                                                         "unit_id": "chunan-county", "client_id": str(uuid.uuid4())})
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # several pooled connections
+        assert {r.status_code for r in pool.map(lambda _: post(), range(8))} == {201}
+    assert asyncio.run(_terminate_backends(intake.db_urls[INTAKE])) >= 1
+    time.sleep(0.5)  # the service's event loop reads the EOF of each closed connection
+    answers = [post() for _ in range(8)]
+    assert [r.status_code for r in answers] == [201] * 8, [r.text for r in answers if r.status_code != 201]
