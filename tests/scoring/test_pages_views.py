@@ -170,6 +170,26 @@ async def test_the_dashboard_stamp_moves_when_a_rating_arrives(system: Any, toke
     await eventually(moved, timeout=10)
 
 
+async def test_the_stamp_moves_again_when_the_recompute_lands(system: Any, token: Any, city: Any,
+                                                              eventually: Any, year: int) -> None:
+    """A page fetched after an event is applied but before the scorecards are recomputed shows the older
+    scorecards: the stamp it carries must differ from the one after the recompute, or it would never refresh."""
+    from sqlalchemy import update
+
+    from scoring.models import years
+
+    await sign_in(system, token("commission", subject="staff"))
+    await rate(system, token, city, UNIT, [4])
+    await eventually(system.scorecards_current, timeout=10)
+    current = (await system.scoring.get("/dashboard/stamp")).json()["stamp"]
+    runtime = system.runtime("scoring")
+    async with runtime.sessions() as session, session.begin():  # the state between apply and recompute
+        await session.execute(update(years).where(years.c.year == year)
+                              .values(computed_version=years.c.computed_version - 1))
+    between = (await system.scoring.get("/dashboard/stamp")).json()["stamp"]
+    assert between != current
+
+
 async def test_public_pages_and_report_hold_no_contact_data(system: Any, token: Any, city: Any,
                                                            eventually: Any, year: int) -> None:
     seeded = await seed(system, token, city, eventually, year)

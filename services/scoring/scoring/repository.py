@@ -552,11 +552,17 @@ async def target_series(session: AsyncSession, *, unit_id: str, year: int) -> li
 
 
 async def page_stamp(session: AsyncSession) -> str:
-    """Changes whenever anything a page shows may have changed (the live pages poll it)."""
-    version = (await session.execute(select(func.coalesce(func.sum(years.c.version), 0)))).scalar_one()
+    """Changes whenever anything a page shows may have changed (the live pages poll it).
+
+    Both the applied version and the one the stored scorecards were computed from: a page fetched
+    between an event and the recompute that includes it shows the older scorecards, and must be
+    fetched again when the recompute lands.
+    """
+    version, computed = (await session.execute(select(func.coalesce(func.sum(years.c.version), 0),
+                                                      func.coalesce(func.sum(years.c.computed_version), 0)))).one()
     notices = (await session.execute(select(func.coalesce(func.sum(notice_views.c.changes), 0)))).scalar_one()
     weeks = (await session.execute(select(func.coalesce(func.sum(complaint_weeks.c.total), 0)))).scalar_one()
-    return f"{int(version)}.{int(notices)}.{int(weeks)}"
+    return f"{int(version)}.{int(computed)}.{int(notices)}.{int(weeks)}"
 
 
 async def published_years(session: AsyncSession) -> list[tuple[int, str]]:
