@@ -8,7 +8,10 @@ feedback events (kiosk presses, web and mobile items with a category, follow-ups
 reassignments and redelivered duplicates) in polls of --batch messages through
 IdempotentConsumer.batch, as the Kafka consumer hands them over; then, with the read model full
 and the recompute loop running as in the service, one unit's scorecard and a group's ranking
-read --reads times each while events keep arriving, and one recompute of the whole year.
+read --reads times each while events keep arriving, and one recompute of the whole year; then
+the freshness of the stored scorecards under a steady stream (--fresh seconds of a 50-event batch
+every 50 ms, each woken into the recompute loop as the service's consumer does): the time from a
+batch's commit until a pass stored scorecards that include it.
 Figures on a loaded machine are only comparable within one run; the events per CPU second of
 this process (SQLite's work included, PostgreSQL's server not) vary less.
 """
@@ -138,7 +141,8 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
             await conn.close()
 
 
-async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int) -> None:
+async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int,
+                fresh_s: float) -> None:
     city = load_city(default_city_path())
     async with scratch_database(backend) as url:
         with tempfile.TemporaryDirectory() as tmp:
@@ -146,13 +150,13 @@ async def bench(backend: str, total: int, batch: int, reads: int, bare_events: i
             runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=MemoryBus(), city=city)
             try:
                 await db.migrate(runtime.engine, MIGRATIONS)
-                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event)
+                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event, fresh_s)
             finally:
                 await runtime.engine.dispose()
 
 
 async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, total: int, batch: int, reads: int,
-              bare_events: int, per_event: int) -> None:
+              bare_events: int, per_event: int, fresh_s: float) -> None:
     city = runtime.city
     print(f"--- {backend}: {total:,} feedback events in polls of {batch}", flush=True)
     # Baselines: decoding alone (the SDK's path on a sample, the fast path), then decode + record ids only.
@@ -243,10 +247,17 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
 
         one = await timed(lambda: service.scorecard(runtime=runtime, unit_id=unit, year=YEAR))
         rank = await timed(lambda: service.ranking(runtime=runtime, year=YEAR, group=group))
+        lags = await freshness(runtime, live, feed, wake, seconds=fresh_s)
     finally:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+    if lags:
+        q = statistics.quantiles(lags, n=100)
+        print(f"freshness (a batch of {FRESH_BATCH} every {FRESH_EVERY_S * 1000:.0f} ms for {fresh_s:g} s, the "
+              f"recompute loop as in the service): applied -> in the stored scorecards p50 "
+              f"{statistics.median(lags):.0f} ms, p95 {q[94]:.0f} ms, max {max(lags):.0f} ms over {len(lags)} "
+              f"batches", flush=True)
     print(f"scorecard of one unit: {percentiles(one)} over {reads} reads", flush=True)
     print(f"ranking of a group:    {percentiles(rank)} over {reads} reads", flush=True)
     # The figure the reads used to pay on a change: a year's scorecards from the aggregates, per request.
@@ -258,10 +269,54 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
           f"{(time.perf_counter() - t0) * 1000:.1f} ms)", flush=True)
 
 
+FRESH_BATCH = 50
+FRESH_EVERY_S = 0.05
+
+
+async def freshness(runtime: ServiceRuntime, live: IdempotentConsumer, feed: Feed, wake: asyncio.Event, *,
+                    seconds: float) -> list[float]:
+    """Batches at a steady rate, as the Kafka consumer applies them; for each, the time from its commit
+    until a recompute pass stored scorecards of at least the year's version it left (polled every 5 ms)."""
+    loop = asyncio.get_running_loop()
+    waiting: list[tuple[int, float]] = []
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not (done.is_set() and not waiting):
+            async with runtime.sessions() as session:
+                row = await repository.year_row(session, YEAR)
+            computed = int(row["computed_version"]) if row else 0
+            now = loop.time()
+            while waiting and waiting[0][0] <= computed:
+                lags.append((now - waiting.pop(0)[1]) * 1000)
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        start = loop.time()
+        n = 0
+        while loop.time() - start < seconds:
+            n += 1
+            await live.batch(feed.batch(FRESH_BATCH))
+            at = loop.time()
+            wake.set()  # as the service's after_commit does
+            async with runtime.sessions() as session:
+                row = await repository.year_row(session, YEAR)
+            assert row is not None
+            waiting.append((int(row["version"]), at))
+            await asyncio.sleep(max(0.0, start + n * FRESH_EVERY_S - loop.time()))
+        done.set()
+        await asyncio.wait_for(watcher, timeout=30)
+    finally:
+        watcher.cancel()
+    return lags
+
+
 async def main(args: argparse.Namespace) -> None:
     for backend in args.backends.split(","):
         await bench(backend, args.events, args.batch, args.reads, min(args.bare, args.events),
-                    min(args.per_event, args.events))
+                    min(args.per_event, args.events), args.fresh)
 
 
 if __name__ == "__main__":
@@ -272,4 +327,6 @@ if __name__ == "__main__":
     parser.add_argument("--bare", type=int, default=200_000, help="events for the decode + record baseline")
     parser.add_argument("--per-event", type=int, default=3000, help="events for the per-event consumer baseline")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--fresh", type=float, default=10.0,
+                        help="seconds of the freshness phase (a batch of 50 every 50 ms: 1,000 events/s)")
     asyncio.run(main(parser.parse_args()))

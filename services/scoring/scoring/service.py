@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -164,11 +165,14 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
                 if status == "final" or (only is not None and y != only) or (v == computed and on == as_of):
                     continue
                 # The versions are read before the inputs: what they hold is at least those versions.
-                # Only ratings moved since the other inputs were read: those are kept (a tenth of the queries).
+                # Only ratings moved since the other inputs were read: those are kept (one query of
+                # eight). They are read again at least every OTHER_INPUTS_MAX_AGE_S all the same: an
+                # instance of an older release (a rolling deploy) does not bump inputs_version.
                 key = (inputs_version, as_of)
-                if y not in kept or kept[y][0] != key:
-                    kept[y] = (key, await load_other_inputs(reader, y, as_of))
-                inputs = assemble_inputs(y, as_of, await repository.channel_sums(reader, y), kept[y][1])
+                moment = time.monotonic()
+                if y not in kept or kept[y][0] != key or moment - kept[y][1] > OTHER_INPUTS_MAX_AGE_S:
+                    kept[y] = (key, moment, await load_other_inputs(reader, y, as_of))
+                inputs = assemble_inputs(y, as_of, await repository.channel_sums(reader, y), kept[y][2])
                 computed_cards.append((y, v, compute(groups, inputs)))
         for year, version, cards in computed_cards:
             await repository.put_scorecards(session, year, cards)
@@ -177,9 +181,11 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
     return done
 
 
-# Per runtime and year, the inputs other than ratings a pass read, with the (inputs version, day) they are of.
-_OTHER_INPUTS: weakref.WeakKeyDictionary[ServiceRuntime, dict[int, tuple[tuple[int, date], dict[str, Any]]]] = \
-    weakref.WeakKeyDictionary()
+# Per runtime and year, the inputs other than ratings a pass read: the (inputs version, day) they are
+# of, when they were read (time.monotonic) and the inputs.
+_OTHER_INPUTS: weakref.WeakKeyDictionary[
+    ServiceRuntime, dict[int, tuple[tuple[int, date], float, dict[str, Any]]]] = weakref.WeakKeyDictionary()
+OTHER_INPUTS_MAX_AGE_S = 30.0
 
 
 async def behind(runtime: ServiceRuntime) -> list[int]:
