@@ -11,7 +11,7 @@ from feedback_intake.classify import Classifier
 from feedback_intake.contact import ContactVault, derive_key
 from feedback_intake.limits import RateLimiter
 from feedback_intake.models import metadata
-from feedback_intake.service import Intake
+from feedback_intake.service import FeedbackWriter, Intake
 from feedback_intake.settings import IntakeSettings
 from yardstick import events
 from yardstick.bus import Bus
@@ -30,7 +30,7 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
     key = settings.contact_key.encode() if settings.contact_key else (lambda: derive_key(settings.secret()))
     app.state.intake = Intake(runtime=runtime, settings=settings,
                               classifier=Classifier(runtime.city, min_confidence=settings.min_confidence),
-                              vault=ContactVault(key))
+                              vault=ContactVault(key), writer=FeedbackWriter(runtime))
     app.state.limiter = RateLimiter(rate=settings.rate_per_s, burst=settings.rate_burst)
     runtime.consume(name="feedback-intake-notices", topics=[events.NOTICES], handlers=consumers.handlers(runtime.city))
     return app

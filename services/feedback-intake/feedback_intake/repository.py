@@ -52,19 +52,9 @@ async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> s
 # feedback ------------------------------------------------------------------------------
 
 
-async def insert_feedback(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """False when a row with the same client id, (platform, post id) or tracking code exists."""
-    dialect = dialect_name(session)
-    stmt = _INSERT_FEEDBACK.get(dialect)
-    if stmt is None:
-        # One statement object, values as parameters: `.values(**row)` built a new statement per
-        # post, and SQLAlchemy walked all its 19 values for the cache key every time (~1 ms).
-        stmt = _INSERT_FEEDBACK[dialect] = (insert_for(session)(feedback).on_conflict_do_nothing()
-                                            .returning(feedback.c.id))
-    return (await session.execute(stmt, row)).first() is not None
-
-
-_INSERT_FEEDBACK: dict[str, Any] = {}
+async def insert_feedback(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert, skipping a row whose client id, (platform, post id) or tracking code is taken; the ids inserted."""
+    return set(await bulk_insert(session, feedback, rows, skip_conflicts=True, returning=feedback.c.id))
 
 
 async def feedback_where(session: AsyncSession, *conditions: ColumnElement[bool]) -> Any:
