@@ -4,6 +4,7 @@ still answered on its own: a retry inside the same transaction, a bad row beside
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -78,3 +79,30 @@ async def test_a_cancelled_request_leaves_the_others_answered(system: Any, n: in
     done = await asyncio.gather(*tasks[1:])
     assert done == [True] * n
     assert tasks[0].cancelled()
+
+
+async def test_with_the_database_unreachable_the_whole_group_fails_on_one_attempt() -> None:
+    """A transient failure is every post's answer at once (503), not a retry row by row."""
+    from sqlalchemy import event
+
+    from feedback_intake.models import metadata
+    from feedback_intake.service import FeedbackWriter
+    from feedback_intake.settings import IntakeSettings
+    from yardstick.bus.memory import MemoryBus
+    from yardstick.consumer import is_transient
+    from yardstick.runtime import ServiceRuntime
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    settings = IntakeSettings(database_url=f"postgresql+asyncpg://u:p@127.0.0.1:{port}/nothing", auth_secret="s" * 40)
+    runtime = ServiceRuntime(settings, metadata, migrations="unused", bus=MemoryBus())
+    attempts = []
+    event.listen(runtime.engine.sync_engine, "do_connect", lambda *args: attempts.append(1))
+    try:
+        writer = FeedbackWriter(runtime)
+        results = await asyncio.gather(*(writer.insert(row()) for _ in range(6)), return_exceptions=True)
+    finally:
+        await runtime.engine.dispose()
+    assert all(isinstance(r, Exception) and is_transient(r) for r in results), results
+    assert len(attempts) == 1

@@ -28,6 +28,7 @@ from feedback_intake.survey_rows import SurveyRow
 from yardstick import events
 from yardstick.auth import Principal, ensure_unit
 from yardstick.city import UNCATEGORISED, CityProfile
+from yardstick.consumer import is_transient
 from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
@@ -383,8 +384,11 @@ class FeedbackWriter:
             try:
                 inserted = await self._store([row for row, _ in batch])
             except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0][1], exc)
+                if len(batch) == 1 or is_transient(exc):
+                    # The database away or overloaded: every post of the group is told so (503) at
+                    # once, rather than each waiting out its own failed attempt in turn.
+                    for _, future in batch:
+                        _settle(future, exc)
                     continue
                 # One bad row must not fail the others: each on its own, as before batching.
                 for row, future in batch:
