@@ -155,14 +155,23 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def xact_lock(session: AsyncSession, name: str) -> None:
-    """Wait for a lock named `name`, held until the transaction ends (PostgreSQL; SQLite has one writer)."""
-    if dialect_name(session) == "postgresql":
-        await session.execute(_XACT_LOCK, {"k": name})
+async def xact_lock(session: AsyncSession, *names: str) -> None:
+    """Wait for the locks of these names, in the order given, each held until the transaction ends
+    (PostgreSQL; SQLite has one writer). Several names take one round trip: callers that lock more
+    than one pass them sorted, so two transactions never wait on each other in opposite orders."""
+    if dialect_name(session) != "postgresql" or not names:
+        return
+    if len(names) == 1:
+        await session.execute(_XACT_LOCK, {"k": names[0]})
+    else:
+        await session.execute(_XACT_LOCKS, {"ks": list(names)})
 
 
 # Built once: text() parses its SQL for bind names on every call (20-110 us a statement).
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+# A function scan over the array yields its elements in order, and the aggregate takes each lock as
+# its row arrives: the locks are taken in the array's order.
+_XACT_LOCKS = text("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM unnest(CAST(:ks AS text[])) AS k")
 
 
 async def try_xact_lock(session: AsyncSession, name: str) -> bool:

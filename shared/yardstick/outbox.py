@@ -65,8 +65,7 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]
     """
     if not envelopes:
         return
-    for key in sorted({e.key for e in envelopes}):
-        await xact_lock(session, f"outbox:{key}")
+    await xact_lock(session, *sorted({f"outbox:{e.key}" for e in envelopes}))
     await bulk_insert(session, table, [
         {
             "event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from yardstick import events
@@ -104,3 +104,43 @@ async def _scenario() -> None:
 
 def test_one_relay_publishes_and_a_dead_lock_session_hands_over() -> None:
     asyncio.run(_scenario())
+
+
+async def _keys_scenario() -> None:
+    """Events for several keys in one transaction: every key's lock is held until it ends (one statement)."""
+    name = f"yt_keys_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_admin().rsplit("/", 1)[0] + "/" + name)
+    metadata = new_metadata()
+    table = outbox_table(metadata)
+
+    def of(unit: str, n: int) -> events.Envelope:
+        now = datetime.now(UTC)
+        return events.Envelope.of(events.FeedbackReceived(feedback_id=f"{unit}{n}", unit_id=unit, channel="web",
+                                                          occurred_at=now, year=now.year, level=2),
+                                  source="test", key=unit)
+
+    async def free(key: str) -> bool:
+        """Whether another transaction may take the key's lock now."""
+        async with AsyncSession(engine) as other, other.begin():
+            return bool((await other.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                                             {"k": f"outbox:{key}"})).scalar())
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        units = ["water", "health", "transport", "finance"]
+        async with AsyncSession(engine) as session, session.begin():
+            await add(session, table, [of(u, n) for n in range(3) for u in units])
+            assert [await free(u) for u in units] == [False] * len(units)
+            assert await free("police")  # a key with no events here is not locked
+        assert [await free(u) for u in units] == [True] * len(units)  # released at commit
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_a_transaction_holds_the_lock_of_every_key_it_adds_events_for() -> None:
+    asyncio.run(_keys_scenario())
