@@ -57,12 +57,19 @@ PRESS_SPACING = timedelta(seconds=6)  # one kiosk's presses this far apart by ra
 KAFKA_LIBS = REPO / ".cache" / "kafka" / "libs"
 KAFKA_TOOLS = REPO / ".cache" / "kafka" / "tools"
 
+# The framework's ceiling: the same bodies parsed and validated, nothing stored (bench/intake.py uses it too).
 BARE_APP = textwrap.dedent('''
+    import uuid
     from typing import Any
     from fastapi import FastAPI
     from pydantic import ValidationError
-    from feedback_intake.schemas import RatingBatch, RatingItem
+    from feedback_intake.schemas import FeedbackIn, FeedbackReceipt, RatingBatch, RatingItem
     app = FastAPI()
+
+    @app.post("/v1/feedback", status_code=201, response_model=FeedbackReceipt)
+    async def feedback(body: FeedbackIn) -> FeedbackReceipt:
+        return FeedbackReceipt(id=str(uuid.uuid4()), tracking_code="BENCH0000000", unit_id=body.unit_id,
+                               category_id="uncategorised")
 
     @app.post("/v1/ratings", status_code=202)
     async def ratings(body: RatingBatch) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -26,45 +25,20 @@ from typing import Any
 
 import asyncpg
 import httpx
-from e2e import profile_report, profile_start  # bench/ is the script's own directory
 
 from yardstick import auth
 from yardstick.city import default_city_path, load_city
+
+# bench/ is not on the path: `make bench` runs each script with -P (bench/scoring.py would hide the
+# scoring package). The end-to-end bench's bare endpoint and profiler are taken from beside this file.
+sys.path.append(str(Path(__file__).resolve().parent))
+from e2e import BARE_APP, percentile, profile_report, profile_start
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVICE_PORT, BARE_PORT = 18291, 18292
 CITY = load_city(default_city_path())
 
-BARE_APP = textwrap.dedent('''
-    import uuid
-    from typing import Any
-    from fastapi import FastAPI
-    from pydantic import ValidationError
-    from feedback_intake.schemas import FeedbackIn, FeedbackReceipt, RatingBatch, RatingItem
-    app = FastAPI()
-
-    @app.post("/v1/feedback", status_code=201, response_model=FeedbackReceipt)
-    async def feedback(body: FeedbackIn) -> FeedbackReceipt:
-        return FeedbackReceipt(id=str(uuid.uuid4()), tracking_code="BENCH0000000", unit_id=body.unit_id,
-                               category_id="uncategorised")
-
-    @app.post("/v1/ratings", status_code=202)
-    async def ratings(body: RatingBatch) -> dict[str, Any]:
-        accepted = 0
-        for raw in body.ratings:
-            try:
-                RatingItem.model_validate(raw)
-                accepted += 1
-            except ValidationError:
-                pass
-        return {"accepted": accepted, "duplicates": 0, "suppressed": 0, "rejected": []}
-''')
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def post(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], host: str, path: str,
