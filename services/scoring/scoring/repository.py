@@ -38,6 +38,7 @@ from scoring.models import (
     targets,
     years,
 )
+from yardstick.consumer import record_new
 from yardstick.db import dialect_name, insert_for, try_xact_lock, xact_lock
 
 # --- years ---------------------------------------------------------------------------------
@@ -63,12 +64,6 @@ async def touch_year(session: AsyncSession, year: int, *, ratings_only: bool = F
 async def year_row(session: AsyncSession, year: int) -> dict[str, Any] | None:
     row = (await session.execute(select(years).where(years.c.year == year))).mappings().first()
     return dict(row) if row else None
-
-
-async def lock_year(session: AsyncSession, year: int) -> str | None:
-    """Take the year's row lock until commit, as touch_year does; its status (None: no such year)."""
-    status = (await session.execute(select(years.c.status).where(years.c.year == year).with_for_update())).scalar()
-    return None if status is None else str(status)
 
 
 async def set_year(session: AsyncSession, year: int, **values: Any) -> None:
@@ -213,14 +208,8 @@ async def put_target_value(session: AsyncSession, *, target_id: str, day: date, 
 
 
 async def record_new_events(session: AsyncSession, consumer: str, ids: list[str]) -> set[str]:
-    """Record event ids as processed in one statement; the ones that were not recorded before."""
-    if not ids:
-        return set()
-    insert = insert_for(session)
-    t = processed_events
-    stmt = insert(t).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(t.c.event_id)
-    rows = await session.execute(stmt, [{"consumer": consumer, "event_id": i} for i in ids])
-    return {r[0] for r in rows}
+    """Record event ids as processed in one statement, as the live consumer does; the ones not recorded before."""
+    return await record_new(session, processed_events, consumer, ids)
 
 
 async def clear_read_model(session: AsyncSession, tables: Iterable[Any]) -> None:

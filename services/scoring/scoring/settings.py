@@ -18,7 +18,7 @@ class ScoringSettings(ServiceSettings):
     # scorecard.updated goes out at most this often per unit (issue 5: once a second).
     update_interval_s: float = 1.0
     # Scorecards are recomputed (all units of a year, one pass) when a batch is applied, resting at least
-    # this long between passes (and as long as the last pass took); at least every recompute_poll_s when
-    # another instance applied the events. Either way current within a second (issue 5).
-    recompute_gap_s: float = 0.05
+    # this long between passes (and twice as long as the last pass took); at least every recompute_poll_s
+    # when another instance applied the events. Either way current within a second (issue 5).
+    recompute_gap_s: float = 0.1
     recompute_poll_s: float = 0.5
