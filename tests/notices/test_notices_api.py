@@ -281,3 +281,50 @@ async def test_live_evaluation_runs_while_events_never_pause(tmp_path: Path, cit
     assert consumer.applied >= 50
     # Once every evaluate_within_s (plus the pass itself), where plain debouncing would not have run at all.
     assert during >= 2, (during, elapsed)
+
+
+async def test_evaluations_racing_on_one_cell_issue_one_notice(
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any) -> None:
+    """The commission's run and the service's own sweep at the same moment: one notice, and neither fails
+    (on SQLite no sweep lock serialises them; the cell's open key does)."""
+    from notices import service
+
+    client, app, bus, _inbox, _receiver = notices_app
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    day = date(2026, 4, 15)
+    envelopes = [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=d), d)
+                 for d in range(12, 60, 4)]
+    envelopes += [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=i % 5), 100 + i)
+                  for i in range(10)]
+    await bus.publish([encode(e) for e in envelopes])
+    consumer = app.state.runtime.consumers[0]
+    await eventually(lambda: consumer.applied == len(envelopes))
+    runtime, calendar = app.state.runtime, app.state.calendar
+    # Both evaluations have read "no notice open" before either writes: the state the race leaves.
+    looked = asyncio.Barrier(2)
+    original = service.repository.open_notice
+
+    async def open_notice_then_wait(session: Any, key: str) -> Any:
+        found = await original(session, key)
+        await looked.wait()
+        return found
+
+    async def evaluate() -> service.Evaluation:
+        async with runtime.transaction() as session:
+            return await service.evaluate(session, city=runtime.city, calendar=calendar, today=day,
+                                          now=datetime.now(UTC))
+
+    service.repository.open_notice = open_notice_then_wait  # type: ignore[assignment]
+    try:
+        results = await asyncio.wait_for(asyncio.gather(evaluate(), evaluate()), timeout=30)
+    finally:
+        service.repository.open_notice = original  # type: ignore[assignment]
+    assert sorted(len(r.issued) for r in results) == [0, 1]
+    listed = (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=commission)).json()
+    assert len(listed["items"]) == 1
+    for _ in range(200):  # the outbox relayed: exactly one notice.issued went out
+        if not await runtime.relay.pending():
+            break
+        await asyncio.sleep(0.05)
+    issued = [m for m in bus.logs.get(events.NOTICES, []) if m.header("ce_type") == b"notice.issued"]
+    assert len(issued) == 1

@@ -179,8 +179,7 @@ async def evaluate(request: Request, principal: Principal = Depends(require("com
     runtime = runtime_of(request)
     now = _now(request)
     async with runtime.transaction() as session:
-        if not await repository.try_lock(session, "notices-sweep"):
-            raise ApiError(409, "a sweep is running; try again in a moment")
+        await repository.lock(session, "notices-sweep")  # a sweep running now finishes first (seconds at most)
         if body is not None and body.day is not None:
             if body.day > _today(request):
                 raise ApiError(422, "cannot evaluate a day in the future")

@@ -26,7 +26,7 @@ from notices.models import (
     target_reports,
     target_states,
 )
-from yardstick.db import dialect_name, insert_for, try_xact_lock
+from yardstick.db import dialect_name, insert_for, try_xact_lock, xact_lock
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -247,8 +247,12 @@ async def last_verified(session: AsyncSession, *, unit_id: str, rule: str, subje
     return None if row is None else dict(row)
 
 
-async def insert_notice(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(notices.insert().values(**values))
+async def insert_notice(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """False when a notice is already open on the cell (`open_key` is unique while one is open): another
+    evaluation issued it since this one looked (SQLite takes no sweep lock; it has one writer at a time)."""
+    stmt = (_insert(session)(notices).values(**values).on_conflict_do_nothing(index_elements=["open_key"])
+            .returning(notices.c.id))
+    return (await session.execute(stmt)).scalar() is not None
 
 
 async def update_notice(session: AsyncSession, notice_id: str, values: dict[str, Any]) -> None:
@@ -320,6 +324,11 @@ async def rule_history(session: AsyncSession, rule_id: str) -> list[dict[str, An
 async def try_lock(session: AsyncSession, name: str) -> bool:
     """A transaction-scoped lock so one instance sweeps at a time."""
     return await try_xact_lock(session, name)
+
+
+async def lock(session: AsyncSession, name: str) -> None:
+    """The same lock, waiting for a sweep that holds it to finish."""
+    await xact_lock(session, name)
 
 
 async def last_swept(session: AsyncSession, name: str) -> date | None:

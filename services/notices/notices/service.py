@@ -113,8 +113,10 @@ async def evaluate(session: AsyncSession, *, city: CityProfile, calendar: WorkCa
                     "latest_evidence": finding.evidence, "evidence_updates": current["evidence_updates"] + 1})
                 updated.append(current["id"])
             continue
-        issued.append(await _issue(session, finding=finding, key=key, rules=rules, calendar=calendar, today=today,
-                                   now=now))
+        notice_id = await _issue(session, finding=finding, key=key, rules=rules, calendar=calendar, today=today,
+                                 now=now)
+        if notice_id is not None:
+            issued.append(notice_id)
     return Evaluation(day=today, issued=issued, updated=updated, fired=len(findings))
 
 
@@ -123,7 +125,8 @@ def _comparable(evidence: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _issue(session: AsyncSession, *, finding: Finding, key: str, rules: Rules, calendar: WorkCalendar,
-                 today: date, now: datetime) -> str:
+                 today: date, now: datetime) -> str | None:
+    """The new notice's id, or None when one was opened on the cell meanwhile (it stands; nothing is sent)."""
     earlier = await repository.last_verified(session, unit_id=finding.unit_id, rule=finding.rule,
                                              subject=finding.subject)
     escalated = (earlier is not None and earlier["verified_on"] is not None
@@ -138,12 +141,13 @@ async def _issue(session: AsyncSession, *, finding: Finding, key: str, rules: Ru
                                   "recurrence_days": rules.recurrence.recurrence_days}
     severity = "escalated" if escalated else "normal"
     linked = earlier["id"] if escalated and earlier is not None else None
-    await repository.insert_notice(session, {
+    if not await repository.insert_notice(session, {
         "id": notice_id, "unit_id": finding.unit_id, "rule": finding.rule, "subject": finding.subject,
         "open_key": key, "status": "issued", "severity": severity, "overdue": False, "issued_at": now,
         "issued_on": today, "year": today.year, "evidence": evidence, "latest_evidence": None,
         "evidence_updates": 0, "feedback_ids": feedback_ids, "linked_notice_id": linked,
-        "step": "acknowledge", "deadline": calendar.add(today, ACK_DAYS)})
+        "step": "acknowledge", "deadline": calendar.add(today, ACK_DAYS)}):
+        return None
     await repository.add_history(session, {"notice_id": notice_id, "at": now, "action": "issue", "previous": None,
                                            "status": "issued", "actor_role": "system", "actor": None,
                                            "text": None})
