@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import TextClause
 
 from yardstick import events
 from yardstick.bus import DeadLetter, Message
@@ -235,16 +237,22 @@ async def record_new(session: AsyncSession, table: Table, consumer: str, ids: Se
     if dialect_name(session) == "postgresql":
         # The answer is the ids already recorded (usually none): one row holding an empty array,
         # where RETURNING the new ones would hand a row per event back through the driver.
-        seen = (await session.execute(text(
-            f"WITH new AS (INSERT INTO {table.name} (consumer, event_id) SELECT :consumer, unnest(:ids) "
-            f"ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id) "
-            f"SELECT array_agg(i) FROM unnest(:ids) AS i WHERE i NOT IN (SELECT event_id FROM new)"
-        ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("consumer", type_=String)),
-            {"consumer": consumer, "ids": list(ids)})).scalar_one()
+        seen = (await session.execute(_record_statement(table.name),
+                                      {"consumer": consumer, "ids": list(ids)})).scalar_one()
         return set(ids).difference(seen or ())
     insert = insert_for(session)
     stmt = insert(table).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(table.c.event_id)
     return set((await session.execute(stmt, [{"consumer": consumer, "event_id": i} for i in ids])).scalars())
+
+
+@functools.lru_cache(maxsize=16)
+def _record_statement(table_name: str) -> TextClause:
+    """record_new's PostgreSQL statement for a table, built once: text() parses its SQL on every call."""
+    return text(
+        f"WITH new AS (INSERT INTO {table_name} (consumer, event_id) SELECT :consumer, unnest(:ids) "
+        f"ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id) "
+        f"SELECT array_agg(i) FROM unnest(:ids) AS i WHERE i NOT IN (SELECT event_id FROM new)"
+    ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("consumer", type_=String))
 
 
 # The CloudEvents headers decode_fast understands; a message with any other ce_ header takes the SDK's path.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from yardstick import events
 from yardstick.bus.memory import MemoryBus
@@ -32,18 +34,34 @@ def _event(n: int) -> events.Envelope:
                               source="test", key="u")
 
 
-async def _scenario() -> None:
-    name = f"yt_relay_{secrets.token_hex(3)}"
+@contextlib.asynccontextmanager
+async def _outbox_database(prefix: str) -> AsyncIterator[tuple[asyncpg.Connection, AsyncEngine, Table, str]]:
+    """A fresh database holding an outbox table: (admin connection, engine, table, database name); dropped after."""
+    name = f"{prefix}_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
     await admin.execute(f'CREATE DATABASE "{name}"')
     engine = make_engine(_admin().rsplit("/", 1)[0] + "/" + name)
     metadata = new_metadata()
     table = outbox_table(metadata)
-    bus = MemoryBus()
-    relays = [Relay(engine=engine, table=table, bus=bus, service="t", interval_s=0.05) for _ in range(2)]
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+        yield admin, engine, table, name
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _scenario() -> None:
+    async with _outbox_database("yt_relay") as (admin, engine, table, name):
+        await _hand_over(admin, engine, table, name)
+
+
+async def _hand_over(admin: asyncpg.Connection, engine: AsyncEngine, table: Table, name: str) -> None:
+    bus = MemoryBus()
+    relays = [Relay(engine=engine, table=table, bus=bus, service="t", interval_s=0.05) for _ in range(2)]
+    try:
         for relay in relays:
             await relay.start()
 
@@ -97,9 +115,6 @@ async def _scenario() -> None:
     finally:
         for relay in relays:
             await relay.stop()
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def test_one_relay_publishes_and_a_dead_lock_session_hands_over() -> None:
@@ -108,12 +123,6 @@ def test_one_relay_publishes_and_a_dead_lock_session_hands_over() -> None:
 
 async def _keys_scenario() -> None:
     """Events for several keys in one transaction: every key's lock is held until it ends (one statement)."""
-    name = f"yt_keys_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(_admin().rsplit("/", 1)[0] + "/" + name)
-    metadata = new_metadata()
-    table = outbox_table(metadata)
 
     def of(unit: str, n: int) -> events.Envelope:
         now = datetime.now(UTC)
@@ -121,25 +130,20 @@ async def _keys_scenario() -> None:
                                                           occurred_at=now, year=now.year, level=2),
                                   source="test", key=unit)
 
-    async def free(key: str) -> bool:
-        """Whether another transaction may take the key's lock now."""
-        async with AsyncSession(engine) as other, other.begin():
-            return bool((await other.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
-                                             {"k": f"outbox:{key}"})).scalar())
+    async with _outbox_database("yt_keys") as (_admin_conn, engine, table, _name):
 
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        async def free(key: str) -> bool:
+            """Whether another transaction may take the key's lock now."""
+            async with AsyncSession(engine) as other, other.begin():
+                return bool((await other.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                                                 {"k": f"outbox:{key}"})).scalar())
+
         units = ["water", "health", "transport", "finance"]
         async with AsyncSession(engine) as session, session.begin():
             await add(session, table, [of(u, n) for n in range(3) for u in units])
             assert [await free(u) for u in units] == [False] * len(units)
             assert await free("police")  # a key with no events here is not locked
         assert [await free(u) for u in units] == [True] * len(units)  # released at commit
-    finally:
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def test_a_transaction_holds_the_lock_of_every_key_it_adds_events_for() -> None:
