@@ -179,14 +179,23 @@ async def test_the_stamp_moves_again_when_the_recompute_lands(system: Any, token
     from scoring.models import years
 
     await sign_in(system, token("commission", subject="staff"))
+
+    async def stamp() -> str:
+        return str((await system.scoring.get("/dashboard/stamp")).json()["stamp"])
+
+    before = await stamp()
     await rate(system, token, city, UNIT, [4])
-    await eventually(system.scorecards_current, timeout=10)
-    current = (await system.scoring.get("/dashboard/stamp")).json()["stamp"]
+
+    async def applied_and_recomputed() -> bool:  # the rating reached scoring (it travels through an outbox)
+        return await stamp() != before and bool(await system.scorecards_current())
+
+    await eventually(applied_and_recomputed, timeout=10)
+    current = await stamp()
     runtime = system.runtime("scoring")
     async with runtime.sessions() as session, session.begin():  # the state between apply and recompute
         await session.execute(update(years).where(years.c.year == year)
                               .values(computed_version=years.c.computed_version - 1))
-    between = (await system.scoring.get("/dashboard/stamp")).json()["stamp"]
+    between = await stamp()
     assert between != current
 
 
