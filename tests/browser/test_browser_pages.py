@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import socket
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from yardstick import events
@@ -25,6 +23,7 @@ from yardstick.bus.codec import encode
 from yardstick.bus.memory import MemoryBus
 from yardstick.city import default_city_path, load_city
 from yardstick.events import Envelope
+from yardstick.runner import _Server, _server
 from yardstick.services import SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,12 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the test thread owns no signals
-        yield
 
 
 class Stack:
@@ -79,8 +72,9 @@ class Stack:
             app = self.apps[name] = spec.create_app(settings, bus=self.bus, city=self.city)
             if name == "scoring":
                 app.state.pages_settings = PagesSettings(intake_url=self.url("feedback-intake"), poll_s=0.5)
-            self.servers.append(_Server(uvicorn.Config(app, host="127.0.0.1", port=self.ports[name],
-                                                       log_config=None, access_log=False, lifespan="on")))
+            # The servers `make run` starts (its keep-alive and head timeouts): the demo's client
+            # drops idle connections by the server's keep-alive, uvicorn's default (5 s) raced it.
+            self.servers.append(_server(app, settings))
         await self.bus.start()
         try:
             await asyncio.gather(*(s.serve() for s in self.servers))
