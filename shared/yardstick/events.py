@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -333,11 +337,33 @@ def parse(event_type: str, payload: dict[str, Any]) -> _Event:
     return model.model_validate(payload)
 
 
+# Event ids drawn a thousand at a time: one read of the system's random source instead of one an event
+# (uuid4() cost more than building the rest of a progress event). A forked child starts a pool of its own.
+_IDS: list[str] = []
+os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID, as uuid4() would make it."""
+    try:
+        return _IDS.pop()
+    except IndexError:
+        raw = os.urandom(16 * 1024)
+        _IDS.extend(str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, len(raw), 16))
+        return _IDS.pop()
+
+
+def ce_time(moment: datetime) -> str:
+    """A timestamp as the CloudEvents SDK writes `ce_time`: ISO 8601, UTC as Z."""
+    text = moment.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 class Envelope(BaseModel):
     """An event as it travels: CloudEvents attributes plus the typed data."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = Field(default_factory=new_event_id)
     source: str
     type: str
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -349,9 +375,64 @@ class Envelope(BaseModel):
     def of(cls, data: _Event, *, source: str, key: str, event_id: str | None = None,
            time: datetime | None = None) -> Envelope:
         return cls(
-            id=event_id or str(uuid.uuid4()), source=source, type=type_of(data),
+            id=event_id or new_event_id(), source=source, type=type_of(data),
             time=time or datetime.now(UTC), topic=topic_of(data), key=key, data=data,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An event for the outbox whose data is JSON text already: what `prepare` builds on hot paths.
+
+    The outbox stores an Envelope as these same columns; building the pydantic event, its envelope
+    and its JSON cost about 20 us an event, more than the rest of a progress report's bookkeeping.
+    """
+
+    id: str
+    source: str
+    type: str
+    time: str  # as ce_time writes it
+    topic: str
+    key: str
+    payload: str
+
+
+@functools.cache
+def _fields(model: type[_Event]) -> tuple[tuple[str, Any], ...]:
+    """The model's fields in order with their defaults (None where required): its JSON's shape."""
+    return tuple((name, field.get_default(call_default_factory=True) if not field.is_required() else None)
+                 for name, field in model.model_fields.items())
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):  # as pydantic writes it: UTC as Z
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_value).encode
+
+
+def prepare(model: type[_Event], *, source: str, key: str, time: str, event_id: str | None = None,
+            **fields: Any) -> Prepared:
+    """The event `model(**fields)` would be, serialised as `model_dump_json` would, without the model.
+
+    For values the caller has already checked (a service's own state): nothing is validated here;
+    tests hold each caller's output to the model. A float that is not finite (JSON has none) takes
+    the model's path, which writes null as pydantic does.
+    """
+    data = {name: fields.get(name, default) for name, default in _fields(model)}
+    try:
+        payload = _dumps(data)
+    except ValueError:
+        payload = model(**fields).model_dump_json()
+    return Prepared(id=event_id or new_event_id(), source=source, type=model.__event_type__, time=time,
+                    topic=model.__topic__, key=key, payload=payload)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -30,9 +30,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
-from yardstick.bus.codec import ce_time, encode_stored
+from yardstick.bus.codec import encode_stored
 from yardstick.db import JsonText, bulk_insert, xact_lock
-from yardstick.events import Envelope
+from yardstick.events import Envelope, Prepared, ce_time
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,15 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]) -> None:
+def _row(e: Envelope | Prepared) -> dict[str, object]:
+    if isinstance(e, Prepared):
+        return {"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
+                "time": e.time, "payload": JsonText(e.payload)}
+    return {"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
+            "time": ce_time(e.time), "payload": JsonText(e.data.model_dump_json())}
+
+
+async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope | Prepared]) -> None:
     """Queue events in the caller's transaction; they are published only if it commits.
 
     On PostgreSQL the transaction first takes a transaction-scoped lock per key, so two
@@ -66,13 +74,7 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope]
     if not envelopes:
         return
     await xact_lock(session, *sorted({f"outbox:{e.key}" for e in envelopes}))
-    await bulk_insert(session, table, [
-        {
-            "event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
-            "time": ce_time(e.time), "payload": JsonText(e.data.model_dump_json()),
-        }
-        for e in envelopes
-    ])
+    await bulk_insert(session, table, [_row(e) for e in envelopes])
     session.info.setdefault("outbox_added", 0)
     session.info["outbox_added"] += len(envelopes)
 

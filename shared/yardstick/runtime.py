@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
 from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, is_transient, processed_table
-from yardstick.events import Envelope
+from yardstick.events import Envelope, Prepared
 from yardstick.outbox import Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
 
@@ -133,7 +133,7 @@ class ServiceRuntime:
                 log.exception("background task failed; restarting", extra={"service": self.service})
                 await asyncio.sleep(self.settings.retry_max_s)
 
-    async def emit(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+    async def emit(self, session: AsyncSession, envelopes: Sequence[Envelope | Prepared]) -> None:
         """Queue events in the request's transaction; the relay is woken after commit."""
         await add(session, self.outbox, envelopes)
 

@@ -293,7 +293,8 @@ def test_the_relays_fast_encoding_matches_the_sdk_byte_for_byte() -> None:
     from datetime import timezone as _tz
 
     from yardstick import events as ev
-    from yardstick.bus.codec import ce_time, decode, encode, encode_stored
+    from yardstick.bus.codec import decode, encode, encode_stored
+    from yardstick.events import ce_time
 
     data = ev.FeedbackReceived(feedback_id="f-1", unit_id="health-commission", channel="window",
                                occurred_at=_dt(2026, 3, 1, 9, 30, tzinfo=_tz(_td(hours=8))), year=2026, level=4,

@@ -170,8 +170,8 @@ def holt(values: Sequence[float], params: HoltParams, steps: float) -> tuple[flo
     """
     series = np.asarray(values[-HOLT_WINDOW:], dtype=float)
     a, beta, phi = params.alpha, params.beta, params.phi
-    final, one_step = holt_operator(a, beta, phi, len(series))
-    level, trend = (float(x) for x in final @ series)
+    to_level, to_trend, one_step = holt_operator(a, beta, phi, len(series))
+    level, trend = float(to_level @ series), float(to_trend @ series)
     errors = one_step @ series
     sigma2 = float(errors @ errors) / max(1, len(errors))
     h = max(0, round(steps))
@@ -184,18 +184,19 @@ def holt(values: Sequence[float], params: HoltParams, steps: float) -> tuple[flo
     return value, value - half, value + half
 
 
-def holt_operator(alpha: float, beta: float, phi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Holt's recursion over n values as matrices: (final level and trend, the n - 1 one-step errors).
+def holt_operator(alpha: float, beta: float, phi: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Holt's recursion over n values as weights: (the final level, the final trend, the n - 1 one-step errors).
 
     With its parameters fixed the recursion is linear in the data, so it is run once on the unit
     vectors (the starting level is y0, the starting trend the mean step over the first ten) and each
     report then costs two small matrix products instead of a Python loop over the window. The run
     over HOLT_WINDOW values holds every shorter one (from 11 values on, where the starting trend is
-    the same): a target's growing series reuses it until the window is full.
+    the same): a target's growing series reuses it until the window is full. The weights are views
+    into the cached run, not copies.
     """
     k = min(n, 11) - 1
     levels, trends, errors = _holt_states(alpha, beta, phi, k, HOLT_WINDOW if 11 <= n <= HOLT_WINDOW else n)
-    return np.vstack([levels[n - 1, :n], trends[n - 1, :n]]), errors[:n - 1, :n]
+    return levels[n - 1, :n], trends[n - 1, :n], errors[:n - 1, :n]
 
 
 @functools.lru_cache(maxsize=64)

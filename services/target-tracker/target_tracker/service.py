@@ -218,7 +218,7 @@ async def change(*, runtime: ServiceRuntime, settings: TargetsSettings, principa
             await repository.add_audit(session, [_audit(target_id, principal, "changed", reason=reason,
                                                         changes=diff)])
             if row["approved"]:
-                envelopes = [_changed(runtime, row, sorted(diff))]
+                envelopes: list[events.Envelope | events.Prepared] = [_changed(runtime, row, sorted(diff))]
                 if row["status"] != previous_status:
                     envelopes.append(_status_changed(runtime, row, previous_status, row["status"], today))
                 await runtime.emit(session, envelopes)
@@ -452,7 +452,8 @@ class _Progress:
         self.tracked: dict[str, _Tracked] = {}
         self.writes: dict[tuple[str, date], dict[str, Any]] = {}
         self.audit: list[dict[str, Any]] = []
-        self.envelopes: list[events.Envelope] = []
+        self.envelopes: list[events.Prepared] = []
+        self.time = events.ce_time(now)  # every event of the request has its time
 
     def track(self, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
         tracked = self.tracked[row["id"]] = _Tracked.of(row, series)
@@ -497,13 +498,14 @@ class _Progress:
         row.update(values)
         projection = forecast.Projection(values["projection_value"], values["projection_low"],
                                          values["projection_high"], values["projection_method"])
-        self.envelopes.append(events.Envelope.of(events.TargetProgress(
+        self.envelopes.append(events.prepare(
+            events.TargetProgress, source=self.runtime.service, key=row["unit_id"], time=self.time,
             target_id=target_id, unit_id=row["unit_id"], year=row["year"], date=body.date, value=body.value,
             correction=earlier is not None, late=late, attainment=values["attainment"], status=values["status"],
-            projection=events.Projection(value=projection.value, low=projection.low, high=projection.high)),
-            source=self.runtime.service, key=row["unit_id"]))
+            projection={"value": projection.value, "low": projection.low, "high": projection.high}))
         if values["status"] != previous_status:
-            self.envelopes.append(_status_changed(self.runtime, row, previous_status, values["status"], today))
+            self.envelopes.append(_status_changed(self.runtime, row, previous_status, values["status"], today,
+                                                  time=self.time))
         return ReportOutcome(target_id=target_id, date=body.date, value=body.value, correction=earlier is not None,
                              late=late, attainment=values["attainment"], status=values["status"],
                              projection=projection)
@@ -593,12 +595,12 @@ async def report_batch(*, runtime: ServiceRuntime, settings: TargetsSettings, pr
                         for r in touched]}
 
 
-def _status_changed(runtime: ServiceRuntime, row: Row, previous: str, status: str,
-                    today: date) -> events.Envelope:
-    return events.Envelope.of(events.TargetStatusChanged(
-        target_id=row["id"], unit_id=row["unit_id"], year=row["year"], previous=previous,
-        status=status, as_of=forecast.as_of_date(row["year"], today)),
-        source=runtime.service, key=row["unit_id"])
+def _status_changed(runtime: ServiceRuntime, row: Row, previous: str, status: str, today: date, *,
+                    time: str | None = None) -> events.Prepared:
+    return events.prepare(
+        events.TargetStatusChanged, source=runtime.service, key=row["unit_id"],
+        time=time or events.ce_time(datetime.now(UTC)), target_id=row["id"], unit_id=row["unit_id"],
+        year=row["year"], previous=previous, status=status, as_of=forecast.as_of_date(row["year"], today))
 
 
 # the stale sweep --------------------------------------------------------------------------

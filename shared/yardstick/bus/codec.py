@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.bindings import kafka as ce_kafka
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from yardstick import events
 from yardstick.bus import DeadLetter, Message
+from yardstick.events import ce_time
 
 _FORMAT = JSONFormat()
 # events.md: every message carries these CloudEvents headers.
@@ -35,12 +35,6 @@ def encode_parts(*, event_id: str, source: str, event_type: str, time: str, key:
     wire = ce_kafka.to_binary(event, _FORMAT)
     key_bytes = wire.key.encode() if isinstance(wire.key, str) else wire.key
     return Message(topic=topic, key=key_bytes, value=wire.value, headers=tuple(wire.headers.items()))
-
-
-def ce_time(moment: datetime) -> str:
-    """A timestamp as the SDK writes `ce_time`: ISO 8601, UTC as Z."""
-    text = moment.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def encode_stored(*, event_id: str, source: str, event_type: str, time: str, key: str, value: bytes,
