@@ -7,7 +7,6 @@ import bisect
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -129,8 +128,8 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
                          "status": "suppressed" if suppressed else "counted"})
         inserted = await repository.insert_ratings(session, rows)
         envelopes = []
-        event_ids = new_uuids(len(rows))
-        for row, event_id in zip(rows, event_ids, strict=True):
+        time = events.ce_time(now)
+        for row in rows:
             if row["id"] not in inserted:
                 outcome.duplicates += 1  # stored by a concurrent request meanwhile
                 continue
@@ -138,20 +137,13 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
                 outcome.suppressed += 1
                 continue
             outcome.accepted += 1
-            envelopes.append(events.Envelope.of(
-                events.FeedbackReceived(
-                    feedback_id=row["id"], unit_id=row["unit_id"], channel="window",
-                    occurred_at=row["rated_at"], year=row["year"], level=row["level"],
-                    window_id=row["window_id"], reasons=row["reasons"], device=device),
-                source=runtime.service, key=row["unit_id"], event_id=event_id, time=now))
+            envelopes.append(events.prepare(
+                events.FeedbackReceived, source=runtime.service, key=row["unit_id"], time=time,
+                feedback_id=row["id"], unit_id=row["unit_id"], channel="window", occurred_at=row["rated_at"],
+                year=row["year"], level=row["level"], window_id=row["window_id"], reasons=row["reasons"],
+                device=device))
         await runtime.emit(session, envelopes)
     return outcome
-
-
-def new_uuids(n: int) -> list[str]:
-    """`n` random (version 4) UUIDs from one read of the system's random source instead of `n`."""
-    raw = os.urandom(16 * n)
-    return [str(uuid.UUID(bytes=raw[16 * i:16 * i + 16], version=4)) for i in range(n)]
 
 
 def _ids_of_rejected(items: list[dict[str, Any]], outcome: RatingOutcome) -> dict[int, str]:
