@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from target_tracker import forecast  # noqa: E402
 from yardstick import auth  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402
+from yardstick.runner import tune_gc  # noqa: E402
 
 UNITS, PER_UNIT, DAYS = 45, 10, 365
 BIN = Path(sys.executable).parent
@@ -318,6 +319,7 @@ async def profile(n: int) -> None:
                               headers={**headers, "Content-Type": "text/csv"})
         ids = {units[0]: r.json()["ids"]}
         days = min(DAYS, max(1, n // PER_UNIT))
+        tune_gc()  # as a serving process does once it listens
         profiler = cProfile.Profile()
         cpu = time.process_time()
         profiler.enable()

@@ -108,14 +108,18 @@ def _server(app: Any, settings: ServiceSettings) -> _Server:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-async def _tune_gc_once_started(servers: Sequence[_Server]) -> None:
-    """Once every server has started: freeze what start-up left (modules, apps, caches), so full
-    collections skip it, and raise the thresholds."""
-    for server in servers:
-        await server.up.wait()
+def tune_gc() -> None:
+    """Freeze what start-up left (modules, apps, caches), so full collections skip it, and raise the
+    thresholds. Benchmarks that drive a service in-process call it as a serving process does."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+async def _tune_gc_once_started(servers: Sequence[_Server]) -> None:
+    for server in servers:
+        await server.up.wait()
+    tune_gc()
 
 
 async def _serve_all(servers: Sequence[_Server], extra_stop: list[Any]) -> None:

@@ -249,7 +249,8 @@ def project(spec: Spec, points: Sequence[tuple[date, float]], params: HoltParams
     """
     if spec.kind == "milestone":
         return NO_PROJECTION
-    points = list(points)
+    if not isinstance(points, list):
+        points = list(points)
     if not points:
         return NO_PROJECTION
     horizon = year_end(spec.year)

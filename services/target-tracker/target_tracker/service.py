@@ -351,29 +351,30 @@ class _Tracked:
 
     row: dict[str, Any]
     dates: list[date]  # sorted
-    values: list[float]  # values[i] was reported for dates[i]
+    points: list[tuple[date, float]]  # points[i] is (dates[i], the value reported for it)
     # Holt's parameters were estimated in this transaction: a batch fits each target at most once.
     fitted: bool = False
     touched: bool = False
 
     @classmethod
     def of(cls, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
-        return cls(row=dict(row), dates=[d for d, _ in series], values=[v for _, v in series])
+        return cls(row=dict(row), dates=[d for d, _ in series], points=[(d, v) for d, v in series])
 
     def value_on(self, on: date) -> float | None:
         i = bisect.bisect_left(self.dates, on)
-        return self.values[i] if i < len(self.dates) and self.dates[i] == on else None
+        return self.points[i][1] if i < len(self.dates) and self.dates[i] == on else None
 
     def put(self, on: date, value: float) -> None:
         i = bisect.bisect_left(self.dates, on)
         if i < len(self.dates) and self.dates[i] == on:
-            self.values[i] = value
+            self.points[i] = (on, value)
         else:
             self.dates.insert(i, on)
-            self.values.insert(i, value)
+            self.points.insert(i, (on, value))
 
     def recent(self) -> list[tuple[date, float]]:
-        return list(zip(self.dates[-forecast.HOLT_WINDOW:], self.values[-forecast.HOLT_WINDOW:], strict=True))
+        """The reports the projection looks at (a slice: judged after every report of a batch)."""
+        return self.points[-forecast.HOLT_WINDOW:]
 
 
 async def _judge(tracked: _Tracked, settings: TargetsSettings, today: date, *, refit: bool) -> dict[str, Any]:
