@@ -1,10 +1,13 @@
 """Benchmark of feedback-intake over HTTP into PostgreSQL + Kafka, beside a bare FastAPI endpoint.
 
 Run: .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32] [--only ratings,feedback,survey] [--profile]
+                                      [--instances N]
 Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
 (YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
 The service runs as a real `yardstick serve` process on a fresh database and topic prefix; the bare
 endpoint (same body model, no database) runs as its own uvicorn process: the framework's ceiling.
+With --instances N, N intake processes share the database and the topics (as pods behind a Service do)
+and the clients are spread over them; the server CPU figures are their sum.
 """
 
 from __future__ import annotations
@@ -60,15 +63,18 @@ async def post(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], host: st
     return status, await reader.readexactly(length)
 
 
-async def load(url: str, make: Callable[[int], dict[str, Any]], *, seconds: float, concurrency: int,
+async def load(url: str | list[str], make: Callable[[int], dict[str, Any]], *, seconds: float, concurrency: int,
                expect: int) -> tuple[int, float, list[float]]:
-    """Requests made by `make(i)` from `concurrency` workers for `seconds`: (requests, elapsed, latencies)."""
+    """Requests made by `make(i)` from `concurrency` workers for `seconds`: (requests, elapsed, latencies).
+
+    Given several URLs (instances of one service), worker k keeps a connection to URL k modulo their number.
+    """
     latencies: list[float] = []
     counter = 0
-    target = httpx.URL(url)
+    targets = [httpx.URL(u) for u in ([url] if isinstance(url, str) else url)]
     stop = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(target: httpx.URL) -> None:
         nonlocal counter
         conn = await asyncio.open_connection(target.host, target.port)
         try:
@@ -84,7 +90,7 @@ async def load(url: str, make: Callable[[int], dict[str, Any]], *, seconds: floa
             conn[1].close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(targets[k % len(targets)]) for k in range(concurrency)))
     return len(latencies), time.perf_counter() - began, latencies
 
 
@@ -116,7 +122,7 @@ async def _database(admin: str, statement: str) -> None:
         await conn.close()
 
 
-def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool) -> None:
+def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool, instances: int) -> None:
     """Processes are started and stopped here, outside the event loop that drives the load."""
     admin = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                            "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
@@ -132,20 +138,31 @@ def main(seconds: float, concurrency: int, households: int, only: set[str], prof
         # The benchmark is one client: the per-client limits would measure themselves.
         "YARDSTICK_INTAKE_RATE_PER_S": "1000000", "YARDSTICK_INTAKE_RATE_BURST": "1000000",
     }
-    service = subprocess.Popen([str(BIN / "yardstick"), "serve", "feedback-intake"], env=env, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = [SERVICE_PORT + 10 * k for k in range(instances)]
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([str(BIN / "yardstick"), "serve", "feedback-intake"],
+                                env=env | {"YARDSTICK_INTAKE_PORT": str(port)}, cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    services = [start(ports[0])]
     bare_file = Path(f"/tmp/bench_intake_bare_{os.getpid()}.py")
     bare_file.write_text(BARE_APP)
     bare = subprocess.Popen([str(BIN / "uvicorn"), "--app-dir", str(bare_file.parent), f"{bare_file.stem}:app",
                              "--port", str(BARE_PORT), "--log-level", "warning", "--no-access-log"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(f"http://127.0.0.1:{SERVICE_PORT}/readyz", service)
+        wait_ready(f"http://127.0.0.1:{ports[0]}/readyz", services[0])
+        for port in ports[1:]:  # after the first has migrated the database
+            services.append(start(port))
+            wait_ready(f"http://127.0.0.1:{port}/readyz", services[-1])
         wait_ready(f"http://127.0.0.1:{BARE_PORT}/docs", bare)
-        asyncio.run(measure(secret, seconds, concurrency, households, only, service.pid, bare.pid, profile))
-        print(f"intake process max RSS: {rss_mib(service.pid):.0f} MiB")
+        print(f"intake instances: {instances}")
+        asyncio.run(measure(secret, seconds, concurrency, households, only, [p.pid for p in services], bare.pid,
+                            profile, [f"http://127.0.0.1:{port}" for port in ports]))
+        print(f"intake process max RSS: {max(rss_mib(p.pid) for p in services):.0f} MiB")
     finally:
-        for proc in (service, bare):
+        for proc in (*services, bare):
             proc.terminate()
             proc.wait(timeout=30)
         bare_file.unlink(missing_ok=True)
@@ -153,23 +170,22 @@ def main(seconds: float, concurrency: int, households: int, only: set[str], prof
 
 
 async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],
-                  service_pid: int, bare_pid: int, profile: bool) -> None:
+                  service_pids: list[int], bare_pid: int, profile: bool, urls: list[str]) -> None:
     windows = list(CITY.windows)
     tokens = [auth.issue(secret, role="kiosk", window_id=w.id, subject=f"bench-{w.id}")[0] for w in windows]
     start = datetime.now(UTC) - timedelta(days=20)
-    service = f"http://127.0.0.1:{SERVICE_PORT}"
 
-    async def phase(name: str, url: str, make: Callable[[int], dict[str, Any]], expect: int,
+    async def phase(name: str, url: str | list[str], make: Callable[[int], dict[str, Any]], expect: int,
                     per_request: int = 1, bare: bool = False) -> float:
         """One closed-loop load; with --profile, py-spy samples the service meanwhile."""
         out = Path(f"/tmp/bench_intake_{os.getpid()}_{len(name)}.txt")
-        spy = profile_start(service_pid, seconds, out) if profile and not bare else None
-        pid = bare_pid if bare else service_pid
-        cpu = cpu_seconds(pid)
+        spy = profile_start(service_pids[0], seconds, out) if profile and not bare else None
+        pids = [bare_pid] if bare else service_pids
+        cpu = sum(map(cpu_seconds, pids))
         n, t, lat = await load(url, make, seconds=seconds, concurrency=concurrency, expect=expect)
         rate = report(name, n, t, lat, per_request)
-        # CPU the server process spent per request: what a loaded machine distorts least.
-        print(f"{'':<34} server CPU {(cpu_seconds(pid) - cpu) / n * 1000:6.2f} ms a request")
+        # CPU the server processes spent per request: what a loaded machine distorts least.
+        print(f"{'':<34} server CPU {(sum(map(cpu_seconds, pids)) - cpu) / n * 1000:6.2f} ms a request")
         if spy is not None:
             await asyncio.to_thread(spy.wait)
             await asyncio.to_thread(profile_report, name, out, seconds)
@@ -185,15 +201,15 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         return {"content": json.dumps(body), "headers": {"Authorization": f"Bearer {tokens[k]}",
                                                          "Content-Type": "application/json"}}
 
-    idle = cpu_seconds(service_pid)
+    idle = sum(map(cpu_seconds, service_pids))
     await asyncio.sleep(3)
-    print(f"service idle: {(cpu_seconds(service_pid) - idle) / 3:.0%} of a core (background loops)")
+    print(f"service idle: {(sum(map(cpu_seconds, service_pids)) - idle) / 3:.0%} of a core (background loops)")
 
     if "ratings" in only:
         print(f"kiosk batches of 100, {concurrency} concurrent clients, {seconds:.0f} s each")
         ceiling = await phase("bare FastAPI (parse + answer)", f"http://127.0.0.1:{BARE_PORT}/v1/ratings", batch,
                               202, 100, bare=True)
-        rate = await phase("intake ratings (PG + outbox)", f"{service}/v1/ratings", batch, 202, 100)
+        rate = await phase("intake ratings (PG + outbox)", [f"{u}/v1/ratings" for u in urls], batch, 202, 100)
         print(f"{'ratio intake / bare':<34} {rate / ceiling:10.2f}   (aim: 20,000 ratings/s)")
 
     def feedback(i: int) -> dict[str, Any]:
@@ -210,9 +226,9 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
     if "feedback" in only:
         ceiling = await phase("bare FastAPI feedback (parse + answer)", f"http://127.0.0.1:{BARE_PORT}/v1/feedback",
                               spread, 201, bare=True)
-        rate = await phase("feedback posts, one unit", f"{service}/v1/feedback", feedback, 201)
+        rate = await phase("feedback posts, one unit", [f"{u}/v1/feedback" for u in urls], feedback, 201)
         print(f"{'ratio one unit / bare':<34} {rate / ceiling:10.2f}")
-        rate = await phase("feedback posts, spread over units", f"{service}/v1/feedback", spread, 201)
+        rate = await phase("feedback posts, spread over units", [f"{u}/v1/feedback" for u in urls], spread, 201)
         print(f"{'ratio spread / bare':<34} {rate / ceiling:10.2f}")
         print(f"{'':<34} (aim: 1,000 requests/s, p99 < 50 ms)")
 
@@ -262,5 +278,6 @@ if __name__ == "__main__":
     parser.add_argument("--households", type=int, default=12_000)
     parser.add_argument("--only", default="ratings,feedback,survey", help="comma-separated phases to run")
     parser.add_argument("--profile", action="store_true", help="py-spy the service during each load phase")
+    parser.add_argument("--instances", type=int, default=1, help="intake processes sharing the database and topics")
     args = parser.parse_args()
-    main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile)
+    main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile, args.instances)
