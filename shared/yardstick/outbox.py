@@ -34,6 +34,7 @@ from yardstick.bus.codec import encode_stored
 from yardstick.db import JsonText, bulk_insert, xact_lock
 from yardstick.events import Envelope, Prepared, ce_time
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
+from yardstick.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,7 @@ class Relay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         await self._release_lock()
 
@@ -141,8 +140,11 @@ class Relay:
                         pass
                     BUS_CONNECTED.labels(service=self.service).set(1)
                 backoff = 0.2
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the inner result when a
+                # cancel arrives as it completes (an event already set), and stop() then waited for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval_s):
+                        await self._wake.wait()
                     # Woken by a commit: let the requests of the next few milliseconds join this
                     # batch instead of paying a round of queries each.
                     await asyncio.sleep(self.coalesce_s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, i
 from yardstick.events import Envelope, Prepared
 from yardstick.outbox import Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
+from yardstick.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,7 @@ class ServiceRuntime:
                 delay = min(delay * 2, self.settings.retry_max_s)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         await self.relay.stop()
         if self.owns_bus:

@@ -18,6 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription, dlq_topic
 from yardstick.events import DOMAIN_TOPICS
 from yardstick.observability import CONSUMER_LAG, DEAD_LETTERED, PUBLISHED
+from yardstick.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
@@ -190,11 +191,7 @@ class KafkaBus:
                 backoff = min(backoff * 2, self.retry_max_s)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._producer is not None:
             with contextlib.suppress(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import Any
 
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
 from yardstick.observability import DEAD_LETTERED, PUBLISHED
+from yardstick.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,7 @@ class MemoryBus:
 
     async def stop(self) -> None:
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
 
     async def publish(self, messages: Sequence[Message]) -> None:
