@@ -12,11 +12,14 @@ from scoring import repository
 from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
-from yardstick.consumer import EventHandler, NotFound
+from yardstick.consumer import EventHandler, NotFound, decode_lean
 from yardstick.events import Envelope
 
 CONSUMER = "scoring"
 TOPICS = [events.FEEDBACK, events.SURVEY, events.TARGETS, events.NOTICES]
+# The consumer's decoder: the relay's messages without validating their envelopes twice
+# (docs/decisions/scoring-method-and-closing.md, replay); anything else as decode_fast reads it.
+DECODE = decode_lean
 
 RatingKey = tuple[str, str, date, int]
 
