@@ -61,7 +61,9 @@ class ServiceRuntime:
         self.outbox: Table = metadata.tables["outbox"] if "outbox" in metadata.tables else outbox_table(metadata)
         self.processed: Table = (metadata.tables["processed_events"] if "processed_events" in metadata.tables
                                  else processed_table(metadata))
-        self.engine = db.make_engine(settings.database_url)
+        self.engine = db.make_engine(settings.database_url, **(
+            {} if db.is_sqlite(settings.database_url)
+            else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
         self.sessions: async_sessionmaker[AsyncSession] = db.session_factory(self.engine)
         self.bus: Bus = bus if bus is not None else make_bus(settings)
         self.owns_bus = bus is None

@@ -58,6 +58,13 @@ class ServiceSettings(BaseSettings):
         default="yardstick", validation_alias=AliasChoices("YARDSTICK_AUTH_AUDIENCE", "auth_audience")
     )
     city: Path | None = Field(default=None, validation_alias=AliasChoices("YARDSTICK_CITY", "city"))
+    # PostgreSQL connections of a service instance (SQLite ignores them): the pool keeps
+    # db_pool_size open; up to db_max_overflow more are opened when all are busy and closed when
+    # returned. Size the server for instances x (pool + overflow + 2: the relay's lock, a consumer).
+    # On the 2-core bench machine 10 + 10 served kiosk batches best; 20 + 0 (no connection opened
+    # per request) served bursts of single progress reports better (docs/performance.md).
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     # The relay polls the outbox this often when nothing woke it up.
     relay_interval_s: float = 0.5
     # Backoff for transient failures (database or broker unreachable): retried without limit.

@@ -84,3 +84,16 @@ async def test_a_pool_with_every_connection_busy_is_a_503_not_a_wait_then_500(tm
         await runtime.engine.dispose()
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] == "1" and r.json()["error"]["code"] == "unavailable"
+
+
+def test_a_postgresql_pool_is_sized_by_the_settings() -> None:
+    url = f"postgresql+asyncpg://u:p@127.0.0.1:{_closed_port()}/nothing"  # nothing is connected here
+    default = ServiceRuntime(ServiceSettings(database_url=url, auth_secret="s" * 40), db.new_metadata(),
+                             migrations="unused", bus=MemoryBus())
+    sized = ServiceRuntime(ServiceSettings(database_url=url, auth_secret="s" * 40, db_pool_size=20,
+                                           db_max_overflow=0), db.new_metadata(), migrations="unused",
+                           bus=MemoryBus())
+    assert isinstance(default.engine.pool, AsyncAdaptedQueuePool)
+    assert isinstance(sized.engine.pool, AsyncAdaptedQueuePool)
+    assert (default.engine.pool.size(), default.engine.pool._max_overflow) == (10, 10)
+    assert (sized.engine.pool.size(), sized.engine.pool._max_overflow) == (20, 0)
