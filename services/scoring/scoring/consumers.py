@@ -58,12 +58,12 @@ class Complaints:
         cell[0] += sign
         cell[1] += sign * int(negative)
 
-    async def write(self, session: AsyncSession) -> None:
-        await repository.add_complaints(session, [
-            {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
-            for (u, k, w, y), (t, n) in sorted(self.cells.items())])
-        await repository.add_months(session, [{"year": y, "month": m, "channel": c, "n": n}
-                                              for (y, m, c), n in sorted(self.months.items())])
+    def upserts(self) -> list[repository.Upsert]:
+        return [repository.complaint_upsert(
+                    {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
+                    for (u, k, w, y), (t, n) in sorted(self.cells.items())),
+                repository.month_upsert({"year": y, "month": m, "channel": c, "n": n}
+                                        for (y, m, c), n in sorted(self.months.items()))]
 
 
 def moved(complaints: Complaints, data: events.FeedbackReassigned, day: date) -> None:
@@ -291,8 +291,8 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], cit
                 await table[e.type](session, e)
             except NotFound:
                 continue
-    await repository.add_ratings(session, ratings.rows())
-    await complaints.write(session)
+    # One statement for the poll's aggregates (one round trip on PostgreSQL), in the order two instances share.
+    await repository.add_all(session, [*repository.rating_upserts(ratings.rows()), *complaints.upserts()])
 
 
 def batch_handler(city: CityProfile, table: dict[str, EventHandler]) -> Callable[

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, delete, func, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,11 +101,21 @@ async def lock_emitter(session: AsyncSession) -> bool:
 # --- read model writes ---------------------------------------------------------------------
 
 
+# One table's additive upsert: the table, its key, the columns added to, the rows (sorted by the key).
+Upsert = tuple[Table, tuple[str, ...], tuple[str, ...], list[dict[str, Any]]]
+_SUMS = ("n", "sum_s", "sum_s2")
+
+
 async def add_ratings(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add per (unit, channel, day) deltas: n, sum_s, sum_s2 (negative for a reassigned item's old unit).
 
     The same deltas go into the unit's yearly sums per channel, in the same transaction.
     """
+    await add_all(session, rating_upserts(rows))
+
+
+def rating_upserts(rows: Iterable[Mapping[str, Any]]) -> list[Upsert]:
+    """add_ratings' two upserts: the days' cells and the same deltas in the unit's yearly sums."""
     daily: dict[tuple[str, str, date], list[Any]] = {}
     yearly: dict[tuple[str, str, int], list[float]] = {}
     for r in rows:
@@ -118,45 +128,63 @@ async def add_ratings(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) 
         cell[0] += r["n"]
         cell[1] += r["sum_s"]
         cell[2] += r["sum_s2"]
-    await add_to(session, channel_days, ["unit_id", "channel", "day"], ["n", "sum_s", "sum_s2"],
-                 [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-                  for (u, c, d), (y, n, s, s2) in sorted(daily.items())])
-    await add_to(session, channel_years, ["unit_id", "channel", "year"], ["n", "sum_s", "sum_s2"],
-                 [{"unit_id": u, "channel": c, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-                  for (u, c, y), (n, s, s2) in sorted(yearly.items())])
+    return [
+        (channel_days, ("unit_id", "channel", "day"), _SUMS,
+         [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+          for (u, c, d), (y, n, s, s2) in sorted(daily.items())]),
+        (channel_years, ("unit_id", "channel", "year"), _SUMS,
+         [{"unit_id": u, "channel": c, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
+          for (u, c, y), (n, s, s2) in sorted(yearly.items())]),
+    ]
 
 
 async def add_to(session: AsyncSession, table: Table, key: list[str], summed: list[str],
                  rows: list[dict[str, Any]]) -> None:
     """Upsert rows that add their `summed` columns to the row of the same key (insert it when there is none).
 
-    On PostgreSQL one statement whatever the number of rows: each column travels as one array
-    (INSERT .. SELECT FROM unnest), so the statement is prepared once. The driver's executemany
-    would run the upsert once per row, and a multi-row VALUES list is a new statement for each
-    batch size. Rows must all have the same keys and be sorted by `key` (two instances then lock
-    in the same order).
+    Rows must all have the same keys and be sorted by `key` (two instances then lock in the same order).
     """
-    if not rows:
+    await add_all(session, [(table, tuple(key), tuple(summed), rows)])
+
+
+async def add_all(session: AsyncSession, upserts: Iterable[Upsert]) -> None:
+    """add_to for several tables, in the order given.
+
+    On PostgreSQL one statement whatever the number of rows and tables: each table's upsert is a
+    CTE and each of its columns travels as one array (INSERT .. SELECT FROM unnest), so the
+    statement is prepared once per shape and a poll's aggregates take one round trip (four
+    before: on a loaded machine each small statement cost 2-6 ms, most of it the trip). The
+    driver's executemany would run the upsert once per row, and a multi-row VALUES list is a new
+    statement for each batch size.
+    """
+    present = [u for u in upserts if u[3]]
+    if not present:
         return
-    columns = tuple(rows[0])
     if dialect_name(session) == "postgresql":
-        stmt = _unnest_upsert(table, columns, tuple(key), tuple(summed))
-        await session.execute(stmt, {c: [r[c] for r in rows] for c in columns})
+        stmt = _unnest_upserts(tuple((table, tuple(rows[0]), key, summed) for table, key, summed, rows in present))
+        await session.execute(stmt, {f"{table.name}_{c}": [r[c] for r in rows]
+                                     for table, _key, _summed, rows in present for c in rows[0]})
         return
     insert = insert_for(session)
-    lite = insert(table)
-    await session.execute(lite.on_conflict_do_update(index_elements=key,
-                                                     set_={c: table.c[c] + lite.excluded[c] for c in summed}), rows)
+    for table, key, summed, rows in present:
+        lite = insert(table)
+        await session.execute(lite.on_conflict_do_update(
+            index_elements=list(key), set_={c: table.c[c] + lite.excluded[c] for c in summed}), rows)
 
 
 @functools.lru_cache(maxsize=32)
-def _unnest_upsert(table: Table, columns: tuple[str, ...], key: tuple[str, ...],
-                   summed: tuple[str, ...]) -> Executable:
-    """add_to's PostgreSQL statement, built once per table and shape (building it cost a tenth of a batch)."""
-    source = func.unnest(*[bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns]) \
-        .table_valued(*columns).render_derived()
-    pg = pg_insert(table).from_select(list(columns), select(*[source.c[c] for c in columns]))
-    return pg.on_conflict_do_update(index_elements=list(key), set_={c: table.c[c] + pg.excluded[c] for c in summed})
+def _unnest_upserts(shapes: tuple[tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]) -> Executable:
+    """add_all's PostgreSQL statement for tables of these (table, columns, key, summed), built once (building
+    it cost a tenth of a poll). Parameters are named table_column."""
+    ctes = []
+    for table, columns, key, summed in shapes:
+        source = func.unnest(*[bindparam(f"{table.name}_{c}", type_=ARRAY(table.c[c].type)) for c in columns]) \
+            .table_valued(*columns).render_derived()
+        pg = pg_insert(table).from_select(list(columns), select(*[source.c[c] for c in columns]))
+        upsert = pg.on_conflict_do_update(index_elements=list(key),
+                                          set_={c: table.c[c] + pg.excluded[c] for c in summed})
+        ctes.append(upsert.cte(f"add_{table.name}"))
+    return select(literal_column("1")).add_cte(*ctes)
 
 
 async def add_rating(session: AsyncSession, *, unit_id: str, channel: str, day: date, year: int,
@@ -446,12 +474,19 @@ async def put_emitted(session: AsyncSession, year: int, rows: list[dict[str, Any
 
 async def add_complaints(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add per (unit, category, week) deltas of all items and negative ones (negative for a moved item)."""
-    await add_to(session, complaint_weeks, ["unit_id", "category_id", "week", "year"], ["total", "negative"],
-                 [dict(r) for r in rows])
+    await add_all(session, [complaint_upsert(rows)])
+
+
+def complaint_upsert(rows: Iterable[Mapping[str, Any]]) -> Upsert:
+    return complaint_weeks, ("unit_id", "category_id", "week", "year"), ("total", "negative"), [dict(r) for r in rows]
 
 
 async def add_months(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
-    await add_to(session, feedback_months, ["year", "month", "channel"], ["n"], [dict(r) for r in rows])
+    await add_all(session, [month_upsert(rows)])
+
+
+def month_upsert(rows: Iterable[Mapping[str, Any]]) -> Upsert:
+    return feedback_months, ("year", "month", "channel"), ("n",), [dict(r) for r in rows]
 
 
 async def put_target_point(session: AsyncSession, row: Mapping[str, Any]) -> None:
