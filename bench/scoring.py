@@ -1,10 +1,11 @@
 """Benchmark of scoring: replay feedback events through the live consumer's batch path, then time reads.
 
 For each backend (SQLite in a scratch folder, PostgreSQL in a scratch database on the shared
-server): the bare cost first (decoding the wire messages, and decoding plus recording their ids
-with no read model), the live path before batching on a sample (the SDK's decode and one
-transaction per event, into a read model emptied afterwards), then the replay of --events
-feedback events (kiosk presses, web and mobile items with a category, follow-ups, a few
+server): the bare cost first (decoding the wire messages: the SDK's path, decode_fast and the
+batch consumer's decode_lean; and, as a reference that stays the same from one version of scoring
+to the next, decode_fast plus recording the ids with no read model), the live path before batching
+on a sample (the SDK's decode and one transaction per event, into a read model emptied
+afterwards), then the replay of --events (kiosk presses, web and mobile items with a category, follow-ups, a few
 reassignments and redelivered duplicates) in polls of --batch messages through
 IdempotentConsumer.batch, as the Kafka consumer hands them over; then, with the read model full
 and the recompute loop running as in the service, one unit's scorecard and a group's ranking
@@ -13,7 +14,8 @@ the freshness of the stored scorecards under a steady stream (--fresh seconds of
 every 50 ms, each woken into the recompute loop as the service's consumer does): the time from a
 batch's commit until a pass stored scorecards that include it.
 Figures on a loaded machine are only comparable within one run; the events per CPU second of
-this process (SQLite's work included, PostgreSQL's server not) vary less.
+this process (SQLite's work included, PostgreSQL's server not) vary less. The collector is set as
+in a serving process (runner.tune_gc) unless --gc default.
 """
 
 from __future__ import annotations

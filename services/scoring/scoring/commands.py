@@ -18,7 +18,6 @@ from scoring.models import adjustments, assessments, configs, leader_grades, met
 from scoring.settings import ScoringSettings
 from yardstick import db
 from yardstick.bus import DeadLetter, Message
-from yardstick.consumer import decode_fast
 from yardstick.events import Envelope
 from yardstick.runtime import ServiceRuntime
 
@@ -118,7 +117,7 @@ async def replay(runtime: ServiceRuntime, sessions: Any, messages: AsyncIterator
 
     async for message in stream:
         try:
-            pending.append(decode_fast(message))
+            pending.append(consumers.DECODE(message))  # as the live consumer decodes
         except DeadLetter:
             continue
         if len(pending) >= BATCH:
