@@ -5,8 +5,8 @@ server): the bare cost first (decoding the wire messages: the SDK's path, decode
 batch consumer's decode_lean; and, as a reference that stays the same from one version of scoring
 to the next, decode_fast plus recording the ids with no read model), the live path before batching
 on a sample (the SDK's decode and one transaction per event, into a read model emptied
-afterwards), then the replay of --events (kiosk presses, web and mobile items with a category, follow-ups, a few
-reassignments and redelivered duplicates) in polls of --batch messages through
+afterwards), then the replay of --events feedback events (kiosk presses, web and mobile items
+with a category, follow-ups, a few reassignments and redelivered duplicates) in polls of --batch messages through
 IdempotentConsumer.batch, as the Kafka consumer hands them over; then, with the read model full
 and the recompute loop running as in the service, one unit's scorecard and a group's ranking
 read --reads times each while events keep arriving, and one recompute of the whole year; then
