@@ -76,6 +76,7 @@ class ServiceRuntime:
         self.authenticator = Authenticator(settings.secret, self.revocations, audience=settings.auth_audience)
         self.consumers: list[IdempotentConsumer] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._stop_callbacks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.bus.subscribe(self.revocations.subscription(self.service, self.instance))
@@ -123,6 +124,11 @@ class ServiceRuntime:
         It must catch its own errors and loop; a crash is logged and the task restarted.
         """
         self._task_factories.append((name, factory))
+
+    def on_stop(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Awaited first when the service stops, while the database and the bus are still there
+        (work in flight outside the background loops, such as a write queue, ends here)."""
+        self._stop_callbacks.append(callback)
 
     async def _supervised(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         while True:
@@ -172,6 +178,8 @@ class ServiceRuntime:
                 delay = min(delay * 2, self.settings.retry_max_s)
 
     async def stop(self) -> None:
+        for callback in self._stop_callbacks:
+            await callback()
         await stop_tasks(self._tasks)
         self._tasks = []
         await self.relay.stop()

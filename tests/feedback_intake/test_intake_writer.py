@@ -106,3 +106,17 @@ async def test_with_the_database_unreachable_the_whole_group_fails_on_one_attemp
         await runtime.engine.dispose()
     assert all(isinstance(r, Exception) and is_transient(r) for r in results), results
     assert len(attempts) == 1
+
+
+async def test_stopping_the_service_lets_the_transaction_in_flight_finish(system: Any) -> None:
+    """Stopping waits for the write queue while the database is still there (a flusher cancelled
+    after the engine was disposed could wait for ever on a connection that was gone)."""
+    writer = system.apps[INTAKE].state.intake.writer
+    rows = [row() for _ in range(5)]
+    tasks = [asyncio.ensure_future(writer.insert(r)) for r in rows]
+    await asyncio.sleep(0)  # the flusher has started its transaction
+    await asyncio.wait_for(writer.stop(), 10)
+    assert all(t.done() for t in tasks)
+    assert [t.result() for t in tasks] == [True] * 5
+    count, announced = await stored(system)
+    assert count == 5 and sorted(announced) == sorted(r["id"] for r in rows)

@@ -28,9 +28,11 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
     app = runtime.create_app(title="Yardstick feedback-intake", routers=[api.router, open311.router])
     app.state.settings = settings
     key = settings.contact_key.encode() if settings.contact_key else (lambda: derive_key(settings.secret()))
+    writer = FeedbackWriter(runtime)
+    runtime.on_stop(writer.stop)
     app.state.intake = Intake(runtime=runtime, settings=settings,
                               classifier=Classifier(runtime.city, min_confidence=settings.min_confidence),
-                              vault=ContactVault(key), writer=FeedbackWriter(runtime))
+                              vault=ContactVault(key), writer=writer)
     app.state.limiter = RateLimiter(rate=settings.rate_per_s, burst=settings.rate_burst)
     runtime.consume(name="feedback-intake-notices", topics=[events.NOTICES], handlers=consumers.handlers(runtime.city))
     return app

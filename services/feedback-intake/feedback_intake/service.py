@@ -31,6 +31,7 @@ from yardstick.consumer import is_transient
 from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
+from yardstick.tasks import stop_task
 
 
 @dataclass
@@ -359,6 +360,15 @@ class FeedbackWriter:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="feedback-writer")
         return await future
+
+    async def stop(self, *, grace_s: float = 5.0) -> None:
+        """The service is stopping: let the transaction in flight (and the posts queued behind it)
+        finish for up to grace_s, then cancel what is left (those posts answer 503)."""
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            return
+        await asyncio.wait({flusher}, timeout=grace_s)
+        await stop_task(flusher)
 
     async def _flush(self) -> None:
         batch: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []

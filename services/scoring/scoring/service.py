@@ -215,8 +215,10 @@ async def refresher(runtime: ServiceRuntime, wake: asyncio.Event, *, min_gap_s: 
     loop = asyncio.get_running_loop()
     ready_at = loop.time()  # when the rest after the last pass is over
     while True:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel (yardstick.tasks).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=poll_s)
+            async with asyncio.timeout(poll_s):
+                await wake.wait()
         await asyncio.sleep(max(0.0, ready_at - loop.time()))
         wake.clear()
         started = loop.time()
