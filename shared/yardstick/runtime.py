@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations, revoked_table
-from yardstick.bus import Bus, Subscription
+from yardstick.bus import Bus, Message, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
 from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, is_transient, processed_table
 from yardstick.events import Envelope, Prepared
@@ -89,14 +89,16 @@ class ServiceRuntime:
     # wiring -----------------------------------------------------------------------
     def consume(self, *, name: str, topics: list[str], handlers: Mapping[str, EventHandler],
                 after_commit: Callable[[Envelope], Any] | None = None,
-                batch_handler: BatchHandler | None = None, batched: bool = False) -> IdempotentConsumer:
+                batch_handler: BatchHandler | None = None, batched: bool = False,
+                decode: Callable[[Message], Envelope] | None = None) -> IdempotentConsumer:
         """Subscribe `handlers`; batched (or with a batch_handler) the bus hands over a poll at a time.
 
         A batched consumer applies each poll's messages in one transaction (see
         IdempotentConsumer.batch); the handlers stay the per-event fallback.
         """
         consumer = IdempotentConsumer(name=name, sessions=self.sessions, table=self.processed,
-                                      handlers=handlers, after_commit=after_commit, batch_handler=batch_handler)
+                                      handlers=handlers, after_commit=after_commit, batch_handler=batch_handler,
+                                      decode=decode)
         self.consumers.append(consumer)
         many = consumer.batch if batched or batch_handler is not None else None
         self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many))

@@ -32,9 +32,8 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
     async def applied(_envelope: Envelope) -> None:
         changed.set()
 
-    consumer = runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=table,
-                               after_commit=applied, batch_handler=consumers.batch_handler(runtime.city, table))
-    consumer.decode = consumers.DECODE  # runtime.consume takes no decoder (yet)
+    runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=table, after_commit=applied,
+                    batch_handler=consumers.batch_handler(runtime.city, table), decode=consumers.DECODE)
     runtime.add_task("scorecard-recompute", lambda: service.refresher(
         runtime, changed, min_gap_s=settings.recompute_gap_s, poll_s=settings.recompute_poll_s))
 
