@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import io
+import os
+import secrets
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 # pytest puts this folder on sys.path to import this file. Its sub-folders are named like
 # the packages under test (tests/yardstick, tests/scoring, ...) and, having no __init__.py,
 # would be found there as namespace packages ahead of the real, editable-installed ones.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from yardstick import db  # noqa: E402
 from yardstick.auth import issue  # noqa: E402
 from yardstick.bus.memory import MemoryBus  # noqa: E402
 from yardstick.city import CityProfile, default_city_path, load_city  # noqa: E402
@@ -75,6 +81,42 @@ async def _eventually(predicate: Predicate, timeout: float = 5.0, interval: floa
 @pytest.fixture
 def eventually() -> Eventually:
     return _eventually
+
+
+PG_ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
+ScratchEngine = Callable[[str, str, str], AbstractAsyncContextManager[AsyncEngine]]
+
+
+@pytest.fixture
+def scratch_engine(tmp_path: Path) -> ScratchEngine:
+    """`scratch_engine(backend, migrations, prefix)`: an engine on a fresh database of that backend
+    (a SQLite file under tmp_path, or a PostgreSQL database named prefix_<random>), migrated;
+    disposed, and the PostgreSQL database dropped, on leaving."""
+
+    @contextlib.asynccontextmanager
+    async def scratch(backend: str, migrations: str, prefix: str) -> AsyncIterator[AsyncEngine]:
+        name = f"{prefix}_{secrets.token_hex(3)}"
+        admin = None
+        if backend == "sqlite":
+            engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
+        else:
+            assert PG_ADMIN is not None, "YARDSTICK_TEST_PG_ADMIN_URL names the cluster"
+            admin = PG_ADMIN.replace("postgresql+asyncpg", "postgresql")
+            conn = await asyncpg.connect(admin)
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.close()
+            engine = db.make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            await db.migrate(engine, migrations)
+            yield engine
+        finally:
+            await engine.dispose()
+            if admin is not None:
+                conn = await asyncpg.connect(admin)
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await conn.close()
+
+    return scratch
 
 
 @dataclass

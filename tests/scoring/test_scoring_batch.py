@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,35 +28,18 @@ from yardstick.bus.codec import encode_stored
 from yardstick.city import CityProfile
 from yardstick.consumer import IdempotentConsumer, decode_fast
 
-PG_ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if PG_ADMIN else [])
 AGGREGATES: tuple[Table, ...] = (channel_days, channel_years, complaint_weeks, feedback_months)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 
+# PostgreSQL too when the shared cluster is there (make test sets it).
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL") else [])
+
 
 @pytest.fixture(params=BACKENDS)
-async def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if request.param == "sqlite":
-        engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}")
-        await db.migrate(engine, MIGRATIONS)
+async def sessions(request: pytest.FixtureRequest,
+                   scratch_engine: Any) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with scratch_engine(request.param, MIGRATIONS, "yt_scoring_batch") as engine:
         yield db.session_factory(engine)
-        await engine.dispose()
-        return
-    assert PG_ADMIN is not None
-    name = f"yt_scoring_batch_{secrets.token_hex(3)}"
-    admin = PG_ADMIN.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    engine = db.make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        await db.migrate(engine, MIGRATIONS)
-        yield db.session_factory(engine)
-    finally:
-        await engine.dispose()
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 def _relayed(data: events.Event, key: str, n: int) -> Message:
