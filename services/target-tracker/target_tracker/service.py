@@ -7,6 +7,7 @@ import bisect
 import csv
 import io
 import logging
+import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -345,31 +346,35 @@ def _holt_params(row: Row) -> forecast.HoltParams | None:
     return forecast.HoltParams(row["holt_alpha"], row["holt_beta"], row["holt_phi"])
 
 
+_DATE = operator.itemgetter(0)
+
+
 @dataclass
 class _Tracked:
     """A target within one transaction: its row as it becomes, and its reports by date (one year at most)."""
 
     row: dict[str, Any]
-    dates: list[date]  # sorted
-    points: list[tuple[date, float]]  # points[i] is (dates[i], the value reported for it)
+    points: list[tuple[date, float]]  # (date, the value reported for it), sorted by date, one per date
     # Holt's parameters were estimated in this transaction: a batch fits each target at most once.
     fitted: bool = False
     touched: bool = False
 
     @classmethod
     def of(cls, row: Row, series: Sequence[tuple[date, float]]) -> _Tracked:
-        return cls(row=dict(row), dates=[d for d, _ in series], points=[(d, v) for d, v in series])
+        return cls(row=dict(row), points=[(d, v) for d, v in series])
+
+    def _at(self, on: date) -> int:
+        return bisect.bisect_left(self.points, on, key=_DATE)
 
     def value_on(self, on: date) -> float | None:
-        i = bisect.bisect_left(self.dates, on)
-        return self.points[i][1] if i < len(self.dates) and self.dates[i] == on else None
+        i = self._at(on)
+        return self.points[i][1] if i < len(self.points) and self.points[i][0] == on else None
 
     def put(self, on: date, value: float) -> None:
-        i = bisect.bisect_left(self.dates, on)
-        if i < len(self.dates) and self.dates[i] == on:
+        i = self._at(on)
+        if i < len(self.points) and self.points[i][0] == on:
             self.points[i] = (on, value)
         else:
-            self.dates.insert(i, on)
             self.points.insert(i, (on, value))
 
     def recent(self) -> list[tuple[date, float]]:
