@@ -112,18 +112,8 @@ def complaint(unit: str, category: str, day: date, i: int) -> Envelope:
     return Envelope.of(data, source="feedback-intake", key=unit)
 
 
-async def eventually(predicate: Any, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met")
-
-
 async def test_events_to_notice_lifecycle_and_notifications(
-        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any) -> None:
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
     client, app, bus, inbox, receiver = notices_app
     commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
     health = {"Authorization": f"Bearer {token('coordinator', unit_id='health-commission', subject='c1')}"}
@@ -220,7 +210,7 @@ async def test_webhooks_to_internal_addresses_are_refused(tmp_path: Path, city: 
 
 
 async def test_a_replay_of_the_same_events_raises_notices_on_the_same_cells(
-        tmp_path: Path, city: CityProfile, token: Any) -> None:
+        tmp_path: Path, city: CityProfile, token: Any, eventually: Any) -> None:
     """Two services fed the same events, in a different order and with redeliveries, evaluated on the
     same days, hold notices on the same (unit, rule, subject) cells: detection follows the events'
     own days, not when they arrived."""
@@ -284,7 +274,7 @@ async def test_live_evaluation_runs_while_events_never_pause(tmp_path: Path, cit
 
 
 async def test_evaluations_racing_on_one_cell_issue_one_notice(
-        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any) -> None:
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
     """The commission's run and the service's own sweep at the same moment: one notice, and neither fails
     (on SQLite no sweep lock serialises them; the cell's open key does)."""
     from notices import service

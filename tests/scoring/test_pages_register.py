@@ -26,7 +26,7 @@ async def publish(system: Any, *items: events.Event, key: str = UNIT) -> None:
 
 
 async def caught_up(system: Any, eventually: Any) -> None:
-    await eventually(lambda: all(system.bus.lag(g) == 0 for g in ("scoring", "notices")), timeout=15)
+    await eventually(lambda: all(system.bus.lag(g) == 0 for g in ("scoring", "notices")))
 
 
 async def test_a_plan_posted_to_notices_shows_on_the_public_register(system: Any, token: Any, city: Any,
@@ -61,7 +61,7 @@ async def test_a_plan_posted_to_notices_shows_on_the_public_register(system: Any
         shown = page.split(f'data-notice="{notice["id"]}"')
         return page if len(shown) > 1 and "plan submitted" in shown[1].split("</tr>")[0] else None
 
-    html = await eventually(register_row, timeout=15)
+    html = await eventually(register_row)
     row = html.split(f'data-notice="{notice["id"]}"')[1].split("</tr>")[0]
     for action in ACTIONS:
         assert f"<li>{action}</li>" in row

@@ -90,7 +90,7 @@ async def seed(system: Any, token: Any, city: Any, eventually: Any, year: int) -
                                        deadline=today - timedelta(days=1)))
     # Intake's relay publishes its 7 items after the requests returned: wait for them, then for scoring.
     await eventually(lambda: sum(decode(m).type == "feedback.received" for m in system.bus.logs[events.FEEDBACK]) == 7)
-    await eventually(lambda: system.bus.lag("scoring") == 0 and system.bus.lag("notices") == 0, timeout=10)
+    await eventually(lambda: system.bus.lag("scoring") == 0 and system.bus.lag("notices") == 0)
     await settled(system, eventually)
     return {"items": items}
 
@@ -167,7 +167,7 @@ async def test_the_dashboard_stamp_moves_when_a_rating_arrives(system: Any, toke
     async def moved() -> bool:
         return bool((await system.scoring.get("/dashboard/stamp")).json()["stamp"] != before)
 
-    await eventually(moved, timeout=10)
+    await eventually(moved)
 
 
 async def test_the_stamp_moves_again_when_the_recompute_lands(system: Any, token: Any, city: Any,
@@ -189,7 +189,7 @@ async def test_the_stamp_moves_again_when_the_recompute_lands(system: Any, token
     async def applied_and_recomputed() -> bool:  # the rating reached scoring (it travels through an outbox)
         return await stamp() != before and bool(await system.scorecards_current())
 
-    await eventually(applied_and_recomputed, timeout=10)
+    await eventually(applied_and_recomputed)
     current = await stamp()
     runtime = system.runtime("scoring")
     async with runtime.sessions() as session, session.begin():  # the state between apply and recompute

@@ -159,7 +159,7 @@ async def test_scorecard_follows_events_and_inputs(system: Any, token: Any, city
         last = [decode(m).data for m in totals]
         mine = [d for d in last if isinstance(d, events.ScorecardUpdated) and d.unit_id == UNIT]
         return bool(mine) and mine[-1].total == pytest.approx(total)
-    await eventually(updated, timeout=10)
+    await eventually(updated)
     # Replaying the log into an empty read model gives the same scorecards.
     log = [m for t in ("feedback.v1", "survey.v1", "targets.v1") for m in system.bus.logs[t]]
     assert await commands.rebuild_and_compare(system.runtime("scoring"), log) == []

@@ -40,7 +40,7 @@ async def spike_notice(system: Any, token: Any, eventually: Any) -> str:
             rows = (await session.execute(select(table.c.event_id).where(table.c.event_id.in_(ids)))).all()
         return len(rows) == len(ids)
 
-    await eventually(all_applied, timeout=30)
+    await eventually(all_applied)
     commission = {"Authorization": f"Bearer {token('commission', subject='detector-run')}"}
     r = await system.notices.post("/v1/rules:evaluate", json={"day": day.isoformat()}, headers=commission)
     assert r.status_code == 200, r.text

@@ -167,7 +167,7 @@ async def test_free_text_is_stored_verbatim_and_escaped_on_pages(system: Any, to
         public = (await system.scoring.get("/public", params={"year": YEAR})).text
         return str(escape(payload("target.title"))) in page and str(escape(payload("plan.action"))) in public
 
-    await eventually(scoring_knows, timeout=20)
+    await eventually(scoring_knows)
     page = await system.scoring.get(f"/dashboard/units/{UNIT}", params={"year": YEAR}, headers=commission)
     assert page.status_code == 200
     assert_inert_html(page.text, "target.title")

@@ -74,7 +74,7 @@ async def test_contact_data_never_reaches_the_logs(json_logs: io.StringIO, syste
     assert r.status_code == 201, r.text
     assert (await system.notices.post(f"/v1/notices/{spike_notice}/acknowledge", headers=coordinator)
             ).status_code == 200
-    await eventually(lambda: "notification delivery failed" in json_logs.getvalue(), timeout=20)
+    await eventually(lambda: "notification delivery failed" in json_logs.getvalue())
     written = json_logs.getvalue().splitlines()
 
     records = [json.loads(line) for line in written if line.startswith("{")]

@@ -260,7 +260,7 @@ async def test_import_a_year_of_45_units(system: Any, city: Any, commission: Api
     listed = await commission.call("GET", f"/v1/units/{units[3]}/targets?year={PAST}", 200)
     assert len(listed["items"]) == 10
     assert {i["kind"] for i in listed["items"]} == {"numeric", "milestone"}
-    await eventually(lambda: len(events_of(system, "target.defined")) == 450, timeout=20)
+    await eventually(lambda: len(events_of(system, "target.defined")) == 450)
     # The same file again: every row collides, nothing more is imported.
     again = await commission.call("POST", f"/v1/targets:import?year={PAST}", 422, content=body,
                                   headers={"Content-Type": "text/csv"})
