@@ -12,6 +12,7 @@ from target_tracker.schemas import ProgressBatchIn, ProgressBatchResult, Progres
 from target_tracker.settings import TargetsSettings
 from yardstick.auth import Principal, require
 from yardstick.errors import ApiError
+from yardstick.responses import JSONBody
 from yardstick.runtime import runtime_of
 from yardstick.tables import csv_response, wants_csv
 
@@ -110,37 +111,39 @@ async def report_progress_batch(unit_id: str, body: ProgressBatchIn, request: Re
                                       principal=principal, unit_id=unit_id, items=body.reports)
 
 
-@router.get("/targets/{target_id}", tags=["targets"])
-async def get_target(target_id: str, request: Request, principal: Principal = Depends(READERS)) -> dict[str, Any]:
-    return await service.get(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
-                             target_id=target_id)
+# The reads answer with JSONBody (yardstick.responses): encoded in one pass, not walked by FastAPI first.
+@router.get("/targets/{target_id}", tags=["targets"], response_class=JSONBody, response_model=None)
+async def get_target(target_id: str, request: Request, principal: Principal = Depends(READERS)) -> JSONBody:
+    return JSONBody(await service.get(runtime=runtime_of(request), settings=settings_of(request),
+                                      principal=principal, target_id=target_id))
 
 
-@router.get("/targets/{target_id}/audit", tags=["targets"])
+@router.get("/targets/{target_id}/audit", tags=["targets"], response_class=JSONBody, response_model=None)
 async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
-                    principal: Principal = Depends(READERS)) -> dict[str, Any]:
-    return await service.audit_list(runtime=runtime_of(request), principal=principal, target_id=target_id,
-                                    cursor=cursor, limit=limit)
+                    principal: Principal = Depends(READERS)) -> JSONBody:
+    return JSONBody(await service.audit_list(runtime=runtime_of(request), principal=principal,
+                                             target_id=target_id, cursor=cursor, limit=limit))
 
 
-@router.get("/units/{unit_id}/targets", tags=["targets"])
+@router.get("/units/{unit_id}/targets", tags=["targets"], response_class=JSONBody, response_model=None)
 async def unit_targets(unit_id: str, request: Request, year: int | None = YEAR, limit: int = LIMIT,
-                       cursor: str | None = None, principal: Principal = Depends(READERS)) -> dict[str, Any]:
-    return await service.unit_list(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
-                                   unit_id=unit_id, year=year, cursor=cursor, limit=limit)
+                       cursor: str | None = None, principal: Principal = Depends(READERS)) -> JSONBody:
+    return JSONBody(await service.unit_list(runtime=runtime_of(request), settings=settings_of(request),
+                                            principal=principal, unit_id=unit_id, year=year, cursor=cursor,
+                                            limit=limit))
 
 
 PUBLIC_CSV = ("id", "unit_id", "year", "code", "title", "unit_of_measure", "direction", "kind", "baseline",
               "target", "due", "latest_date", "latest_value", "attainment", "status", "projection_value")
 
 
-@router.get("/public/targets", tags=["public"], response_model=None)
+@router.get("/public/targets", tags=["public"], response_class=JSONBody, response_model=None)
 async def public_targets(request: Request, year: int | None = YEAR, limit: int = LIMIT,
-                         cursor: str | None = None) -> dict[str, Any] | Response:
+                         cursor: str | None = None) -> Response:
     page = await service.public_list(runtime=runtime_of(request), settings=settings_of(request), year=year,
                                      cursor=cursor, limit=limit)
     if not wants_csv(request):
-        return page
+        return JSONBody(page)
     flat = [{**item, "latest_date": (item["latest"] or {}).get("date"),
              "latest_value": (item["latest"] or {}).get("value"), "projection_value": item["projection"]["value"]}
             for item in page["items"]]

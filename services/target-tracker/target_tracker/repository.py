@@ -8,14 +8,18 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from target_tracker.models import audit, progress, targets
 from yardstick.db import dialect_name, try_xact_lock
 
+# What the read functions run on: a request's session, or a bare connection (ServiceRuntime.reading).
+Reader = AsyncSession | AsyncConnection
 
-async def get_target(session: AsyncSession, target_id: str, *, for_update: bool = False) -> RowMapping | None:
+
+async def get_target(session: Reader, target_id: str, *, for_update: bool = False) -> RowMapping | None:
     if for_update:
+        assert isinstance(session, AsyncSession), "a row is locked within a session's transaction"
         rows = await lock_targets(session, [target_id])
         return rows[0] if rows else None
     return (await session.execute(select(targets).where(targets.c.id == target_id))).mappings().first()
@@ -67,9 +71,14 @@ async def set_status_if_unchanged(session: AsyncSession, row: RowMapping, status
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def unit_targets(session: AsyncSession, unit_id: str, year: int | None, *, after: str | None,
+# What a list shows of each target (service.view): not who created it and when, nor the fit's state.
+LISTED = [c for c in targets.c if c.name not in {"created_by", "created_at", "report_count", "status", "holt_alpha",
+                                                  "holt_beta", "holt_phi", "holt_fitted_at"}]
+
+
+async def unit_targets(session: Reader, unit_id: str, year: int | None, *, after: str | None,
                        limit: int) -> Sequence[RowMapping]:
-    stmt = select(targets).where(targets.c.unit_id == unit_id)
+    stmt = select(*LISTED).where(targets.c.unit_id == unit_id)
     if year is not None:
         stmt = stmt.where(targets.c.year == year)
     if after is not None:
@@ -77,9 +86,9 @@ async def unit_targets(session: AsyncSession, unit_id: str, year: int | None, *,
     return (await session.execute(stmt.order_by(targets.c.id).limit(limit))).mappings().all()
 
 
-async def public_targets(session: AsyncSession, year: int | None, *, after: str | None,
+async def public_targets(session: Reader, year: int | None, *, after: str | None,
                          limit: int) -> Sequence[RowMapping]:
-    stmt = select(targets).where(targets.c.public_commitment.is_(True), targets.c.approved.is_(True),
+    stmt = select(*LISTED).where(targets.c.public_commitment.is_(True), targets.c.approved.is_(True),
                                  targets.c.withdrawn.is_(False))
     if year is not None:
         stmt = stmt.where(targets.c.year == year)
@@ -136,7 +145,7 @@ async def update_targets(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     await session.execute(stmt, [{"t_id": r["id"], **{f"b_{k}": r[k] for k in columns}} for r in rows])
 
 
-async def history(session: AsyncSession, target_id: str) -> Sequence[RowMapping]:
+async def history(session: Reader, target_id: str) -> Sequence[RowMapping]:
     rows = await session.execute(
         select(progress.c.date, progress.c.value, progress.c.late, progress.c.revisions)
         .where(progress.c.target_id == target_id).order_by(progress.c.date))
@@ -147,7 +156,7 @@ async def add_audit(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> No
     await session.execute(audit.insert(), list(rows))
 
 
-async def audit_trail(session: AsyncSession, target_id: str, *, after: int | None,
+async def audit_trail(session: Reader, target_id: str, *, after: int | None,
                       limit: int) -> Sequence[RowMapping]:
     stmt = select(audit).where(audit.c.target_id == target_id)
     if after is not None:

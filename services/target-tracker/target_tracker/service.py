@@ -670,7 +670,7 @@ def _readable(principal: Principal, row: Row) -> None:
 
 async def get(*, runtime: ServiceRuntime, settings: TargetsSettings, principal: Principal, target_id: str,
               now: datetime | None = None) -> dict[str, Any]:
-    async with runtime.sessions() as session:
+    async with runtime.reading() as session:
         row = await _load(session, target_id)
         _readable(principal, row)
         history = await repository.history(session, target_id)
@@ -692,7 +692,7 @@ async def unit_list(*, runtime: ServiceRuntime, settings: TargetsSettings, princ
     if unit_id not in runtime.city.unit_ids:
         raise ApiError(404, f"no unit {unit_id}")
     ensure_unit(principal, unit_id, readers=READERS)
-    async with runtime.sessions() as session:
+    async with runtime.reading() as session:
         rows = await repository.unit_targets(session, unit_id, year, after=cursor, limit=limit + 1)
     page, next_cursor = _page(rows, limit)
     today = today_in(runtime)
@@ -701,7 +701,7 @@ async def unit_list(*, runtime: ServiceRuntime, settings: TargetsSettings, princ
 
 async def public_list(*, runtime: ServiceRuntime, settings: TargetsSettings, year: int | None,
                       cursor: str | None, limit: int) -> dict[str, Any]:
-    async with runtime.sessions() as session:
+    async with runtime.reading() as session:
         rows = await repository.public_targets(session, year, after=cursor, limit=limit + 1)
     page, next_cursor = _page(rows, limit)
     today = today_in(runtime)
@@ -714,7 +714,7 @@ async def audit_list(*, runtime: ServiceRuntime, principal: Principal, target_id
         after = int(cursor) if cursor else None
     except ValueError as exc:
         raise ApiError(400, "bad cursor") from exc
-    async with runtime.sessions() as session:
+    async with runtime.reading() as session:
         row = await _load(session, target_id)
         _readable(principal, row)
         rows = await repository.audit_trail(session, target_id, after=after, limit=limit + 1)
