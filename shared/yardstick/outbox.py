@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -21,10 +20,10 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    delete,
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -52,6 +51,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("time", String(40), nullable=False),
         Column("payload", JSON, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Set by releases before decision 0012, which kept published rows; rows are deleted now.
         Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
     )
 
@@ -81,7 +81,7 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope 
 
 
 class Relay:
-    """Publishes unsent outbox rows in id order and marks them sent; one instance at a time."""
+    """Publishes outbox rows in id order and deletes them once the broker acked; one instance at a time."""
 
     def __init__(self, *, engine: AsyncEngine, table: Table, bus: Bus, service: str,
                  interval_s: float = 0.5, batch: int = 1000, retry_max_s: float = 10.0) -> None:
@@ -198,15 +198,18 @@ class Relay:
         # Wait for the broker's acks before marking: a crash in between republishes,
         # and consumers skip the duplicates by event id.
         await self.bus.publish(messages)
+        # Published rows are deleted, not marked (decision 0012): the topic is their record, and a
+        # delete writes no new row version nor index entries (an update of sent_at wrote both, for
+        # every event, and the table only grew).
         ids = [r.id for r in rows]
         if conn.dialect.name == "postgresql":
             # One array parameter instead of `batch` expanded ones: compiled once, cheap to send.
-            await conn.execute(update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-                               .values(sent_at=datetime.now(UTC)), {"ids": ids})
+            await conn.execute(delete(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
+                               {"ids": ids})
         else:
             # By id list, not id range: a row inside the range may have been uncommitted when
-            # we read, and must not be marked before it is published.
-            await conn.execute(update(t).where(t.c.id.in_(ids)).values(sent_at=datetime.now(UTC)))
+            # we read, and must not be removed before it is published.
+            await conn.execute(delete(t).where(t.c.id.in_(ids)))
         await conn.commit()
         self.published += len(rows)
         if len(rows) == self.batch:

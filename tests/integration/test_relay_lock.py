@@ -79,7 +79,7 @@ async def _hand_over(admin: asyncpg.Connection, engine: AsyncEngine, table: Tabl
             if len(await published()) >= 50:
                 break
             await asyncio.sleep(0.05)
-        # Published and marked: a kill between the two would rightly publish them again.
+        # Published and deleted: a kill between the two would rightly publish them again.
         for _ in range(200):
             async with engine.connect() as conn:
                 unsent = (await conn.execute(select(func.count()).select_from(table)
@@ -97,7 +97,7 @@ async def _hand_over(admin: asyncpg.Connection, engine: AsyncEngine, table: Tabl
         assert len(pids) == 1, pids
         await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
         # Termination is a signal the backend acts on when it next runs: until it is gone, the
-        # old holder could still publish a batch and only fail to mark it (a duplicate that the
+        # old holder could still publish a batch and only fail to delete it (a duplicate that the
         # consumers would skip, but not what this test is about).
         for _ in range(200):
             if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pids[0]["pid"]):

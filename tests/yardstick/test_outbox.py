@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -103,7 +103,7 @@ async def test_events_of_a_rolled_back_transaction_are_never_published(database:
     assert bus.logs[events.FEEDBACK] == []
 
 
-async def test_committed_events_are_published_in_id_order_and_marked_sent(database: Db) -> None:
+async def test_committed_events_are_published_in_id_order_and_then_deleted(database: Db) -> None:
     async with db.transaction(database.sessions) as session:
         await add(session, outbox, [_event(3, "commerce"), _event(1)])
     async with db.transaction(database.sessions) as session:
@@ -115,12 +115,23 @@ async def test_committed_events_are_published_in_id_order_and_marked_sent(databa
     assert [e.data.feedback_id for e in published] == ["f-3", "f-1", "f-2"]  # type: ignore[attr-defined]
     assert [e.key for e in published] == ["commerce", "finance", "finance"]
     assert published[0] == _event(3, "commerce")
-    rows = await _rows(database)
-    assert all(r.sent_at is not None for r in rows)
+    assert await _rows(database) == []  # the topic is their record now
     assert relay.published == 3
     # A second pass finds nothing to send.
     assert await relay.publish_once() is False
     assert len(bus.logs[events.FEEDBACK]) == 3
+
+
+async def test_rows_an_earlier_release_marked_sent_are_not_published_again(database: Db) -> None:
+    """Before decision 0012 published rows stayed, with sent_at set: the relay leaves them alone."""
+    async with db.transaction(database.sessions) as session:
+        await add(session, outbox, [_event(1), _event(2)])
+        await session.execute(update(outbox).where(outbox.c.event_id == _event(1).id)
+                              .values(sent_at=datetime(2026, 3, 1, 10, tzinfo=UTC)))
+    bus = MemoryBus()
+    assert await _relay(database, bus).publish_once() is False
+    assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(2).id]
+    assert [r.event_id for r in await _rows(database)] == [_event(1).id]
 
 
 async def test_a_full_batch_says_there_may_be_more(database: Db) -> None:
@@ -142,7 +153,7 @@ async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(dat
     for _ in range(3):
         with pytest.raises(BusUnavailable):
             await relay.publish_once()
-    assert [r.sent_at for r in await _rows(database)] == [None, None]
+    assert [r.event_id for r in await _rows(database)] == [_event(1).id, _event(2).id]  # kept, unsent
     async with db.transaction(database.sessions) as session:
         await add(session, outbox, [_event(3)])
     bus.up = True
@@ -150,7 +161,7 @@ async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(dat
     assert [decode(m).id for m in bus.published] == [_event(n).id for n in (1, 2, 3)]
     assert await relay.publish_once() is False
     assert len(bus.published) == 3
-    assert all(r.sent_at is not None for r in await _rows(database))
+    assert await _rows(database) == []
 
 
 async def test_the_running_relay_rides_out_an_outage(database: Db, eventually: Any) -> None:
