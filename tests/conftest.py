@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import io
+import json
 import os
 import secrets
 import sys
@@ -136,12 +137,25 @@ class System:
     def runtime(self, service: str) -> Any:
         return self.apps[service].state.runtime
 
+    async def emitted(self, service: str, event_type: str) -> list[dict[str, Any]]:
+        """The data of every event of this type the service committed, in commit order, as the bus
+        carries it: read once its outbox is empty (the relay deletes a row once it is published)."""
+        runtime = self.runtime(service)
+        await _eventually(lambda: _published_all(runtime))
+        return [json.loads(m.value) for log in self.bus.logs.values() for m in log
+                if m.header("ce_type") == event_type.encode() and m.header("ce_source") == service.encode()]
+
     async def scorecards_current(self) -> bool:
         """Scoring applied every event on the bus and recomputed its stored scorecards from them
         (reads trail the events by under a second: scoring.service.refresher)."""
         from scoring import service
 
         return self.bus.lag("scoring") == 0 and not await service.behind(self.runtime("scoring"))
+
+
+async def _published_all(runtime: Any) -> bool:
+    runtime.relay.wake()
+    return not await runtime.relay.pending()
 
 
 _CLIENT_NAMES = {"feedback-intake": "intake", "target-tracker": "targets", "scoring": "scoring",

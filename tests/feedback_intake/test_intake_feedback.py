@@ -26,11 +26,7 @@ def bearer(value: str) -> dict[str, str]:
 
 
 async def outbox_payloads(system: Any, event_type: str) -> list[dict[str, Any]]:
-    runtime = system.runtime(INTAKE)
-    table = runtime.outbox
-    async with runtime.transaction() as session:
-        rows = await session.execute(table.select().where(table.c.type == event_type).order_by(table.c.id))
-        return [dict(r.payload) for r in rows]
+    return await system.emitted(INTAKE, event_type)
 
 
 async def post(system: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:

@@ -14,11 +14,7 @@ async def define(system: Any, headers: dict[str, str], year: int = 2026) -> Any:
 
 
 async def survey_events(system: Any, event_type: str) -> list[dict[str, Any]]:
-    runtime = system.runtime("feedback-intake")
-    table = runtime.outbox
-    async with runtime.transaction() as session:
-        rows = await session.execute(table.select().where(table.c.type == event_type).order_by(table.c.id))
-        return [dict(r.payload) for r in rows]
+    return await system.emitted("feedback-intake", event_type)
 
 
 async def test_one_survey_per_year(system: Any, token: Any) -> None:

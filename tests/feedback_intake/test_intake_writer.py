@@ -22,8 +22,7 @@ async def stored(system: Any, event_type: str = "feedback.received") -> tuple[in
     runtime = system.runtime(INTAKE)
     async with runtime.transaction() as session:
         count = (await session.execute(select(func.count()).select_from(feedback))).scalar_one()
-        rows = await session.execute(select(runtime.outbox.c.payload).where(runtime.outbox.c.type == event_type))
-        return int(count), [r.payload["feedback_id"] for r in rows]
+    return int(count), [e["feedback_id"] for e in await system.emitted(INTAKE, event_type)]
 
 
 def row(**change: Any) -> dict[str, Any]:

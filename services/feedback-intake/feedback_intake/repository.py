@@ -6,7 +6,21 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, any_, bindparam, false, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    any_,
+    bindparam,
+    false,
+    func,
+    not_,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,23 +39,27 @@ async def lock_device(session: AsyncSession, device: str) -> None:
         await session.execute(update(ratings).where(false()).values(id=ratings.c.id))
 
 
-async def existing_rating_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
-    if not ids:
-        return set()
+async def stored_and_presses(session: AsyncSession, ids: Sequence[str], device: str,
+                             span: tuple[datetime, datetime] | None) -> tuple[set[str], list[datetime]]:
+    """The ids among these already stored, and the kiosk's presses within span (inclusive): one round trip."""
     if dialect_name(session) == "postgresql":
         # One array parameter: an IN list of 100 is recompiled with 100 parameters every time.
-        found = select(ratings.c.id).where(ratings.c.id == any_(bindparam("ids", type_=ARRAY(String))))
-        rows = await session.execute(found, {"ids": list(ids)})
+        is_stored: ColumnElement[bool] = ratings.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+        params: dict[str, Any] = {"ids": list(ids)}
     else:
-        rows = await session.execute(select(ratings.c.id).where(ratings.c.id.in_(list(ids))))
-    return {r[0] for r in rows}
-
-
-async def device_presses(session: AsyncSession, device: str, start: datetime, end: datetime) -> list[datetime]:
-    rows = await session.execute(
-        select(ratings.c.rated_at).where(ratings.c.device == device, ratings.c.rated_at >= start,
-                                         ratings.c.rated_at <= end))
-    return [r[0] for r in rows]
+        is_stored, params = ratings.c.id.in_(list(ids)), {}
+    stmt: Any = select(ratings.c.id, null().cast(ratings.c.rated_at.type).label("rated_at")).where(is_stored)
+    if span is not None:
+        stmt = union_all(stmt, select(null().cast(String).label("id"), ratings.c.rated_at).where(
+            ratings.c.device == device, ratings.c.rated_at >= span[0], ratings.c.rated_at <= span[1]))
+    stored: set[str] = set()
+    presses: list[datetime] = []
+    for rating_id, rated_at in await session.execute(stmt, params):
+        if rating_id is not None:
+            stored.add(rating_id)
+        else:
+            presses.append(rated_at)
+    return stored, presses
 
 
 async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:

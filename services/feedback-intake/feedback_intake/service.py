@@ -101,15 +101,16 @@ async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, pri
     interval = timedelta(seconds=settings.suppress_interval_s)
     async with runtime.transaction() as session:
         await repository.lock_device(session, device)
-        stored_ids = await repository.existing_rating_ids(
-            session, [item.id for _, item in valid] + list(retried.values()))
+        # The presses that can suppress these, in UTC as stored (SQLite compares the stored text,
+        # which has no offset), read with the ids already stored.
+        span = ((min(item.rated_at for _, item in valid).astimezone(UTC) - interval,
+                 max(item.rated_at for _, item in valid).astimezone(UTC)) if valid else None)
+        stored_ids, pressed = await repository.stored_and_presses(
+            session, [item.id for _, item in valid] + list(retried.values()), device, span)
         _count_stored_rejects_as_duplicates(outcome, retried, stored_ids, valid)
         if not valid:
             return outcome
-        # In UTC, as stored: SQLite compares the stored text, which has no offset.
-        earliest = min(item.rated_at for _, item in valid).astimezone(UTC) - interval
-        latest = max(item.rated_at for _, item in valid).astimezone(UTC)
-        presses = sorted(as_utc(t) for t in await repository.device_presses(session, device, earliest, latest))
+        presses = sorted(as_utc(t) for t in pressed)
         rows: list[dict[str, Any]] = []
         # Looked up once: the profile's properties are pydantic private attributes (slow to reach).
         windows, zone = runtime.city.windows_by_id, runtime.city.timezone
