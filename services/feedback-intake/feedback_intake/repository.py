@@ -39,19 +39,31 @@ async def lock_device(session: AsyncSession, device: str) -> None:
         await session.execute(update(ratings).where(false()).values(id=ratings.c.id))
 
 
+def _stored_and_presses(postgresql: bool, with_presses: bool) -> Any:
+    # One array parameter on PostgreSQL: an IN list of 100 is a new statement for every length.
+    is_stored = (ratings.c.id == any_(bindparam("ids", type_=ARRAY(String))) if postgresql
+                 else ratings.c.id.in_(bindparam("ids", expanding=True)))
+    stmt: Any = select(ratings.c.id, null().cast(ratings.c.rated_at.type).label("rated_at")).where(is_stored)
+    if with_presses:
+        at = ratings.c.rated_at
+        stmt = union_all(stmt, select(null().cast(String).label("id"), at).where(
+            ratings.c.device == bindparam("device"), at >= bindparam("start", type_=at.type),
+            at <= bindparam("end", type_=at.type)))
+    return stmt
+
+
+# Built once: building a statement and its cache key costs more (about 0.35 ms) than running it.
+_STORED_AND_PRESSES = {(pg, presses): _stored_and_presses(pg, presses) for pg in (True, False)
+                       for presses in (True, False)}
+
+
 async def stored_and_presses(session: AsyncSession, ids: Sequence[str], device: str,
                              span: tuple[datetime, datetime] | None) -> tuple[set[str], list[datetime]]:
     """The ids among these already stored, and the kiosk's presses within span (inclusive): one round trip."""
-    if dialect_name(session) == "postgresql":
-        # One array parameter: an IN list of 100 is recompiled with 100 parameters every time.
-        is_stored: ColumnElement[bool] = ratings.c.id == any_(bindparam("ids", type_=ARRAY(String)))
-        params: dict[str, Any] = {"ids": list(ids)}
-    else:
-        is_stored, params = ratings.c.id.in_(list(ids)), {}
-    stmt: Any = select(ratings.c.id, null().cast(ratings.c.rated_at.type).label("rated_at")).where(is_stored)
+    stmt = _STORED_AND_PRESSES[(dialect_name(session) == "postgresql", span is not None)]
+    params: dict[str, Any] = {"ids": list(ids)}
     if span is not None:
-        stmt = union_all(stmt, select(null().cast(String).label("id"), ratings.c.rated_at).where(
-            ratings.c.device == device, ratings.c.rated_at >= span[0], ratings.c.rated_at <= span[1]))
+        params.update(device=device, start=span[0], end=span[1])
     stored: set[str] = set()
     presses: list[datetime] = []
     for rating_id, rated_at in await session.execute(stmt, params):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Integer, Select, bindparam, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -76,25 +77,35 @@ LISTED = [c for c in targets.c if c.name not in {"created_by", "created_at", "re
                                                   "holt_beta", "holt_phi", "holt_fitted_at"}]
 
 
+@functools.cache
+def _listing(public: bool, by_year: bool, after: bool) -> Select[Any]:
+    """A list's statement, built once per shape: building one and its cache key cost about 0.3 ms a read."""
+    if public:
+        stmt = select(*LISTED).where(targets.c.public_commitment.is_(True), targets.c.approved.is_(True),
+                                     targets.c.withdrawn.is_(False))
+    else:
+        stmt = select(*LISTED).where(targets.c.unit_id == bindparam("unit_id"))
+    if by_year:
+        stmt = stmt.where(targets.c.year == bindparam("year"))
+    if after:
+        stmt = stmt.where(targets.c.id > bindparam("after"))
+    return stmt.order_by(targets.c.id).limit(bindparam("limit", type_=Integer))
+
+
 async def unit_targets(session: Reader, unit_id: str, year: int | None, *, after: str | None,
                        limit: int) -> Sequence[RowMapping]:
-    stmt = select(*LISTED).where(targets.c.unit_id == unit_id)
-    if year is not None:
-        stmt = stmt.where(targets.c.year == year)
-    if after is not None:
-        stmt = stmt.where(targets.c.id > after)
-    return (await session.execute(stmt.order_by(targets.c.id).limit(limit))).mappings().all()
+    stmt = _listing(False, year is not None, after is not None)
+    params = {"unit_id": unit_id, "year": year, "after": after, "limit": limit}
+    rows: Sequence[RowMapping] = (await session.execute(stmt, params)).mappings().all()
+    return rows
 
 
 async def public_targets(session: Reader, year: int | None, *, after: str | None,
                          limit: int) -> Sequence[RowMapping]:
-    stmt = select(*LISTED).where(targets.c.public_commitment.is_(True), targets.c.approved.is_(True),
-                                 targets.c.withdrawn.is_(False))
-    if year is not None:
-        stmt = stmt.where(targets.c.year == year)
-    if after is not None:
-        stmt = stmt.where(targets.c.id > after)
-    return (await session.execute(stmt.order_by(targets.c.id).limit(limit))).mappings().all()
+    stmt = _listing(True, year is not None, after is not None)
+    rows: Sequence[RowMapping] = (await session.execute(stmt, {"year": year, "after": after, "limit": limit})
+                                  ).mappings().all()
+    return rows
 
 
 async def live_targets(session: AsyncSession, *, since_year: int) -> Sequence[RowMapping]:
