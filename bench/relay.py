@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from yardstick import events
 from yardstick.bus.codec import encode
 from yardstick.bus.kafka import KafkaBus
-from yardstick.db import make_engine, new_metadata
-from yardstick.outbox import Relay, outbox_table
+from yardstick.db import make_engine, new_metadata, session_factory
+from yardstick.outbox import Relay, add, outbox_table
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
@@ -62,10 +62,11 @@ async def relay(prefix: str, batch: list[events.Envelope], db_url: str) -> float
     table = outbox_table(metadata)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-        rows = [{"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
-                 "time": e.time.isoformat(), "payload": e.data.model_dump(mode="json")} for e in batch]
-        for i in range(0, len(rows), 5000):
-            await conn.execute(table.insert(), rows[i:i + 5000])
+    # Stored as the services store them (outbox.add: the CloudEvents time as written, the data's JSON).
+    sessions = session_factory(engine)
+    for i in range(0, len(batch), 5000):
+        async with sessions() as session, session.begin():
+            await add(session, table, batch[i:i + 5000])
     bus = KafkaBus(BOOTSTRAP, client_id="bench-relay", prefix=prefix)
     relay = Relay(engine=engine, table=table, bus=bus, service="bench")
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -267,11 +268,14 @@ class KafkaBus:
         """
         by_partition: dict[tuple[str, int], list[Message]] = {}
         partitions: dict[str, list[int]] = {}
+        chosen_for: dict[tuple[str, bytes | None], int] = {}  # murmur2 is pure Python: once a key
         for m in messages:
             topic = self.physical(m.topic)
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            chosen = _PARTITIONER(m.key, partitions[topic], partitions[topic])
+            chosen = chosen_for.get((topic, m.key))
+            if chosen is None:
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+                chosen = chosen_for[(topic, m.key)] = _PARTITIONER(m.key, partitions[topic], partitions[topic])
             by_partition.setdefault((topic, chosen), []).append(m)
         futures = []
         for (topic, partition), group in by_partition.items():
@@ -305,8 +309,8 @@ class KafkaBus:
             raise BusUnavailable(f"broker at {self.bootstrap} unreachable: {exc!r}") from exc
         self._last_error = None
         self._last_ok = time.monotonic()
-        for m in messages:
-            PUBLISHED.labels(topic=m.topic).inc()
+        for topic, n in collections.Counter(m.topic for m in messages).items():
+            PUBLISHED.labels(topic=topic).inc(n)
 
     # consuming ---------------------------------------------------------------------
     async def deliver(self, sub: Subscription, message: Message) -> None:
