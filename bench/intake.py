@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from yardstick import auth
 from yardstick.city import default_city_path, load_city
+from yardstick.db import scratch_database_sync
 
 # bench/ is not on the path: `make bench` runs each script with -P (bench/scoring.py would hide the
 # scoring package). The end-to-end bench's bare endpoint and profiler are taken from beside this file.
@@ -114,26 +114,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _database(admin: str, statement: str) -> None:
-    conn = await asyncpg.connect(admin.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool, instances: int) -> None:
-    """Processes are started and stopped here, outside the event loop that drives the load."""
     admin = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                            "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
-    name = f"bench_intake_{secrets.token_hex(4)}"
-    asyncio.run(_database(admin, f'CREATE DATABASE "{name}"'))
+    with scratch_database_sync(admin, "bench_intake") as url:
+        serve_and_measure(url, seconds, concurrency, households, only, profile, instances)
+
+
+def serve_and_measure(url: str, seconds: float, concurrency: int, households: int, only: set[str], profile: bool,
+                      instances: int) -> None:
+    """Processes are started and stopped here, outside the event loop that drives the load."""
     secret = secrets.token_urlsafe(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")} | {
         "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
         "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
         "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_LOG_LEVEL": "WARNING",
-        "YARDSTICK_INTAKE_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name,
+        "YARDSTICK_INTAKE_DATABASE_URL": url,
         "YARDSTICK_INTAKE_PORT": str(SERVICE_PORT), "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:",
         # The benchmark is one client: the per-client limits would measure themselves.
         "YARDSTICK_INTAKE_RATE_PER_S": "1000000", "YARDSTICK_INTAKE_RATE_BURST": "1000000",
@@ -166,7 +162,6 @@ def main(seconds: float, concurrency: int, households: int, only: set[str], prof
             proc.terminate()
             proc.wait(timeout=30)
         bare_file.unlink(missing_ok=True)
-        asyncio.run(_database(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],

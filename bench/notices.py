@@ -37,7 +37,6 @@ from typing import Any
 # This script is named like the package it measures: keep its own folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 import numpy as np  # noqa: E402
 from sqlalchemy import Table, delete, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
@@ -214,21 +213,8 @@ async def scratch_database(backend: str, url: str | None) -> AsyncIterator[str]:
         with tempfile.TemporaryDirectory(prefix="bench-notices-") as tmp:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'notices.db'}"
         return
-    name = f"bench_notices_{os.getpid()}"
-    admin = ADMIN.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with db.scratch_database(ADMIN, "bench_notices") as scratch:
+        yield scratch
 
 
 async def consumer_bench(backend: str, url: str | None, total: int, batch: int, profile: bool) -> None:

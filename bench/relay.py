@@ -15,13 +15,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from yardstick import events
 from yardstick.bus.codec import encode
 from yardstick.bus.kafka import KafkaBus
-from yardstick.db import make_engine, new_metadata, session_factory
+from yardstick.db import make_engine, new_metadata, scratch_database, session_factory
 from yardstick.outbox import Relay, add, outbox_table
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -83,21 +82,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
     args = parser.parse_args()
-    name = f"bench_relay_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(ADMIN.replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    async with scratch_database(ADMIN, "bench_relay") as url:
         batch = envelopes(args.events)
         prefix = f"bench{secrets.token_hex(3)}."
         bare = await bare_producer(prefix, batch)
-        relayed = await relay(prefix, batch, ADMIN.rsplit("/", 1)[0] + "/" + name)
+        relayed = await relay(prefix, batch, url)
         print(f"events: {args.events}")
         print(f"bare idempotent producer: {args.events / bare:10.0f} events/s ({bare:.2f} s)")
         print(f"outbox relay (PG -> Kafka): {args.events / relayed:8.0f} events/s ({relayed:.2f} s)")
         print(f"ratio relay / bare producer: {bare / relayed:.2f}")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -33,6 +32,7 @@ from yardstick import events
 from yardstick.bus.codec import encode
 from yardstick.bus.kafka import KafkaBus
 from yardstick.city import default_city_path, load_city
+from yardstick.db import scratch_database_sync
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,14 +50,6 @@ def bootstrap() -> str:
 def admin_url() -> str:
     return os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                           "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
-
-
-async def _sql(statement: str) -> None:
-    conn = await asyncpg.connect(admin_url().replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 def ratings(n: int, seed: int) -> list[events.Envelope]:
@@ -95,14 +87,17 @@ async def lag(group: str, topics: list[str]) -> int:
 
 def run_one(service: str, instances: int, n: int, logs: Path) -> float:
     """Seconds from the first publish of n events until `instances` processes of `service` committed them."""
+    with scratch_database_sync(admin_url(), f"bench_{service.replace('-', '_')}") as url:
+        return _run_one(url, service, instances, n, logs)
+
+
+def _run_one(url: str, service: str, instances: int, n: int, logs: Path) -> float:
     run = secrets.token_hex(4)
-    db = f"bench_{run}_{service}"
-    asyncio.run(_sql(f'CREATE DATABASE "{db}"'))
     prefix = f"b{run}."
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
     env.update({"YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": bootstrap(), "YARDSTICK_TOPIC_PREFIX": prefix,
                 "YARDSTICK_AUTH_SECRET": secrets.token_urlsafe(32), "YARDSTICK_LOG_LEVEL": "WARNING",
-                f"YARDSTICK_{PREFIX_OF[service]}_DATABASE_URL": f"{admin_url().rsplit('/', 1)[0]}/{db}"})
+                f"YARDSTICK_{PREFIX_OF[service]}_DATABASE_URL": url})
     procs = []
     try:
         for i in range(instances):
@@ -156,7 +151,6 @@ def run_one(service: str, instances: int, n: int, logs: Path) -> float:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        asyncio.run(_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name hides the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 
 from scoring import consumers, repository, service  # noqa: E402
 from scoring.app import MIGRATIONS  # noqa: E402
@@ -127,21 +126,8 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
         with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'scoring.db'}"
         return
-    name = f"bench_scoring_{os.getpid()}"
-    admin = ADMIN.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with db.scratch_database(ADMIN, "bench_scoring") as scratch:
+        yield scratch
 
 
 async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int,

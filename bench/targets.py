@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import csv
 import io
@@ -34,13 +35,13 @@ from typing import Any
 # This script is named like nothing it imports, but keep its folder off the path like the others.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from target_tracker import forecast  # noqa: E402
 from yardstick import auth  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402
+from yardstick.db import scratch_database_sync  # noqa: E402
 from yardstick.runner import tune_gc  # noqa: E402
 
 UNITS, PER_UNIT, DAYS = 45, 10, 365
@@ -198,14 +199,6 @@ def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
                                 stderr=log)
 
 
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def run(name: str, env: dict[str, str], port: int, secret: str, args: argparse.Namespace,
               server: subprocess.Popen[bytes]) -> None:
     units = sorted(CITY.unit_ids)[:UNITS]
@@ -279,26 +272,23 @@ def bench(name: str, args: argparse.Namespace) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")}
     env.update({"YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_DATA_DIR": str(tmp), "YARDSTICK_TARGETS_PORT": str(port),
                 "YARDSTICK_LOG_LEVEL": "WARNING", "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:"})
-    database = None
-    if name == "postgres":
-        database = f"bench_targets_{secrets.token_hex(4)}"
-        asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
-        env.update({"YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-                    "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
-                    "YARDSTICK_TARGETS_DATABASE_URL": ADMIN.rsplit("/", 1)[0] + "/" + database})
-    else:
-        env["YARDSTICK_BUS"] = "memory"
-    server = start_server(env, tmp / "server.log")
-    try:
-        asyncio.run(run(name, env, port, secret, args, server))
-    except BaseException:
-        print(f"the server's log: {tmp / 'server.log'}")
-        raise
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if database:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    with contextlib.ExitStack() as stack:
+        if name == "postgres":
+            env.update({"YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+                        "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
+                        "YARDSTICK_TARGETS_DATABASE_URL": stack.enter_context(
+                            scratch_database_sync(ADMIN, "bench_targets"))})
+        else:
+            env["YARDSTICK_BUS"] = "memory"
+        server = start_server(env, tmp / "server.log")
+        try:
+            asyncio.run(run(name, env, port, secret, args, server))
+        except BaseException:
+            print(f"the server's log: {tmp / 'server.log'}")
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 async def profile(n: int) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -101,26 +100,15 @@ def scratch_engine(tmp_path: Path) -> ScratchEngine:
 
     @contextlib.asynccontextmanager
     async def scratch(backend: str, migrations: str, prefix: str) -> AsyncIterator[AsyncEngine]:
-        name = f"{prefix}_{secrets.token_hex(3)}"
-        admin = None
-        if backend == "sqlite":
-            engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
-        else:
-            assert PG_ADMIN is not None, "YARDSTICK_TEST_PG_ADMIN_URL names the cluster"
-            admin = PG_ADMIN.replace("postgresql+asyncpg", "postgresql")
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            await conn.close()
-            engine = db.make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            if backend == "sqlite":
+                engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / prefix}_{secrets.token_hex(3)}.db")
+            else:
+                assert PG_ADMIN is not None, "YARDSTICK_TEST_PG_ADMIN_URL names the cluster"
+                engine = db.make_engine(await stack.enter_async_context(db.scratch_database(PG_ADMIN, prefix)))
+            stack.push_async_callback(engine.dispose)  # disposed before the database is dropped
             await db.migrate(engine, migrations)
             yield engine
-        finally:
-            await engine.dispose()
-            if admin is not None:
-                conn = await asyncpg.connect(admin)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                await conn.close()
 
     return scratch
 

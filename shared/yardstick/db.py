@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+import secrets
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import JSON, Column, MetaData, Table, TextClause, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -241,3 +243,48 @@ _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 def _pg_type(column: Column[Any]) -> str:
     return str(column.type.compile(dialect=_PG_DIALECT))
+
+
+# --- scratch databases (tests and benchmarks) ---------------------------------------------------
+
+
+def _scratch(admin_url: str, prefix: str) -> tuple[str, str, str]:
+    """(the cluster's libpq DSN, a new database name, that database's SQLAlchemy URL)."""
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    return dsn, name, "postgresql+asyncpg://" + dsn.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}"
+
+
+async def _on_cluster(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database `<prefix>_<random>` for a test or a benchmark.
+
+    admin_url names any database of the cluster (`postgresql+asyncpg://` or `postgresql://`), as
+    YARDSTICK_TEST_PG_ADMIN_URL does. Yields the new database's SQLAlchemy URL (asyncpg); drops it on
+    leaving, whatever happened, with any connection still open to it.
+    """
+    dsn, name, url = _scratch(admin_url, prefix)
+    await _on_cluster(dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield url
+    finally:
+        await _on_cluster(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database_sync(admin_url: str, prefix: str) -> Iterator[str]:
+    """scratch_database outside an event loop (a benchmark that starts server processes)."""
+    dsn, name, url = _scratch(admin_url, prefix)
+    asyncio.run(_on_cluster(dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        yield url
+    finally:
+        asyncio.run(_on_cluster(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from harness import _require
 from kafka_tools import bootstrap, read_all
 from sqlalchemy import JSON, Column, Integer, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from yardstick.bus import Message
 from yardstick.bus.kafka import KafkaBus
-from yardstick.db import JsonText, bulk_insert, make_engine, new_metadata, session_factory, transaction
+from yardstick.db import (
+    JsonText,
+    bulk_insert,
+    make_engine,
+    new_metadata,
+    scratch_database,
+    session_factory,
+    transaction,
+)
 
 
 async def _publish_scenario() -> None:
@@ -55,10 +63,11 @@ def test_batched_publish_keeps_the_default_partitioner_and_the_order_per_key() -
 
 async def _bulk_scenario() -> None:
     admin_url = _require("YARDSTICK_TEST_PG_ADMIN_URL")
-    name = f"yt_bulk_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(admin_url.replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(admin_url.rsplit("/", 1)[0] + "/" + name)
+    async with scratch_database(admin_url, "yt_bulk") as url:
+        await _bulk_insert_checks(make_engine(url))
+
+
+async def _bulk_insert_checks(engine: AsyncEngine) -> None:
     metadata = new_metadata()
     table = Table("items", metadata, Column("id", String(10), primary_key=True), Column("n", Integer),
                   Column("doc", JSON))
@@ -80,8 +89,6 @@ async def _bulk_scenario() -> None:
         assert rows == {"a": (1, {"x": [1, "é"]}), "b": (None, {"y": 2}), "c": (3, [])}
     finally:
         await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def test_bulk_insert_on_postgresql() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from yardstick import events
 from yardstick.bus.memory import MemoryBus
-from yardstick.db import make_engine, new_metadata
+from yardstick.db import make_engine, new_metadata, scratch_database
 from yardstick.outbox import Relay, add, outbox_table
 
 
@@ -37,20 +36,18 @@ def _event(n: int) -> events.Envelope:
 @contextlib.asynccontextmanager
 async def _outbox_database(prefix: str) -> AsyncIterator[tuple[asyncpg.Connection, AsyncEngine, Table, str]]:
     """A fresh database holding an outbox table: (admin connection, engine, table, database name); dropped after."""
-    name = f"{prefix}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(_admin().rsplit("/", 1)[0] + "/" + name)
-    metadata = new_metadata()
-    table = outbox_table(metadata)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield admin, engine, table, name
-    finally:
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(_admin(), prefix) as url:
+        admin = await asyncpg.connect(_admin().replace("postgresql+asyncpg", "postgresql"))
+        engine = make_engine(url)
+        metadata = new_metadata()
+        table = outbox_table(metadata)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            yield admin, engine, table, url.rsplit("/", 1)[1]
+        finally:
+            await engine.dispose()
+            await admin.close()
 
 
 async def _scenario() -> None:
