@@ -275,7 +275,9 @@ class KafkaBus:
             if chosen is None:
                 if topic not in partitions:
                     partitions[topic] = sorted(await producer.partitions_for(topic))
-                chosen = chosen_for[(topic, m.key)] = _PARTITIONER(m.key, partitions[topic], partitions[topic])
+                chosen = _PARTITIONER(m.key, partitions[topic], partitions[topic])
+                if m.key is not None:  # no key: a random partition each, as send() picks
+                    chosen_for[(topic, m.key)] = chosen
             by_partition.setdefault((topic, chosen), []).append(m)
         futures = []
         for (topic, partition), group in by_partition.items():
