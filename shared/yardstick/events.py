@@ -415,7 +415,10 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_value).encode
+# JSON text as pydantic writes it (compact, UTF-8 as is, dates ISO 8601 with UTC as Z, NaN refused): an
+# event's data here, and the answers of read routes (yardstick.responses.JSONBody).
+dumps_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                              default=_json_value).encode
 
 
 def prepare(model: type[_Event], *, source: str, key: str, time: str, event_id: str | None = None,
@@ -428,7 +431,7 @@ def prepare(model: type[_Event], *, source: str, key: str, time: str, event_id: 
     """
     data = {name: fields.get(name, default) for name, default in _fields(model)}
     try:
-        payload = _dumps(data)
+        payload = dumps_json(data)
     except ValueError:
         payload = model(**fields).model_dump_json()
     return Prepared(id=event_id or new_event_id(), source=source, type=model.__event_type__, time=time,

@@ -1,46 +1,48 @@
-"""JSONBody writes what FastAPI's own encoding of a returned dict writes, in one pass."""
+"""JSONBody writes what FastAPI wrote for a route returning a dict, in one pass."""
 
 from __future__ import annotations
 
 import json
 import math
-import uuid
-from datetime import UTC, date, datetime, time, timedelta, timezone
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from fastapi.encoders import jsonable_encoder
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
-from yardstick.responses import JSONBody, dumps
+from yardstick.responses import JSONBody
 
 leaves = (st.none() | st.booleans() | st.integers(-2**53, 2**53)
           | st.floats(allow_nan=False, allow_infinity=False) | st.text()
           | st.dates() | st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))])))
 documents = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
                          | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
+# What FastAPI did with a route annotated `-> dict[str, Any]`: pydantic's serialisation of the value.
+FASTAPI = TypeAdapter(Any)
 
 
 @given(documents)
-def test_the_same_document_as_fastapis_encoding(doc: Any) -> None:
-    assert json.loads(dumps(doc)) == json.loads(json.dumps(jsonable_encoder(doc)))
+def test_the_same_document_as_fastapi_wrote(doc: Any) -> None:
+    assert json.loads(JSONBody(doc).body) == json.loads(FASTAPI.dump_json(doc))
 
 
-def test_dates_times_and_the_other_types_a_row_holds() -> None:
-    doc = {"d": date(2026, 3, 1), "t": datetime(2026, 3, 1, 8, 30, tzinfo=UTC), "clock": time(9, 15),
-           "n": Decimal("1.5"), "id": uuid.UUID(int=7), "tags": ("a", "b"), "name": "西湖区"}
-    assert json.loads(dumps(doc)) == {"d": "2026-03-01", "t": "2026-03-01T08:30:00+00:00", "clock": "09:15:00",
-                                      "n": 1.5, "id": str(uuid.UUID(int=7)), "tags": ["a", "b"], "name": "西湖区"}
-    assert "西湖区".encode() in dumps(doc)  # UTF-8 as is, not \u escapes
+def test_dates_and_times_as_before_utc_as_z() -> None:
+    doc = {"d": date(2026, 3, 1), "t": datetime(2026, 3, 1, 8, 30, 0, 500000, tzinfo=UTC),
+           "cn": datetime(2026, 3, 1, 16, 30, tzinfo=timezone(timedelta(hours=8))), "tags": ("a", "b"),
+           "name": "西湖区"}
+    assert json.loads(JSONBody(doc).body) == {"d": "2026-03-01", "t": "2026-03-01T08:30:00.500000Z",
+                                             "cn": "2026-03-01T16:30:00+08:00", "tags": ["a", "b"],
+                                             "name": "西湖区"}
+    assert "西湖区".encode() in JSONBody(doc).body  # UTF-8 as is, not \u escapes
 
 
 def test_refuses_what_json_cannot_hold() -> None:
     with pytest.raises(ValueError, match="Out of range float"):
-        dumps({"x": math.nan})
-    with pytest.raises(TypeError, match="object is not JSON serialisable"):
-        dumps({"x": object()})
+        JSONBody({"x": math.nan})
+    with pytest.raises(TypeError, match="object is not JSON"):
+        JSONBody({"x": object()})
 
 
 def test_a_response_with_the_json_media_type() -> None:
