@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
@@ -23,6 +23,7 @@ documents = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
 FASTAPI = TypeAdapter(Any)
 
 
+@settings(max_examples=200, deadline=None)  # a deadline is a timing check: none, as in the other property tests
 @given(documents)
 def test_the_same_document_as_fastapi_wrote(doc: Any) -> None:
     assert json.loads(JSONBody(doc).body) == json.loads(FASTAPI.dump_json(doc))
