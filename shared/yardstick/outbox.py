@@ -196,7 +196,7 @@ class Relay:
                           value=payload.encode(), topic=topic)
             for _id, event_id, topic, key, event_type, source, at, payload in rows
         ]
-        # Wait for the broker's acks before marking: a crash in between republishes,
+        # Wait for the broker's acks before deleting: a crash in between republishes,
         # and consumers skip the duplicates by event id.
         await self.bus.publish(messages)
         # Published rows are deleted, not marked (decision 0012): the topic is their record, and a
