@@ -92,6 +92,13 @@ PG_ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
 ScratchEngine = Callable[[str, str, str], AbstractAsyncContextManager[AsyncEngine]]
 
 
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_ADMIN else []))
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each database backend a test runs on: SQLite, and PostgreSQL when the shared cluster is there
+    (make test sets YARDSTICK_TEST_PG_ADMIN_URL)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def scratch_engine(tmp_path: Path) -> ScratchEngine:
     """`scratch_engine(backend, migrations, prefix)`: an engine on a fresh database of that backend

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,14 +15,13 @@ from feedback_intake.models import ratings
 from yardstick import db
 
 MIGRATIONS = str(Path(repository.__file__).resolve().parents[1] / "migrations")
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL") else [])
 T0 = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-async def sessions(request: pytest.FixtureRequest,
+@pytest.fixture
+async def sessions(backend: str,
                    scratch_engine: Any) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with scratch_engine(request.param, MIGRATIONS, "yt_intake_repo") as engine:
+    async with scratch_engine(backend, MIGRATIONS, "yt_intake_repo") as engine:
         yield db.session_factory(engine)
 
 

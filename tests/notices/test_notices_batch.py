@@ -6,7 +6,6 @@ sets it): the two databases take different statements (executemany against unnes
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -38,14 +37,11 @@ from yardstick.events import Envelope
 STATE: tuple[Table, ...] = (rating_days, negative_days, category_days, negative_items, target_states, target_reports)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 
-# PostgreSQL too when the shared cluster is there (make test sets it).
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL") else [])
 
-
-@pytest.fixture(params=BACKENDS)
-async def sessions(request: pytest.FixtureRequest,
+@pytest.fixture
+async def sessions(backend: str,
                    scratch_engine: Any) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with scratch_engine(request.param, MIGRATIONS, "yt_notices_batch") as engine:
+    async with scratch_engine(backend, MIGRATIONS, "yt_notices_batch") as engine:
         yield db.session_factory(engine)
 
 

@@ -6,7 +6,6 @@ different statements: executemany against one upsert of unnest arrays, built onc
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -31,14 +30,11 @@ from yardstick.consumer import IdempotentConsumer, decode_fast
 AGGREGATES: tuple[Table, ...] = (channel_days, channel_years, complaint_weeks, feedback_months)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 
-# PostgreSQL too when the shared cluster is there (make test sets it).
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL") else [])
 
-
-@pytest.fixture(params=BACKENDS)
-async def sessions(request: pytest.FixtureRequest,
+@pytest.fixture
+async def sessions(backend: str,
                    scratch_engine: Any) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with scratch_engine(request.param, MIGRATIONS, "yt_scoring_batch") as engine:
+    async with scratch_engine(backend, MIGRATIONS, "yt_scoring_batch") as engine:
         yield db.session_factory(engine)
 
 

@@ -21,13 +21,6 @@ class Boom(Exception):
     pass
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql" and not os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL"):
-        pytest.fail("needs PostgreSQL: run it through `make test` (YARDSTICK_TEST_PG_ADMIN_URL)", pytrace=False)
-    return str(request.param)
-
-
 async def test_a_transaction_after_a_read_on_the_same_pooled_connection_still_rolls_back(
         backend: str, tmp_path: Path) -> None:
     """The read switched the connection to autocommit; back in the pool it must not stay so, or a
