@@ -14,6 +14,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,13 @@ TokenFactory = Callable[..., str]
 @pytest.fixture(scope="session")
 def city() -> CityProfile:
     return load_city(default_city_path())
+
+
+@pytest.fixture
+def city_today(city: CityProfile) -> Callable[[], date]:
+    """Today in the city, read when called: a run that crosses the city's midnight (16:00 UTC for
+    Hangzhou) must not use a date taken earlier as "tomorrow" (a CI run did: it was today by then)."""
+    return lambda: datetime.now(UTC).astimezone(city.timezone).date()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,8 +16,8 @@ from yardstick.bus.codec import decode
 
 UNIT = "health-commission"
 OTHER = "finance"
-TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
-PAST = TODAY.year - 1  # a whole past year can be reported; it is judged as of Dec 31
+# A whole past year can be reported; it is judged as of Dec 31.
+PAST = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).year - 1
 
 
 def numeric(**over: Any) -> dict[str, Any]:
@@ -128,9 +129,10 @@ async def test_progress_attainment_and_status(system: Any, commission: Api, coor
     assert changes and changes[-1].data.status == "at_risk"
 
 
-async def test_report_rules(commission: Api, coordinator: Api, stranger: Api) -> None:
+async def test_report_rules(commission: Api, coordinator: Api, stranger: Api,
+                            city_today: Callable[[], date]) -> None:
     target = await commission.define()
-    tomorrow = TODAY + timedelta(days=1)
+    tomorrow = city_today() + timedelta(days=1)
     assert "future" in (await coordinator.report(target["id"], tomorrow, 25, status=422))["error"]["message"]
     outside = await coordinator.report(target["id"], date(PAST, 5, 1), 500, status=422)
     assert "valid range" in outside["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,8 +14,7 @@ from yardstick.bus.codec import decode
 
 UNIT = "health-commission"
 OTHER = "finance"
-TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
-PAST = TODAY.year - 1
+PAST = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).year - 1
 
 
 class Caller:
@@ -81,14 +81,15 @@ async def test_batch_scope(commission: Caller, coordinator: Caller, stranger: Ca
                                    unit_id=OTHER))["accepted"] == 1
 
 
-async def test_each_item_is_judged_on_its_own(commission: Caller, coordinator: Caller) -> None:
+async def test_each_item_is_judged_on_its_own(commission: Caller, coordinator: Caller,
+                                               city_today: Callable[[], date]) -> None:
     target = await commission.define("wait")
     proposal_body = {"unit_id": UNIT, "year": PAST, "code": "proposed", "title": "Proposed", "unit_of_measure": "%",
                      "direction": "increase", "baseline": 1, "target": 2, "weight": 1}
     proposal = (await coordinator.call("POST", "/v1/targets", 201, json=proposal_body))["id"]
     await coordinator.batch([{"target_id": target, "date": day(0), "value": 26}])
     items: list[Any] = [
-        {"target_id": target, "date": (TODAY + timedelta(days=1)).isoformat(), "value": 25},  # 0 future
+        {"target_id": target, "date": (city_today() + timedelta(days=1)).isoformat(), "value": 25},  # 0 future
         {"target_id": target, "date": day(1), "value": 500},  # 1 outside the valid range
         {"target_id": target, "date": day(0), "value": 25},  # 2 a second value without a reason
         {"target_id": target, "date": day(2), "value": 25},  # 3 fine
