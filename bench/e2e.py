@@ -239,7 +239,8 @@ class Lag:
 
     async def sample(self) -> dict[str, int]:
         ends = await self.consumer.end_offsets(self.partitions)
-        lag = {"outbox": int(await self.db.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))}
+        lag = {"outbox": int(await self.db.fetchval(
+            "SELECT coalesce(sum(events), 0) FROM outbox WHERE sent_at IS NULL"))}
         for group in GROUPS:
             committed = await self.admin.list_consumer_group_offsets(self.prefix + group)
             lag[group] = sum(max(0, ends[tp] - max(0, committed[tp].offset if tp in committed else 0))
@@ -702,7 +703,7 @@ def report(run: Run, f: dict[str, Any], kafka: ProducerCeiling, tmp: Path) -> No
     say(f"  request (scheduled send -> 202): p50 {ms(req[0.5])}  p95 {ms(req[0.95])}  p99 {ms(req[0.99])}")
     say(f"  kiosk press -> scorecard (scheduled send -> visible): p50 {ms(full[0.5])}  p95 {ms(full[0.95])}  "
         f"p99 {ms(full[0.99])}")
-    say(f"  backlog in events (intake's unsent outbox rows; consumer lag on feedback.v1): max {f['lag_max']}, "
+    say(f"  backlog in events (intake's unsent outbox events; consumer lag on feedback.v1): max {f['lag_max']}, "
         f"when the load stopped {f['lag_at_load_end']}, after draining {f['lag_end']} ({f['drain_s']:.1f} s "
         "from the end of the load until every batch showed)")
     series = "  ".join(f"{t}s:{s['outbox']}/{s['scoring']}/{s['notices']}" for t, s in f["lag_series"][::max(

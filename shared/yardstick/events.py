@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -348,9 +347,16 @@ def new_event_id() -> str:
     try:
         return _IDS.pop()
     except IndexError:
-        raw = os.urandom(16 * 1024)
-        _IDS.extend(str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, len(raw), 16))
+        # Written from the hex digits with the version (4) and variant (10xx) bits set as uuid.UUID
+        # sets them: a third of the cost of building a UUID object for each (tests compare the two).
+        raw = os.urandom(16 * 1024).hex()
+        _IDS.extend(f"{raw[i:i + 8]}-{raw[i + 8:i + 12]}-4{raw[i + 13:i + 16]}-{_VARIANT[raw[i + 16]]}"
+                    f"{raw[i + 17:i + 20]}-{raw[i + 20:i + 32]}" for i in range(0, len(raw), 32))
         return _IDS.pop()
+
+
+# The first hex digit of a UUID's clock_seq_hi_and_reserved with the RFC 4122 variant bits (10xx) set.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def ce_time(moment: datetime) -> str:
@@ -417,7 +423,9 @@ def _json_value(value: Any) -> Any:
 
 # JSON text as pydantic writes it (compact, UTF-8 as is, dates ISO 8601 with UTC as Z, NaN refused): an
 # event's data here, and the answers of read routes (yardstick.responses.JSONBody).
-dumps_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+# No check for circular references (half the cost of a small event's encoding, a datetime in it):
+# what is encoded here is built from rows and validated values, never a structure that holds itself.
+dumps_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False,
                               default=_json_value).encode
 
 

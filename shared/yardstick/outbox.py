@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -31,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import encode_stored
 from yardstick.db import JsonText, bulk_insert, xact_lock
-from yardstick.events import Envelope, Prepared, ce_time
+from yardstick.events import Envelope, Prepared, ce_time, dumps_json
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 from yardstick.tasks import stop_task
 
@@ -50,18 +53,42 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("source", String(100), nullable=False),
         Column("time", String(40), nullable=False),
         Column("payload", JSON, nullable=False),
+        # How many events the row holds: 1, or a request's events sharing one row (decision 0013).
+        Column("events", Integer, nullable=False, server_default="1"),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         # Set by releases before decision 0012, which kept published rows; rows are deleted now.
         Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
     )
 
 
-def _row(e: Envelope | Prepared) -> dict[str, object]:
+# The most events one row holds: a kiosk's batch of 500 is five rows, and a row stays a few
+# tens of kilobytes (the relay reads a thousand events a round).
+ROW_EVENTS = 100
+
+
+def _fields(e: Envelope | Prepared) -> tuple[str, str, str, str, str, str, str]:
+    """event id, topic, key, type, source, time and data (JSON text): what a message is made of."""
     if isinstance(e, Prepared):
-        return {"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
-                "time": e.time, "payload": JsonText(e.payload)}
-    return {"event_id": e.id, "topic": e.topic, "key": e.key, "type": e.type, "source": e.source,
-            "time": ce_time(e.time), "payload": JsonText(e.data.model_dump_json())}
+        return e.id, e.topic, e.key, e.type, e.source, e.time, e.payload
+    return e.id, e.topic, e.key, e.type, e.source, ce_time(e.time), e.data.model_dump_json()
+
+
+def _row(events: list[tuple[str, str, str, str, str, str, str]]) -> dict[str, object]:
+    """One event as its columns; several share a row as a JSON array of their fields (data as text).
+
+    The shared row's own columns describe its first event (its id keeps the column unique);
+    the relay reads the array. Data stays JSON text inside it: the relay sends it as it is.
+    """
+    event_id, topic, key, event_type, source, time, data = events[0]
+    payload = data if len(events) == 1 else dumps_json(events)
+    return {"event_id": event_id, "topic": topic, "key": key, "type": event_type, "source": source,
+            "time": time, "payload": JsonText(payload), "events": len(events)}
+
+
+def rows(envelopes: Sequence[Envelope | Prepared], *, per_row: int = ROW_EVENTS) -> list[dict[str, object]]:
+    """The outbox rows these events make, `per_row` events at most sharing one (in order)."""
+    fields = [_fields(e) for e in envelopes]
+    return [_row(fields[i:i + per_row]) for i in range(0, len(fields), per_row)]
 
 
 async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope | Prepared]) -> None:
@@ -75,7 +102,9 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope 
     if not envelopes:
         return
     await xact_lock(session, *sorted({f"outbox:{e.key}" for e in envelopes}))
-    await bulk_insert(session, table, [_row(e) for e in envelopes])
+    # A request's events share rows (events.md allows it): a row, its three index entries and
+    # their write cost a kiosk batch more than its hundred events' JSON (decision 0013).
+    await bulk_insert(session, table, rows(envelopes))
     session.info.setdefault("outbox_added", 0)
     session.info["outbox_added"] += len(envelopes)
 
@@ -176,26 +205,45 @@ class Relay:
         async with self.engine.connect() as conn:
             return await self._publish_batch(conn)
 
+    @functools.cached_property
+    def _next_batch(self) -> Any:
+        """The oldest rows holding up to `batch` events (one row more may pass it); built once.
+
+        The running sum stops PostgreSQL's index scan at the limit like a plain LIMIT: the
+        window is evaluated as rows stream in, so a long backlog is never read whole.
+        """
+        t = self.table
+        rows = (
+            select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
+                   # The payload as its stored JSON text: it is the message value as it is.
+                   cast(t.c.payload, Text).label("payload"), t.c.events,
+                   func.sum(t.c.events).over(order_by=t.c.id).label("upto"))
+            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch).subquery()
+        )
+        return (select(rows.c.id, rows.c.event_id, rows.c.topic, rows.c.key, rows.c.type, rows.c.source,
+                       rows.c.time, rows.c.payload, rows.c.events)
+                .where(rows.c.upto - rows.c.events < self.batch).order_by(rows.c.id))
+
     async def _publish_batch(self, conn: AsyncConnection) -> bool:
         t = self.table
-        # The payload as its stored JSON text: it is the message value as it is.
-        rows = (await conn.execute(
-            select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
-                   cast(t.c.payload, Text).label("payload"))
-            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch)
-        )).all()
+        rows = (await conn.execute(self._next_batch)).all()
         await conn.commit()  # hold no snapshot or locks while waiting on the broker
-        if len(rows) < self.batch:
-            # The backlog fits in this batch: the gauge is exact without a count(*).
-            OUTBOX_PENDING.labels(service=self.service).set(len(rows))
+        # Unpacked as tuples: a Row's attribute access cost more than the encoding.
+        messages = []
+        for _id, event_id, topic, key, event_type, source, at, payload, count in rows:
+            if count == 1:
+                messages.append(encode_stored(event_id=event_id, source=source, event_type=event_type, time=at,
+                                              key=key, value=payload.encode(), topic=topic))
+            else:
+                messages.extend(encode_stored(event_id=event_id, topic=topic, key=key, event_type=event_type,
+                                              source=source, time=at, value=data.encode())
+                                for event_id, topic, key, event_type, source, at, data in json.loads(payload))
+        more = len(messages) >= self.batch
+        if not more:
+            # The backlog fits in this batch: the gauge is exact without a sum over the table.
+            OUTBOX_PENDING.labels(service=self.service).set(len(messages))
         if not rows:
             return False
-        # Unpacked as tuples: a Row's attribute access cost more than the encoding.
-        messages = [
-            encode_stored(event_id=event_id, source=source, event_type=event_type, time=at, key=key,
-                          value=payload.encode(), topic=topic)
-            for _id, event_id, topic, key, event_type, source, at, payload in rows
-        ]
         # Wait for the broker's acks before deleting: a crash in between republishes,
         # and consumers skip the duplicates by event id.
         await self.bus.publish(messages)
@@ -212,13 +260,14 @@ class Relay:
             # we read, and must not be removed before it is published.
             await conn.execute(delete(t).where(t.c.id.in_(ids)))
         await conn.commit()
-        self.published += len(rows)
-        if len(rows) == self.batch:
+        self.published += len(messages)
+        if more:
             OUTBOX_PENDING.labels(service=self.service).set(await self.pending())
-        return len(rows) == self.batch
+        return more
 
     async def pending(self) -> int:
         """Events committed but not yet published."""
         async with self.engine.connect() as conn:
             return int((await conn.execute(
-                select(func.count()).select_from(self.table).where(self.table.c.sent_at.is_(None)))).scalar_one())
+                select(func.coalesce(func.sum(self.table.c.events), 0)).where(self.table.c.sent_at.is_(None))
+            )).scalar_one())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, DateTime, String, Table, select, update
+from sqlalchemy import Boolean, Column, DateTime, String, Table, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from yardstick import auth, db, events
@@ -42,6 +42,11 @@ class Registry:
         # A registry of one table and its outbox: created in place, no migration history yet.
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            # The one change since it was first created in place (decision 0013): a registry made
+            # by an earlier release gets the outbox's event count, as the services' migrations add it.
+            columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("outbox")})
+            if "events" not in columns:
+                await conn.execute(text("ALTER TABLE outbox ADD COLUMN events INTEGER NOT NULL DEFAULT 1"))
 
     async def close(self) -> None:
         await self.engine.dispose()

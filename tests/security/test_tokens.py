@@ -7,13 +7,17 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy import text
 
-from yardstick import auth
+from yardstick import auth, events, tokens
+from yardstick.bus.codec import decode
+from yardstick.bus.memory import MemoryBus
 from yardstick.errors import ApiError
 from yardstick.settings import AuthSettings
 from yardstick.tokens import Registry
@@ -77,6 +81,37 @@ async def test_a_token_revoked_in_the_registry_stops_working_on_every_service(
         await eventually(refused_everywhere)
     finally:
         await relay.stop()
+        await registry.close()
+
+
+async def test_a_registry_an_earlier_release_created_gets_the_outbox_event_count(
+        secret: str, tmp_path: Path) -> None:
+    """The registry has no migration history: prepare() adds the column decision 0013 added, and a
+    revocation that waited in the old outbox still goes out."""
+    settings = AuthSettings(data_dir=tmp_path, auth_secret=secret, database_url="")
+    old = Registry(settings)
+    waiting = events.Envelope.of(events.TokenRevoked(token_id="t-old", revoked_at=datetime(2026, 11, 1, tzinfo=UTC)),
+                                 source=tokens.SOURCE, key="t-old")
+    async with old.engine.begin() as conn:  # the tables as the earlier release created them, an event waiting
+        await conn.run_sync(tokens.metadata.create_all)
+        await conn.execute(text("ALTER TABLE outbox DROP COLUMN events"))
+        await conn.execute(text("INSERT INTO outbox (event_id, topic, key, type, source, time, payload) "
+                                "VALUES (:id, :topic, :key, :type, :source, :time, :payload)"),
+                           {"id": waiting.id, "topic": waiting.topic, "key": waiting.key, "type": waiting.type,
+                            "source": waiting.source, "time": events.ce_time(waiting.time),
+                            "payload": waiting.data.model_dump_json()})
+    await old.close()
+    registry = Registry(settings)
+    try:
+        await registry.prepare()
+        await registry.prepare()  # and again: nothing to add the second time
+        bus = MemoryBus()
+        _, claims = await registry.issue(role="commission", subject="staff")
+        assert await registry.relay(bus).publish_once() is False
+        published = [decode(m) for m in bus.logs[events.AUTH]]
+        assert published[0] == waiting
+        assert [e.data.token_id for e in published] == ["t-old", claims["jti"]]  # type: ignore[attr-defined]
+    finally:
         await registry.close()
 
 

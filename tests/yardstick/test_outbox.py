@@ -1,11 +1,13 @@
-"""Tests of the transactional outbox, its relay and the idempotent consumer, on SQLite."""
+"""Tests of the transactional outbox, its relay (on SQLite and PostgreSQL) and the idempotent consumer (SQLite)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription
 from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import IdempotentConsumer, NotFound, processed_table
-from yardstick.outbox import Relay, add, outbox_table
+from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
 from yardstick.tasks import stop_task
 
 metadata = MetaData()
@@ -49,13 +51,29 @@ async def database(tmp_path: Path) -> AsyncIterator[Db]:
         await engine.dispose()
 
 
+@pytest.fixture
+async def backend_database(backend: str, tmp_path: Path) -> AsyncIterator[Db]:
+    """The relay's statements on each backend: SQLite, and PostgreSQL when the cluster is there."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
+        else:
+            url = await stack.enter_async_context(
+                db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_outbox"))
+        engine = db.make_engine(url)
+        stack.push_async_callback(engine.dispose)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+
+
 def _event(n: int, unit: str = "finance") -> events.Envelope:
     return events.Envelope.of(
         events.FeedbackReceived(feedback_id=f"f-{n}", unit_id=unit, channel="window",
-                                occurred_at=datetime(2026, 3, 1, 9, 0, n, tzinfo=UTC), year=2026,
+                                occurred_at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC) + timedelta(seconds=n), year=2026,
                                 level=4, window_id=f"{unit}-w1"),
         source="feedback-intake", key=unit, event_id=f"00000000-0000-0000-0000-{n:012d}",
-        time=datetime(2026, 3, 1, 9, 0, n, 500, tzinfo=UTC))
+        time=datetime(2026, 3, 1, 9, 0, 0, 500, tzinfo=UTC) + timedelta(seconds=n))
 
 
 async def _rows(database: Db) -> list[Any]:
@@ -103,65 +121,98 @@ async def test_events_of_a_rolled_back_transaction_are_never_published(database:
     assert bus.logs[events.FEEDBACK] == []
 
 
-async def test_committed_events_are_published_in_id_order_and_then_deleted(database: Db) -> None:
-    async with db.transaction(database.sessions) as session:
+async def test_committed_events_are_published_in_id_order_and_then_deleted(backend_database: Db) -> None:
+    async with db.transaction(backend_database.sessions) as session:
         await add(session, outbox, [_event(3, "commerce"), _event(1)])
-    async with db.transaction(database.sessions) as session:
+    async with db.transaction(backend_database.sessions) as session:
         await add(session, outbox, [_event(2)])
     bus = MemoryBus()
-    relay = _relay(database, bus)
+    relay = _relay(backend_database, bus)
     assert await relay.publish_once() is False  # not a full batch: nothing more waits
     published = [decode(m) for m in bus.logs[events.FEEDBACK]]
     assert [e.data.feedback_id for e in published] == ["f-3", "f-1", "f-2"]  # type: ignore[attr-defined]
     assert [e.key for e in published] == ["commerce", "finance", "finance"]
     assert published[0] == _event(3, "commerce")
-    assert await _rows(database) == []  # the topic is their record now
+    assert await _rows(backend_database) == []  # the topic is their record now
     assert relay.published == 3
     # A second pass finds nothing to send.
     assert await relay.publish_once() is False
     assert len(bus.logs[events.FEEDBACK]) == 3
 
 
-async def test_rows_an_earlier_release_marked_sent_are_not_published_again(database: Db) -> None:
+async def test_rows_an_earlier_release_marked_sent_are_not_published_again(backend_database: Db) -> None:
     """Before decision 0012 published rows stayed, with sent_at set: the relay leaves them alone."""
-    async with db.transaction(database.sessions) as session:
-        await add(session, outbox, [_event(1), _event(2)])
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, [_event(1)])
+        await add(session, outbox, [_event(2)])
         await session.execute(update(outbox).where(outbox.c.event_id == _event(1).id)
                               .values(sent_at=datetime(2026, 3, 1, 10, tzinfo=UTC)))
     bus = MemoryBus()
-    assert await _relay(database, bus).publish_once() is False
+    assert await _relay(backend_database, bus).publish_once() is False
     assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(2).id]
-    assert [r.event_id for r in await _rows(database)] == [_event(1).id]
+    assert [r.event_id for r in await _rows(backend_database)] == [_event(1).id]
 
 
-async def test_a_full_batch_says_there_may_be_more(database: Db) -> None:
-    async with db.transaction(database.sessions) as session:
-        await add(session, outbox, [_event(n) for n in range(5)])
+async def test_a_full_batch_says_there_may_be_more(backend_database: Db) -> None:
+    for n in range(5):
+        async with db.transaction(backend_database.sessions) as session:
+            await add(session, outbox, [_event(n)])
     bus = MemoryBus()
-    relay = _relay(database, bus, batch=2)
+    relay = _relay(backend_database, bus, batch=2)
     assert await relay.publish_once() is True
     assert await relay.publish_once() is True
     assert await relay.publish_once() is False
     assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(n).id for n in range(5)]
 
 
-async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(database: Db) -> None:
-    async with db.transaction(database.sessions) as session:
+async def test_a_requests_events_share_rows_and_go_out_in_order(backend_database: Db) -> None:
+    """events.md: a request's events may share one outbox row; ROW_EVENTS at most, in the order given."""
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, [_event(0, "commerce")])
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, [_event(n, "finance" if n % 3 else "commerce") for n in range(1, 251)])
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, [_event(251), _event(252)])
+    async with backend_database.engine.connect() as conn:
+        shares = (await conn.execute(select(outbox.c.event_id, outbox.c.events).order_by(outbox.c.id))).all()
+    assert [tuple(r) for r in shares] == [(_event(0).id, 1), (_event(1).id, ROW_EVENTS), (_event(101).id, ROW_EVENTS),
+                                          (_event(201).id, 50), (_event(251).id, 2)]
+    bus = MemoryBus()
+    relay = _relay(backend_database, bus, batch=150)
+    assert await relay.pending() == 253
+    # At most `batch` events a round, a row whole: the rows of 1 and 100 (101), then the next
+    # row would pass 150 only after it started below it (201)...
+    assert await relay.publish_once() is True
+    assert len(bus.logs[events.FEEDBACK]) == 201
+    assert await relay.pending() == 52
+    # ...then the rest, which is no full batch.
+    assert await relay.publish_once() is False
+    published = [decode(m) for m in bus.logs[events.FEEDBACK]]
+    assert published == [_event(0, "commerce")] + [_event(n, "finance" if n % 3 else "commerce")
+                                                  for n in range(1, 251)] + [_event(251), _event(252)]
+    assert relay.published == 253
+    assert await _rows(backend_database) == []
+    assert await relay.pending() == 0
+
+
+async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(backend_database: Db) -> None:
+    async with db.transaction(backend_database.sessions) as session:
         await add(session, outbox, [_event(1), _event(2)])
     bus = FlakyBus()
-    relay = _relay(database, bus)  # type: ignore[arg-type]
+    relay = _relay(backend_database, bus)  # type: ignore[arg-type]
     for _ in range(3):
         with pytest.raises(BusUnavailable):
             await relay.publish_once()
-    assert [r.event_id for r in await _rows(database)] == [_event(1).id, _event(2).id]  # kept, unsent
-    async with db.transaction(database.sessions) as session:
+    assert [r.event_id for r in await _rows(backend_database)] == [_event(1).id]  # kept, unsent: the two share a row
+    assert await relay.pending() == 2
+    async with db.transaction(backend_database.sessions) as session:
         await add(session, outbox, [_event(3)])
     bus.up = True
     assert await relay.publish_once() is False
     assert [decode(m).id for m in bus.published] == [_event(n).id for n in (1, 2, 3)]
     assert await relay.publish_once() is False
     assert len(bus.published) == 3
-    assert await _rows(database) == []
+    assert await _rows(backend_database) == []
 
 
 async def test_the_running_relay_rides_out_an_outage(database: Db, eventually: Any) -> None:
