@@ -1,17 +1,18 @@
-"""The bus's batched publishing and the bulk insert, on real Kafka and PostgreSQL."""
+"""The bus's batched publishing and consuming, and the bulk insert, on real Kafka and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from harness import _require
-from kafka_tools import bootstrap, read_all
+from kafka_tools import bootstrap, group_lag, read_all
 from sqlalchemy import JSON, Column, Integer, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from yardstick.bus import Message
+from yardstick.bus import Message, Subscription
 from yardstick.bus.kafka import KafkaBus
 from yardstick.db import (
     JsonText,
@@ -94,3 +95,48 @@ async def _bulk_insert_checks(engine: AsyncEngine) -> None:
 def test_bulk_insert_on_postgresql() -> None:
     asyncio.run(_bulk_scenario())
 
+
+
+async def _poll_scenario() -> None:
+    prefix = f"tp{secrets.token_hex(3)}."
+    bus = KafkaBus(bootstrap(), client_id="test-polls", prefix=prefix)
+    # 600 messages over 40 keys: all six partitions hold some, in a known order each.
+    messages = [Message(topic="feedback.v1", key=f"unit-{n % 40}".encode(), value=b"{}",
+                        headers=(("ce_id", str(n).encode()),)) for n in range(600)]
+    calls: list[list[Message]] = []
+    done = asyncio.Event()
+
+    async def batch(polled: Sequence[Message]) -> list[tuple[Message, str]]:
+        calls.append(list(polled))
+        if sum(len(c) for c in calls) >= len(messages):
+            done.set()
+        return []
+
+    async def one(message: Message) -> None:
+        raise AssertionError("a batch subscription gets batches")
+
+    try:
+        await bus.ensure_topics()
+        await bus.publish(messages)  # all there before the consumer starts: its first polls are full
+        bus.subscribe(Subscription(group="polls", topics=["feedback.v1"], handler=one, batch_handler=batch))
+        await bus.start()
+        async with asyncio.timeout(30):
+            await done.wait()
+    finally:
+        await bus.stop()
+    got = [m for c in calls for m in c]
+    assert sorted(int(m.header("ce_id") or b"-1") for m in got) == list(range(600))  # each message once
+    # A poll spanning partitions is one call (one transaction for the consumer), not one call a partition.
+    assert len({m.partition for m in calls[0]}) > 1, [len(c) for c in calls]
+    assert len(calls) < 6
+    for partition in {m.partition for m in got}:
+        offsets = [m.offset for m in got if m.partition == partition]
+        assert offsets == list(range(len(offsets)))  # each partition's messages in order, none skipped
+    for key in {m.key for m in got}:
+        order = [int(m.header("ce_id") or b"-1") for m in got if m.key == key]
+        assert order == sorted(order), key
+    assert await group_lag(f"{prefix}polls", [f"{prefix}feedback.v1"]) == 0  # and committed (the group prefixed too)
+
+
+def test_a_batch_subscription_gets_a_whole_poll_in_one_call() -> None:
+    asyncio.run(_poll_scenario())
