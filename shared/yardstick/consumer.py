@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -9,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 # Applies several new events at once, in order, in the caller's transaction (raise NotFound as one would).
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
+# From this many messages a poll is decoded in a worker thread while its ids are recorded: below it,
+# handing the work to a thread costs more than the overlap saves.
+OVERLAP_MIN = 64
+# A decoded poll: (dead letters with their reasons, envelopes in order without a repeated id, each id's message).
+_Polled = tuple[list[tuple[Message, str]], list[Envelope], dict[str, Message]]
 
 
 class NotFound(Exception):
@@ -159,28 +166,34 @@ class IdempotentConsumer:
         error rolls the batch back and applies its events one by one, each in its own
         transaction as `apply` does, so a poison message is dead-lettered alone and every
         other one still applies exactly once.
+
+        A large poll is decoded in a worker thread while its ids, read from the headers, are
+        being recorded (decision 0014): the database's work and the decoding overlap instead of
+        taking turns. The outcome is the same as decoding first: an id recorded for a message
+        that then turns out to be a dead letter is taken back in the same transaction.
         """
-        dead: list[tuple[Message, str]] = []
-        envelopes: list[Envelope] = []
-        origin: dict[str, Message] = {}
-        for message in messages:
-            try:
-                envelope = self.decode(message)
-            except DeadLetter as exc:
-                dead.append((message, str(exc)))
-                continue
-            if envelope.id in origin:
-                self._skip(envelope)  # the same event twice in one poll
-                continue
-            origin[envelope.id] = message
-            envelopes.append(envelope)
-        if not envelopes:
-            return dead
+        early = self._header_ids(messages) if len(messages) >= OVERLAP_MIN else []
+        decoding: asyncio.Future[_Polled] | None = None
+        if early:
+            decoding = asyncio.ensure_future(asyncio.to_thread(self._decode_poll, messages))
+        else:
+            polled = self._decode_poll(messages)
+            if not polled[1]:
+                return polled[0]
         try:
-            fresh = await self._apply_together(envelopes)
+            if decoding is None:
+                fresh = await self._apply_together(polled[1])
+            else:
+                fresh, polled = await self._apply_overlapped(early, decoding)
         except Exception as exc:
             if is_transient(exc):
+                if decoding is not None:
+                    # The session may have failed before the decoding was awaited: let the thread finish
+                    # first (a retry decodes again, never beside it); its outcome is the retry's business.
+                    with contextlib.suppress(Exception):
+                        await decoding
                 raise
+            dead, envelopes, origin = polled if decoding is None else await decoding
             log.warning("batch failed; applying its events one by one",
                         extra={"consumer": self.name, "events": len(envelopes), "error": repr(exc)[:500]})
             for envelope in envelopes:
@@ -198,19 +211,82 @@ class IdempotentConsumer:
         if self.after_commit is not None:
             for envelope in fresh:
                 await self.after_commit(envelope)
-        return dead
+        return polled[0]
+
+    def _decode_poll(self, messages: Sequence[Message]) -> _Polled:
+        """(dead letters, envelopes in order without a repeated id, the message of each id): no I/O."""
+        dead: list[tuple[Message, str]] = []
+        envelopes: list[Envelope] = []
+        origin: dict[str, Message] = {}
+        for message in messages:
+            try:
+                envelope = self.decode(message)
+            except DeadLetter as exc:
+                dead.append((message, str(exc)))
+                continue
+            if envelope.id in origin:
+                self._skip(envelope)  # the same event twice in one poll
+                continue
+            origin[envelope.id] = message
+            envelopes.append(envelope)
+        return dead, envelopes, origin
+
+    @staticmethod
+    def _header_ids(messages: Sequence[Message]) -> list[str]:
+        """The ids the messages' ce_id headers carry (each once, recordable ones only), before decoding."""
+        ids: dict[str, None] = {}
+        for message in messages:
+            for name, value in message.headers:
+                if name == "ce_id":
+                    if is_event_id(value):
+                        ids[value.decode()] = None
+                    break
+        return list(ids)
+
+    async def _apply_overlapped(self, early: list[str], decoding: asyncio.Future[_Polled]) -> tuple[
+            list[Envelope], _Polled]:
+        """_apply_together for a poll being decoded meanwhile: its header ids recorded first."""
+        async with self.sessions() as session, session.begin():
+            try:
+                new = await record_new(session, self.table, self.name, early)
+            finally:
+                polled = await decoding  # never leave the thread's work behind, whatever happened
+            _, envelopes, origin = polled
+            recorded = set(early)
+            # An envelope whose id was not in its headers (a structured-mode message) is recorded now...
+            late = [e.id for e in envelopes if e.id not in recorded]
+            if late:
+                new |= await record_new(session, self.table, self.name, late)
+            # ...and an id recorded from headers that no envelope of the poll carries (its message is a
+            # dead letter, or its decoder read another id) is taken back: a redelivery is dead-lettered
+            # again, as it would have been had the poll been decoded first.
+            wrong = {i for i in early if i in new and i not in origin}
+            if wrong:
+                await forget(session, self.table, self.name, sorted(wrong))
+                new -= wrong
+            fresh = await self._apply_new(session, envelopes, new)
+        self._count(envelopes, new, fresh)
+        return fresh, polled
 
     async def _apply_together(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         async with self.sessions() as session, session.begin():
             new = await record_new(session, self.table, self.name, [e.id for e in envelopes])
-            fresh = [e for e in envelopes if e.id in new]
-            if self.batch_handler is not None and fresh:
-                await self.batch_handler(session, fresh)
-            else:
-                for envelope in fresh:
-                    handler = self.handlers.get(envelope.type)
-                    if handler is not None:
-                        await handler(session, envelope)
+            fresh = await self._apply_new(session, envelopes, new)
+        self._count(envelopes, new, fresh)
+        return fresh
+
+    async def _apply_new(self, session: AsyncSession, envelopes: Sequence[Envelope], new: set[str]) -> list[Envelope]:
+        fresh = [e for e in envelopes if e.id in new]
+        if self.batch_handler is not None and fresh:
+            await self.batch_handler(session, fresh)
+        else:
+            for envelope in fresh:
+                handler = self.handlers.get(envelope.type)
+                if handler is not None:
+                    await handler(session, envelope)
+        return fresh
+
+    def _count(self, envelopes: Sequence[Envelope], new: set[str], fresh: list[Envelope]) -> None:
         counts: dict[tuple[str, str], int] = {}
         for envelope in envelopes:
             outcome = "applied" if envelope.id in new else "duplicate"
@@ -219,7 +295,6 @@ class IdempotentConsumer:
             CONSUMED.labels(consumer=self.name, type=kind, outcome=outcome).inc(n)
         self.applied += len(fresh)
         self.skipped += len(envelopes) - len(fresh)
-        return fresh
 
     def _skip(self, envelope: Envelope) -> None:
         self.skipped += 1
@@ -248,6 +323,11 @@ async def record_new(session: AsyncSession, table: Table, consumer: str, ids: Se
     insert = insert_for(session)
     stmt = insert(table).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(table.c.event_id)
     return set((await session.execute(stmt, [{"consumer": consumer, "event_id": i} for i in ids])).scalars())
+
+
+async def forget(session: AsyncSession, table: Table, consumer: str, ids: Sequence[str]) -> None:
+    """Take back ids recorded in the caller's transaction (messages that turned out to be dead letters)."""
+    await session.execute(delete(table).where(table.c.consumer == consumer, table.c.event_id.in_(ids)))
 
 
 @functools.lru_cache(maxsize=16)

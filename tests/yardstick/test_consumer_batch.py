@@ -1,12 +1,16 @@
-"""The idempotent consumer's batch path and its fast decoder, on SQLite (and through the in-process bus)."""
+"""The idempotent consumer's batch path (on SQLite, large polls on PostgreSQL too) and its fast decoder."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
@@ -17,7 +21,7 @@ from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
 from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
-from yardstick.consumer import IdempotentConsumer, NotFound, decode_fast, processed_table
+from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, NotFound, decode_fast, processed_table
 
 metadata = MetaData()
 processed = processed_table(metadata)
@@ -132,6 +136,79 @@ async def test_a_transient_failure_keeps_nothing_and_the_retry_applies_once(data
     assert await _tallies(database) == {"finance": 4}
     assert await consumer.batch(poll) == []  # and once more: all seen
     assert await _tallies(database) == {"finance": 4} and calls == 2
+
+
+@pytest.fixture
+async def backend_database(backend: str, tmp_path: Path) -> AsyncIterator[Db]:
+    """The batch path on each backend: SQLite, and PostgreSQL when the cluster is there."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}"
+        else:
+            url = await stack.enter_async_context(
+                db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_consumer"))
+        engine = db.make_engine(url)
+        stack.push_async_callback(engine.dispose)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+
+
+async def _processed_ids(database: Db) -> set[str]:
+    async with database.sessions() as session:
+        return set((await session.execute(select(processed.c.event_id))).scalars())
+
+
+def _threads_of(decoder: Any, threads: list[int]) -> Any:
+    def decode_noting_the_thread(message: Message) -> events.Envelope:
+        threads.append(threading.get_ident())
+        return decoder(message)
+    return decode_noting_the_thread
+
+
+async def test_a_large_poll_is_decoded_while_its_ids_are_recorded_with_the_same_outcome(
+        backend_database: Db) -> None:
+    """decision 0014: from OVERLAP_MIN messages the decoding runs in a thread beside the ids' statement;
+    what is applied, recorded and dead-lettered is what decoding first gave."""
+    database = backend_database
+    threads: list[int] = []
+    consumer = _consumer(database, decode=_threads_of(decode_fast, threads))
+    units = ("finance", "transport")
+    assert await consumer.batch([_message(n, units[n % 2]) for n in range(10)]) == []  # small: decoded in line
+    assert set(threads) == {threading.get_ident()}
+    threads.clear()
+    garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage", headers=_message(200).headers)
+    # Two ce_id headers: the decoder reads the last one, the early recording the first.
+    twice = replace(_message(300), headers=(*_message(300).headers, ("ce_id", b"batch-000301")))
+    poll = [_message(n, units[n % 2]) for n in range(100)] + [garbage, _message(5, "transport"), twice]
+    assert len(poll) >= OVERLAP_MIN
+    dead = await consumer.batch(poll)
+    assert threading.get_ident() not in set(threads) and len(threads) == len(poll)
+    with pytest.raises(DeadLetter) as refused:
+        decode(garbage)
+    assert dead == [(garbage, str(refused.value))]
+    assert await _tallies(database) == {"finance": 50 + 1, "transport": 50}  # batch-000301 is finance's
+    # Recorded: every applied id; not the dead letter's, nor the header id no envelope carried.
+    assert await _processed_ids(database) == {f"batch-{n:06d}" for n in range(100)} | {"batch-000301"}
+    assert consumer.applied == 10 + 91 and consumer.skipped == 10 + 1
+    # Redelivered: the dead letter is dead-lettered again (its id was taken back), nothing applied twice.
+    again = await consumer.batch(poll)
+    assert [(m, r) for m, r in again] == dead
+    assert await _tallies(database) == {"finance": 51, "transport": 50}
+    assert consumer.applied == 101
+
+
+async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:
+    database = backend_database
+    consumer = _consumer(database)
+    bad = _message(500, "nowhere")
+    poll = [_message(n) for n in range(80)] + [bad] + [_message(n) for n in range(80, 90)]
+    dead = await consumer.batch(poll)
+    assert [m for m, _ in dead] == [bad] and "nowhere" in dead[0][1]
+    assert await _tallies(database) == {"finance": 90}
+    assert await _processed_ids(database) == {f"batch-{n:06d}" for n in range(90)}
+    assert await consumer.batch(poll) == [(bad, dead[0][1])]
+    assert await _tallies(database) == {"finance": 90}
 
 
 async def test_the_batch_handler_gets_only_new_events_in_order(database: Db) -> None:
