@@ -113,13 +113,19 @@ class Relay:
     """Publishes outbox rows in id order and deletes them once the broker acked; one instance at a time."""
 
     def __init__(self, *, engine: AsyncEngine, table: Table, bus: Bus, service: str,
-                 interval_s: float = 0.5, batch: int = 1000, retry_max_s: float = 10.0) -> None:
+                 interval_s: float = 0.5, batch: int = 1000, max_batch: int = 16_000,
+                 retry_max_s: float = 10.0) -> None:
         self.engine = engine
         self.table = table
         self.bus = bus
         self.service = service
         self.interval_s = interval_s
         self.batch = batch
+        # A backlog doubles the next round, up to max_batch events: in a process whose event loop is
+        # busy with requests each of a round's awaits waits its turn behind them, so a round took
+        # about a second whatever its size, and rounds of 1,000 fell behind a saturated intake.
+        self.max_batch = max(max_batch, batch)
+        self.round = batch
         self.retry_max_s = retry_max_s
         self.coalesce_s = 0.02
         self._wake = asyncio.Event()
@@ -207,7 +213,7 @@ class Relay:
 
     @functools.cached_property
     def _next_batch(self) -> Any:
-        """The oldest rows holding up to `batch` events (one row more may pass it); built once.
+        """The oldest rows holding up to `:events` events (one row more may pass it); built once.
 
         The running sum stops PostgreSQL's index scan at the limit like a plain LIMIT: the
         window is evaluated as rows stream in, so a long backlog is never read whole.
@@ -218,15 +224,16 @@ class Relay:
                    # The payload as its stored JSON text: it is the message value as it is.
                    cast(t.c.payload, Text).label("payload"), t.c.events,
                    func.sum(t.c.events).over(order_by=t.c.id).label("upto"))
-            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch).subquery()
+            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(bindparam("events", type_=Integer)).subquery()
         )
         return (select(rows.c.id, rows.c.event_id, rows.c.topic, rows.c.key, rows.c.type, rows.c.source,
                        rows.c.time, rows.c.payload, rows.c.events)
-                .where(rows.c.upto - rows.c.events < self.batch).order_by(rows.c.id))
+                .where(rows.c.upto - rows.c.events < bindparam("events", type_=Integer)).order_by(rows.c.id))
 
     async def _publish_batch(self, conn: AsyncConnection) -> bool:
         t = self.table
-        rows = (await conn.execute(self._next_batch)).all()
+        limit = self.round
+        rows = (await conn.execute(self._next_batch, {"events": limit})).all()
         await conn.commit()  # hold no snapshot or locks while waiting on the broker
         # Unpacked as tuples: a Row's attribute access cost more than the encoding.
         messages = []
@@ -238,11 +245,12 @@ class Relay:
                 messages.extend(encode_stored(event_id=event_id, topic=topic, key=key, event_type=event_type,
                                               source=source, time=at, value=data.encode())
                                 for event_id, topic, key, event_type, source, at, data in json.loads(payload))
-        more = len(messages) >= self.batch
+        more = len(messages) >= limit
         if not more:
             # The backlog fits in this batch: the gauge is exact without a sum over the table.
             OUTBOX_PENDING.labels(service=self.service).set(len(messages))
         if not rows:
+            self.round = self.batch
             return False
         # Wait for the broker's acks before deleting: a crash in between republishes,
         # and consumers skip the duplicates by event id.
@@ -261,6 +269,7 @@ class Relay:
             await conn.execute(delete(t).where(t.c.id.in_(ids)))
         await conn.commit()
         self.published += len(messages)
+        self.round = min(limit * 2, self.max_batch) if more else self.batch
         if more:
             OUTBOX_PENDING.labels(service=self.service).set(await self.pending())
         return more

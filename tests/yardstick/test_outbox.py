@@ -158,11 +158,35 @@ async def test_a_full_batch_says_there_may_be_more(backend_database: Db) -> None
         async with db.transaction(backend_database.sessions) as session:
             await add(session, outbox, [_event(n)])
     bus = MemoryBus()
-    relay = _relay(backend_database, bus, batch=2)
+    relay = Relay(engine=backend_database.engine, table=outbox, bus=bus, service="test", batch=2, max_batch=2)
     assert await relay.publish_once() is True
     assert await relay.publish_once() is True
     assert await relay.publish_once() is False
     assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(n).id for n in range(5)]
+
+
+async def test_a_backlog_doubles_the_rounds_up_to_their_cap_and_a_drained_outbox_resets_them(
+        backend_database: Db) -> None:
+    """In a busy process a round costs about the same whatever its size: under a backlog they grow."""
+    for n in range(100):
+        async with db.transaction(backend_database.sessions) as session:
+            await add(session, outbox, [_event(n)])
+    bus = MemoryBus()
+    relay = Relay(engine=backend_database.engine, table=outbox, bus=bus, service="test", batch=10, max_batch=40)
+    sizes = []
+    while True:
+        before = len(bus.logs[events.FEEDBACK])
+        more = await relay.publish_once()
+        sizes.append(len(bus.logs[events.FEEDBACK]) - before)
+        if not more:
+            break
+    assert sizes == [10, 20, 40, 30]  # the last round was not full: the backlog is gone
+    assert relay.round == 10
+    assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(n).id for n in range(100)]
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, [_event(n) for n in range(100, 125)])  # one shared row of 25
+    assert await relay.publish_once() is True  # a row is taken whole, past the round's 10
+    assert len(bus.logs[events.FEEDBACK]) == 125 and relay.round == 20
 
 
 async def test_a_requests_events_share_rows_and_go_out_in_order(backend_database: Db) -> None:
