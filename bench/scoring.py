@@ -29,7 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,11 +38,13 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
+from sqlalchemy import text  # noqa: E402
+
 from scoring import consumers, repository, service  # noqa: E402
 from scoring.app import MIGRATIONS  # noqa: E402
 from scoring.models import READ_MODEL, metadata  # noqa: E402
 from scoring.settings import ScoringSettings  # noqa: E402
-from yardstick import db  # noqa: E402
+from yardstick import db, events  # noqa: E402
 from yardstick.bus import Message  # noqa: E402
 from yardstick.bus.codec import decode, encode_stored  # noqa: E402
 from yardstick.bus.memory import MemoryBus  # noqa: E402
@@ -54,13 +57,17 @@ ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                        "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
 YEAR = 2026
 TOPIC = "feedback.v1"
+# The events' ids: as the producers make them (time-ordered, decision 0015), or random version 4 UUIDs as
+# they made them before (each id recorded on a random page of processed_events' index).
+EVENT_IDS: dict[str, Callable[[], str]] = {"v7": events.new_event_id, "v4": lambda: str(uuid.uuid4())}
 
 
 class Feed:
     """Wire messages as the outbox relay writes them, built from a template (building them is not timed)."""
 
-    def __init__(self, city: CityProfile, seed: int) -> None:
+    def __init__(self, city: CityProfile, seed: int, new_id: Callable[[], str]) -> None:
         self.rng = random.Random(seed)
+        self.new_id = new_id
         self.units = sorted(city.unit_ids)
         self.categories = {u: [c.id for c in city.categories_of(u)] or [city.categories[0].id] for u in self.units}
         self.start = datetime(YEAR, 1, 1, tzinfo=UTC)
@@ -72,7 +79,7 @@ class Feed:
     def _message(self, event_type: str, key: str, body: str) -> Message:
         self.serial += 1
         moment = self.start + timedelta(seconds=self.serial * self.step)
-        return encode_stored(event_id=f"bench-{self.serial:012d}", source="bench", event_type=event_type,
+        return encode_stored(event_id=self.new_id(), source="bench", event_type=event_type,
                              time=moment.isoformat(), key=key, value=body.encode(), topic=TOPIC)
 
     def batch(self, size: int) -> list[Message]:
@@ -131,7 +138,7 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
 
 
 async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int,
-                fresh_s: float) -> None:
+                fresh_s: float, new_id: Callable[[], str]) -> None:
     city = load_city(default_city_path())
     async with scratch_database(backend) as url:
         with tempfile.TemporaryDirectory() as tmp:
@@ -139,17 +146,18 @@ async def bench(backend: str, total: int, batch: int, reads: int, bare_events: i
             runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=MemoryBus(), city=city)
             try:
                 await db.migrate(runtime.engine, MIGRATIONS)
-                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event, fresh_s)
+                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event, fresh_s, new_id)
             finally:
                 await runtime.engine.dispose()
 
 
 async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, total: int, batch: int, reads: int,
-              bare_events: int, per_event: int, fresh_s: float) -> None:
+              bare_events: int, per_event: int, fresh_s: float, new_id: Callable[[], str]) -> None:
     city = runtime.city
-    print(f"--- {backend}: {total:,} feedback events in polls of {batch}", flush=True)
+    print(f"--- {backend}: {total:,} feedback events in polls of {batch}, event ids "
+          f"{'time-ordered (v7)' if new_id is events.new_event_id else 'random (v4)'}", flush=True)
     # Baselines: decoding alone (the SDK's path on a sample, the fast path), then decode + record ids only.
-    sample = Feed(city, seed=1).batch(min(bare_events, 20_000))
+    sample = Feed(city, seed=1, new_id=new_id).batch(min(bare_events, 20_000))
     t0 = time.perf_counter()
     for m in sample[:2000]:
         decode(m)
@@ -168,7 +176,7 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
     # stays the same from one version of scoring to the next, so the replay's ratio to it can be compared.
     bare = IdempotentConsumer(name="bench-bare", sessions=runtime.sessions, table=runtime.processed, handlers={})
     busy = cpu = 0.0
-    for chunk in Feed(city, seed=2).batches(bare_events, batch):
+    for chunk in Feed(city, seed=2, new_id=new_id).batches(bare_events, batch):
         t0, c0 = time.perf_counter(), time.process_time()
         await bare.batch(chunk)
         busy += time.perf_counter() - t0
@@ -181,7 +189,7 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
     # The live path before batching: the SDK's decode and one transaction per event.
     single = IdempotentConsumer(name="bench-single", sessions=runtime.sessions, table=runtime.processed,
                                 handlers=table)
-    sample = Feed(city, seed=3).batch(per_event)
+    sample = Feed(city, seed=3, new_id=new_id).batch(per_event)
     t0, c0 = time.perf_counter(), time.process_time()
     for m in sample:
         await single.apply(decode(m))
@@ -194,7 +202,7 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=runtime.sessions, table=runtime.processed,
                               handlers=table, batch_handler=consumers.batch_handler(city, table),
                               decode=consumers.DECODE)
-    feed = Feed(city, seed=5)
+    feed = Feed(city, seed=5, new_id=new_id)
     busy, cpu, done, step, wall = 0.0, 0.0, 0, max(total // 20, batch), time.perf_counter()
     for chunk in feed.batches(total, batch):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -211,6 +219,13 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
           f"{busy:.1f} s = {rate:,.0f} events/s (aim 50,000/s, ratio {rate / 50_000:.2f}; "
           f"{rate / bare_rate:.2f} of the bare decode + record; {done / cpu:,.0f} per CPU second of this "
           f"process{', SQLite included' if backend == 'sqlite' else ', the server not included'})", flush=True)
+    if backend == "postgresql":
+        # What the ids' order does to the index that records them (decision 0015).
+        async with runtime.engine.connect() as conn:
+            rows, size = (await conn.execute(text(
+                "SELECT count(*), pg_indexes_size('processed_events') FROM processed_events"))).one()
+        print(f"processed_events: {rows:,} ids, its index {size / 2**20:,.1f} MiB "
+              f"({size / max(rows, 1):.0f} bytes an id)", flush=True)
 
     t0 = time.perf_counter()
     await service.refresh(runtime)
@@ -315,7 +330,7 @@ async def main(args: argparse.Namespace) -> None:
         tune_gc()  # as a serving process does once it has started
     for backend in args.backends.split(","):
         await bench(backend, args.events, args.batch, args.reads, min(args.bare, args.events),
-                    min(args.per_event, args.events), args.fresh)
+                    min(args.per_event, args.events), args.fresh, EVENT_IDS[args.ids])
 
 
 if __name__ == "__main__":
@@ -328,6 +343,8 @@ if __name__ == "__main__":
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--gc", choices=["service", "default"], default="service",
                         help="the collector as a serving process sets it (runner.tune_gc), or CPython's default")
+    parser.add_argument("--ids", choices=sorted(EVENT_IDS), default="v7",
+                        help="event ids as the producers make them (v7), or random as they made them before (v4)")
     parser.add_argument("--fresh", type=float, default=10.0,
                         help="seconds of the freshness phase (a batch of 50 every 50 ms: 1,000 events/s)")
     asyncio.run(main(parser.parse_args()))

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -86,17 +87,24 @@ def test_a_utc_time_is_written_with_z_and_an_offset_is_kept() -> None:
     assert json.loads(cst.payload)["occurred_at"] == "2026-03-04T17:30:15.250000+08:00"
 
 
-def test_event_ids_are_random_version_4_uuids_and_distinct() -> None:
-    ids = [events.new_event_id() for _ in range(5000)]  # several refills of the pool
-    assert len(set(ids)) == len(ids)
-    for text in ids:
+def test_event_ids_are_time_ordered_version_7_uuids_and_distinct() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [events.new_event_id() for _ in range(2500)]  # several refills of the pool
+    time.sleep(0.003)
+    later = [events.new_event_id() for _ in range(2500)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids + later)) == 5000
+    for text in ids + later:
         parsed = uuid.UUID(text)
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
-    # Random everywhere but the version digit: each of the other 31 positions takes many values,
-    # the variant's digit all four it may (8, 9, a, b).
-    digits = [{text.replace("-", "")[i] for text in ids} for i in range(32)]
-    assert [len(d) for i, d in enumerate(digits) if i not in (12, 16)] == [16] * 30
-    assert digits[12] == {"4"} and digits[16] == set("89ab")
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+        assert before <= parsed.int >> 80 <= after  # its first 48 bits: the millisecond it was made
+    # Ordered by the millisecond: every id made after the pause sorts after every id made before it.
+    assert max(ids) < min(later)
+    # Random after the time but for the version digit: each of the 18 other positions takes many
+    # values, the variant's digit all four it may (8, 9, a, b).
+    digits = [{text.replace("-", "")[i] for text in ids + later} for i in range(32)]
+    assert [len(d) for i, d in enumerate(digits) if i > 12 and i != 16] == [16] * 18
+    assert digits[12] == {"7"} and digits[16] == set("89ab")
 
 
 def test_a_forked_child_draws_ids_of_its_own() -> None:
