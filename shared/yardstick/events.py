@@ -347,11 +347,11 @@ os.register_at_fork(after_in_child=_RANDOM.clear)
 def new_event_id() -> str:
     """A time-ordered UUID (version 7, RFC 9562): the millisecond it was made, then 74 random bits.
 
-    Ordered by time, a producer's new ids land at the right-hand end of every index that holds
-    them (each consumer's processed_events, the outbox's event ids) instead of on a random page of
-    it: a year's events make an index of millions of entries that does not fit in memory, and
-    random ids then cost a page read (and a full-page write after each checkpoint) an insert
-    (decision 0015). Written from hex digits, the version (7) and variant (10xx) bits set as
+    Ordered by the millisecond (random within one), a producer's new ids land at the right-hand end
+    of every index that holds them (each consumer's processed_events, the outbox's event ids)
+    instead of on a random page of it: a year's events make an index of millions of entries that
+    does not fit in memory, and random ids then cost a page read (and a full-page write after each
+    checkpoint) an insert (decision 0015). Written from hex digits, the version (7) and variant (10xx) bits set as
     RFC 9562 sets them (tests compare with uuid.UUID).
     """
     try:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -91,7 +92,8 @@ def rows(envelopes: Sequence[Envelope | Prepared], *, per_row: int = ROW_EVENTS)
     return [_row(fields[i:i + per_row]) for i in range(0, len(fields), per_row)]
 
 
-async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope | Prepared]) -> None:
+async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope | Prepared], *,
+              per_row: int = ROW_EVENTS) -> None:
     """Queue events in the caller's transaction; they are published only if it commits.
 
     On PostgreSQL the transaction first takes a transaction-scoped lock per key, so two
@@ -104,7 +106,7 @@ async def add(session: AsyncSession, table: Table, envelopes: Sequence[Envelope 
     await xact_lock(session, *sorted({f"outbox:{e.key}" for e in envelopes}))
     # A request's events share rows (events.md allows it): a row, its three index entries and
     # their write cost a kiosk batch more than its hundred events' JSON (decision 0013).
-    await bulk_insert(session, table, rows(envelopes))
+    await bulk_insert(session, table, rows(envelopes, per_row=per_row))
     session.info.setdefault("outbox_added", 0)
     session.info["outbox_added"] += len(envelopes)
 
@@ -212,23 +214,25 @@ class Relay:
             return await self._publish_batch(conn)
 
     @functools.cached_property
-    def _next_batch(self) -> Any:
+    def _next_batch(self) -> Select[Any]:
         """The oldest rows holding up to `:events` events (one row more may pass it); built once.
 
-        The running sum stops PostgreSQL's index scan at the limit like a plain LIMIT: the
-        window is evaluated as rows stream in, so a long backlog is never read whole.
+        The rows are chosen from their ids and event counts alone, then only those are read
+        whole: a round of 16,000 events may be 160 shared rows, and the payloads of the rows
+        beyond them are never fetched. The running sum stops PostgreSQL's index scan at the
+        limit like a plain LIMIT (the window is evaluated as rows stream in).
         """
         t = self.table
-        rows = (
-            select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
-                   # The payload as its stored JSON text: it is the message value as it is.
-                   cast(t.c.payload, Text).label("payload"), t.c.events,
-                   func.sum(t.c.events).over(order_by=t.c.id).label("upto"))
-            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(bindparam("events", type_=Integer)).subquery()
+        bound = bindparam("events", type_=Integer)
+        chosen = (
+            select(t.c.id, t.c.events.label("n"), func.sum(t.c.events).over(order_by=t.c.id).label("upto"))
+            .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(bound).subquery()
         )
-        return (select(rows.c.id, rows.c.event_id, rows.c.topic, rows.c.key, rows.c.type, rows.c.source,
-                       rows.c.time, rows.c.payload, rows.c.events)
-                .where(rows.c.upto - rows.c.events < bindparam("events", type_=Integer)).order_by(rows.c.id))
+        return (select(t.c.id, t.c.event_id, t.c.topic, t.c.key, t.c.type, t.c.source, t.c.time,
+                       # The payload as its stored JSON text: it is the message value as it is.
+                       cast(t.c.payload, Text).label("payload"), t.c.events)
+                .join(chosen, chosen.c.id == t.c.id)
+                .where(chosen.c.upto - chosen.c.n < bound).order_by(t.c.id))
 
     async def _publish_batch(self, conn: AsyncConnection) -> bool:
         t = self.table

@@ -25,7 +25,7 @@ from yardstick.bus import Bus, Message, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
 from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, is_transient, processed_table
 from yardstick.events import Envelope, Prepared
-from yardstick.outbox import Relay, add, outbox_table
+from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
 from yardstick.tasks import stop_tasks
 
@@ -145,7 +145,7 @@ class ServiceRuntime:
 
     async def emit(self, session: AsyncSession, envelopes: Sequence[Envelope | Prepared]) -> None:
         """Queue events in the request's transaction; the relay is woken after commit."""
-        await add(session, self.outbox, envelopes)
+        await add(session, self.outbox, envelopes, per_row=ROW_EVENTS if self.settings.outbox_shared_rows else 1)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:

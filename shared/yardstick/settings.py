@@ -67,6 +67,11 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     # The relay polls the outbox this often when nothing woke it up.
     relay_interval_s: float = 0.5
+    # A request's events share outbox rows (decision 0013). Set it false while pods of a release
+    # before 0013 may still hold the relay's lock (a rolling upgrade from it, or a rollback to it):
+    # their relay reads a shared row as one event (docs/operations.md, upgrading).
+    outbox_shared_rows: bool = Field(
+        default=True, validation_alias=AliasChoices("YARDSTICK_OUTBOX_SHARED_ROWS", "outbox_shared_rows"))
     # Backoff for transient failures (database or broker unreachable): retried without limit.
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Column, DateTime, String, Table, inspect, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from yardstick import auth, db, events
 from yardstick.bus import Bus
@@ -30,6 +30,17 @@ outbox = outbox_table(metadata)
 SOURCE = "yardstick-token"
 
 
+async def add_event_count(conn: AsyncConnection) -> None:
+    """The one change since the registry was first created in place (decision 0013): a registry made by
+    an earlier release gets the outbox's event count, as the services' migrations add it."""
+    columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("outbox")})
+    if "events" not in columns:
+        # Every service's pods prepare the registry as they start: on PostgreSQL, a pod that lost the
+        # race to another (both saw no column; this one waited for the other's lock) finds it there.
+        guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+        await conn.execute(text(f"ALTER TABLE outbox ADD COLUMN {guard}events INTEGER NOT NULL DEFAULT 1"))
+
+
 class Registry:
     """Issue, list and revoke; each change and its auth.v1 event commit together."""
 
@@ -42,11 +53,7 @@ class Registry:
         # A registry of one table and its outbox: created in place, no migration history yet.
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-            # The one change since it was first created in place (decision 0013): a registry made
-            # by an earlier release gets the outbox's event count, as the services' migrations add it.
-            columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("outbox")})
-            if "events" not in columns:
-                await conn.execute(text("ALTER TABLE outbox ADD COLUMN events INTEGER NOT NULL DEFAULT 1"))
+            await add_event_count(conn)
 
     async def close(self) -> None:
         await self.engine.dispose()

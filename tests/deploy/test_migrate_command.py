@@ -11,10 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
+from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 REPO = Path(__file__).resolve().parents[2]
 YARDSTICK = str(Path(sys.executable).parent / "yardstick")
@@ -178,3 +182,36 @@ def test_concurrent_migrations_on_postgres_wait_for_each_other(pg_urls: dict[str
         assert stdout.splitlines() == [f"{name}: at revision {head(name)}" for name in SERVICES]
     for name, url in pg_urls.items():
         assert pg_revision(url) == head(name), name
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_downgrading_below_shared_outbox_rows_waits_until_none_is_left(
+        service: str, backend: str, scratch_engine: Any) -> None:
+    """A release before decision 0013 would read a shared row as one event: the downgrade refuses while
+    one waits, and goes through once they are published."""
+    script = str(SERVICES[service][1])
+    revision = next(r for r in ScriptDirectory(script).walk_revisions() if "shared rows" in (r.doc or ""))
+    async with scratch_engine(backend, script, "yt_downgrade") as engine:
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO outbox (event_id, topic, key, type, source, time, payload, events) VALUES "
+                "('e-1', 'feedback.v1', 'u', 'feedback.received', 's', '2026-01-01T00:00:00Z', '[]', 2)"))
+        with pytest.raises(RuntimeError, match="rows of several events"):
+            async with engine.begin() as conn:
+                await conn.run_sync(_downgrade, script, str(engine.url), revision.down_revision)
+        async with engine.begin() as conn:  # refused: nothing changed
+            assert (await conn.execute(text("SELECT events FROM outbox"))).scalar_one() == 2
+            await conn.execute(text("DELETE FROM outbox"))  # published
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, script, str(engine.url), revision.down_revision)
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("outbox")})
+        assert "events" not in columns and "payload" in columns
+
+
+def _downgrade(conn: Any, script: str, url: str, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", script)
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["connection"] = conn
+    command.downgrade(cfg, revision)

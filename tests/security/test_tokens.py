@@ -3,6 +3,8 @@ revoked through the registry and auth.v1, issued for another audience or for non
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,9 +15,9 @@ from typing import Any
 
 import jwt
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
-from yardstick import auth, events, tokens
+from yardstick import auth, db, events, tokens
 from yardstick.bus.codec import decode
 from yardstick.bus.memory import MemoryBus
 from yardstick.errors import ApiError
@@ -85,10 +87,18 @@ async def test_a_token_revoked_in_the_registry_stops_working_on_every_service(
 
 
 async def test_a_registry_an_earlier_release_created_gets_the_outbox_event_count(
-        secret: str, tmp_path: Path) -> None:
+        secret: str, tmp_path: Path, backend: str) -> None:
     """The registry has no migration history: prepare() adds the column decision 0013 added, and a
-    revocation that waited in the old outbox still goes out."""
-    settings = AuthSettings(data_dir=tmp_path, auth_secret=secret, database_url="")
+    revocation that waited in the old outbox still goes out. Pods of every service start together
+    and prepare it at once: on PostgreSQL none of them fails for another having added it."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = "" if backend == "sqlite" else await stack.enter_async_context(
+            db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_registry"))
+        await _upgrade_an_old_registry(AuthSettings(data_dir=tmp_path, auth_secret=secret, database_url=url),
+                                       pods=1 if backend == "sqlite" else 4)
+
+
+async def _upgrade_an_old_registry(settings: AuthSettings, pods: int) -> None:
     old = Registry(settings)
     waiting = events.Envelope.of(events.TokenRevoked(token_id="t-old", revoked_at=datetime(2026, 11, 1, tzinfo=UTC)),
                                  source=tokens.SOURCE, key="t-old")
@@ -101,9 +111,14 @@ async def test_a_registry_an_earlier_release_created_gets_the_outbox_event_count
                             "source": waiting.source, "time": events.ce_time(waiting.time),
                             "payload": waiting.data.model_dump_json()})
     await old.close()
+    starting = [Registry(settings) for _ in range(pods)]
+    try:
+        await asyncio.gather(*(pod.prepare() for pod in starting))
+    finally:
+        for pod in starting:
+            await pod.close()
     registry = Registry(settings)
     try:
-        await registry.prepare()
         await registry.prepare()  # and again: nothing to add the second time
         bus = MemoryBus()
         _, claims = await registry.issue(role="commission", subject="staff")
@@ -113,6 +128,31 @@ async def test_a_registry_an_earlier_release_created_gets_the_outbox_event_count
         assert [e.data.token_id for e in published] == ["t-old", claims["jti"]]  # type: ignore[attr-defined]
     finally:
         await registry.close()
+
+
+async def test_two_pods_adding_the_registrys_event_count_at_once_both_start() -> None:
+    """Both see no column; the second's ALTER waits for the first's lock, then finds the column."""
+    async with db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_registry_race") as url:
+        engine = db.make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(tokens.metadata.create_all)
+                await conn.execute(text("ALTER TABLE outbox DROP COLUMN events"))
+            async with engine.connect() as first, engine.connect() as second:
+                await first.begin()
+                await tokens.add_event_count(first)  # added, not committed: the second cannot see it
+                await second.begin()
+                racing = asyncio.create_task(tokens.add_event_count(second))
+                await asyncio.sleep(0.5)
+                assert not racing.done()  # waiting for the first's lock on the table
+                await first.commit()
+                await racing
+                await second.commit()
+            async with engine.connect() as conn:
+                names = await conn.run_sync(lambda sync: [c["name"] for c in inspect(sync).get_columns("outbox")])
+            assert names.count("events") == 1
+        finally:
+            await engine.dispose()
 
 
 def test_the_cli_issues_tokens_for_the_configured_audience(tmp_path: Path, secret: str) -> None:

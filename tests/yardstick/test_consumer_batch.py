@@ -198,6 +198,32 @@ async def test_a_large_poll_is_decoded_while_its_ids_are_recorded_with_the_same_
     assert consumer.applied == 101
 
 
+async def test_a_transient_failure_of_a_large_poll_keeps_nothing_and_the_retry_applies_once(
+        backend_database: Db) -> None:
+    database = backend_database
+    calls = 0
+
+    async def flaky(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
+        nonlocal calls
+        calls += 1
+        for envelope in envelopes:
+            await _count(session, envelope)
+        if calls == 1:
+            raise OperationalError("INSERT", {}, ConnectionError("database went away"))
+
+    consumer = _consumer(database, batch_handler=flaky)
+    garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage", headers=_message(999).headers)
+    poll = [_message(n) for n in range(OVERLAP_MIN)] + [garbage]
+    with pytest.raises(OperationalError):
+        await consumer.batch(poll)
+    assert await _tallies(database) == {} and await _processed_ids(database) == set()  # the ids rolled back too
+    dead = await consumer.batch(poll)
+    assert [m for m, _ in dead] == [garbage]
+    assert await _tallies(database) == {"finance": OVERLAP_MIN} and calls == 2
+    assert await _processed_ids(database) == {f"batch-{n:06d}" for n in range(OVERLAP_MIN)}
+    assert await consumer.batch(poll) == dead and calls == 2  # all seen; the dead letter again
+
+
 async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:
     database = backend_database
     consumer = _consumer(database)

@@ -22,6 +22,8 @@ from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import IdempotentConsumer, NotFound, processed_table
 from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
+from yardstick.runtime import ServiceRuntime
+from yardstick.settings import ServiceSettings
 from yardstick.tasks import stop_task
 
 metadata = MetaData()
@@ -451,3 +453,24 @@ async def test_bulk_insert_on_sqlite_skips_conflicts_and_reads_json_text(databas
         rows = {r.id: (r.n, r.doc) for r in (await session.execute(select(table))).all()}
     assert (first, second) == (["a"], ["b"])
     assert rows == {"a": (1, {"y": [2]}), "b": (2, {})}
+
+
+@pytest.mark.parametrize("shared", ["true", "false"])
+async def test_the_deployments_setting_turns_shared_rows_off_for_a_rolling_upgrade(
+        shared: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """YARDSTICK_OUTBOX_SHARED_ROWS=false (docs/operations.md): a request's events one row each, as a
+    relay of an earlier release reads them."""
+    monkeypatch.setenv("YARDSTICK_OUTBOX_SHARED_ROWS", shared)
+    settings = ServiceSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'service.db'}", bus="memory",
+                               data_dir=tmp_path, auth_secret="test")
+    runtime = ServiceRuntime(settings, MetaData(), migrations="", bus=MemoryBus())
+    try:
+        async with runtime.engine.begin() as conn:
+            await conn.run_sync(runtime.metadata.create_all)
+        async with runtime.transaction() as session:
+            await runtime.emit(session, [_event(n) for n in range(3)])
+        async with runtime.engine.connect() as conn:
+            counts = list((await conn.execute(select(runtime.outbox.c.events).order_by(runtime.outbox.c.id))).scalars())
+        assert counts == ([3] if shared == "true" else [1, 1, 1])
+    finally:
+        await runtime.engine.dispose()

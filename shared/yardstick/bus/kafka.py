@@ -354,10 +354,13 @@ class KafkaBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # A poll spans partitions: its first message says where it starts.
                 log.warning("batch handler failed (transient); retrying",
                             extra={"consumer": sub.group, "topic": messages[0].topic,
                                    "partition": messages[0].partition, "offset": messages[0].offset,
-                                   "messages": len(messages), "error": repr(exc), "attempt": attempts})
+                                   "messages": len(messages), "partitions": len({(m.topic, m.partition)
+                                                                                  for m in messages}),
+                                   "error": repr(exc), "attempt": attempts})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
         for message, reason in dead:

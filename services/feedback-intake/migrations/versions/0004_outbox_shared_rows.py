@@ -19,5 +19,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Only once the outbox is empty: a shared row's later events would be lost with the column.
+    # A release before this one reads a shared row as one event: the rest would be lost with the column.
+    shared = op.get_bind().execute(sa.text("SELECT count(*) FROM outbox WHERE events > 1")).scalar()
+    if shared:
+        raise RuntimeError(f"the outbox holds {shared} rows of several events: run the relay with "
+                           "YARDSTICK_OUTBOX_SHARED_ROWS=false until they are published, then downgrade")
     op.drop_column('outbox', 'events')
