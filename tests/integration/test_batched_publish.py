@@ -126,9 +126,9 @@ async def _poll_scenario() -> None:
         await bus.stop()
     got = [m for c in calls for m in c]
     assert sorted(int(m.header("ce_id") or b"-1") for m in got) == list(range(600))  # each message once
-    # A poll spanning partitions is one call (one transaction for the consumer), not one call a partition.
-    assert len({m.partition for m in calls[0]}) > 1, [len(c) for c in calls]
-    assert len(calls) < 6
+    # A poll spanning partitions is one call (one transaction for the consumer), not one call a partition:
+    # a call a partition would never hold two (which poll spans which partitions is the broker's timing).
+    assert any(len({m.partition for m in c}) > 1 for c in calls), [sorted({m.partition for m in c}) for c in calls]
     for partition in {m.partition for m in got}:
         offsets = [m.offset for m in got if m.partition == partition]
         assert offsets == list(range(len(offsets)))  # each partition's messages in order, none skipped
