@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # pytest puts this folder on sys.path to import this file. Its sub-folders are named like
@@ -97,7 +98,7 @@ def eventually() -> Eventually:
 
 
 PG_ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
-ScratchEngine = Callable[[str, str, str], AbstractAsyncContextManager[AsyncEngine]]
+ScratchEngine = Callable[[str, "str | MetaData", str], AbstractAsyncContextManager[AsyncEngine]]
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_ADMIN else []))
@@ -109,12 +110,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def scratch_engine(tmp_path: Path) -> ScratchEngine:
-    """`scratch_engine(backend, migrations, prefix)`: an engine on a fresh database of that backend
-    (a SQLite file under tmp_path, or a PostgreSQL database named prefix_<random>), migrated;
-    disposed, and the PostgreSQL database dropped, on leaving."""
+    """`scratch_engine(backend, schema, prefix)`: an engine on a fresh database of that backend
+    (a SQLite file under tmp_path, or a PostgreSQL database named prefix_<random>), migrated (schema
+    a service's migrations folder) or with a test's tables created (schema a MetaData); disposed,
+    and the PostgreSQL database dropped, on leaving."""
 
     @contextlib.asynccontextmanager
-    async def scratch(backend: str, migrations: str, prefix: str) -> AsyncIterator[AsyncEngine]:
+    async def scratch(backend: str, schema: str | MetaData, prefix: str) -> AsyncIterator[AsyncEngine]:
         async with contextlib.AsyncExitStack() as stack:
             if backend == "sqlite":
                 engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / prefix}_{secrets.token_hex(3)}.db")
@@ -122,7 +124,11 @@ def scratch_engine(tmp_path: Path) -> ScratchEngine:
                 assert PG_ADMIN is not None, "YARDSTICK_TEST_PG_ADMIN_URL names the cluster"
                 engine = db.make_engine(await stack.enter_async_context(db.scratch_database(PG_ADMIN, prefix)))
             stack.push_async_callback(engine.dispose)  # disposed before the database is dropped
-            await db.migrate(engine, migrations)
+            if isinstance(schema, MetaData):
+                async with engine.begin() as conn:
+                    await conn.run_sync(schema.create_all)
+            else:
+                await db.migrate(engine, schema)
             yield engine
 
     return scratch

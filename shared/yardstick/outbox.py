@@ -30,6 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
@@ -84,6 +85,15 @@ def _row(events: list[tuple[str, str, str, str, str, str, str]]) -> dict[str, ob
     payload = data if len(events) == 1 else dumps_json(events)
     return {"event_id": event_id, "topic": topic, "key": key, "type": event_type, "source": source,
             "time": time, "payload": JsonText(payload), "events": len(events)}
+
+
+def refuse_to_drop_shared_rows(connection: Connection) -> None:
+    """A migration's downgrade below decision 0013: a release before it reads a shared row as one
+    event, so the row's other events would be lost with the `events` column."""
+    shared = connection.execute(text("SELECT count(*) FROM outbox WHERE events > 1")).scalar()
+    if shared:
+        raise RuntimeError(f"the outbox holds {shared} rows of several events: run the relay with "
+                           "YARDSTICK_OUTBOX_SHARED_ROWS=false until they are published, then downgrade")
 
 
 def rows(envelopes: Sequence[Envelope | Prepared], *, per_row: int = ROW_EVENTS) -> list[dict[str, object]]:

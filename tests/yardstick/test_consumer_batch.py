@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -116,17 +114,22 @@ async def test_a_poison_message_is_dead_lettered_alone(database: Db) -> None:
     assert await _tallies(database) == {"finance": 3}
 
 
-async def test_a_transient_failure_keeps_nothing_and_the_retry_applies_once(database: Db) -> None:
-    calls = 0
+class FailsOnce:
+    """A batch handler that counts its events, then fails its first call as a lost connection would."""
 
-    async def flaky(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
-        nonlocal calls
-        calls += 1
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
+        self.calls += 1
         for envelope in envelopes:
             await _count(session, envelope)
-        if calls == 1:
+        if self.calls == 1:
             raise OperationalError("INSERT", {}, ConnectionError("database went away"))
 
+
+async def test_a_transient_failure_keeps_nothing_and_the_retry_applies_once(database: Db) -> None:
+    flaky = FailsOnce()
     consumer = _consumer(database, batch_handler=flaky)
     poll = [_message(n) for n in range(4)]
     with pytest.raises(OperationalError):
@@ -135,22 +138,13 @@ async def test_a_transient_failure_keeps_nothing_and_the_retry_applies_once(data
     assert await consumer.batch(poll) == []
     assert await _tallies(database) == {"finance": 4}
     assert await consumer.batch(poll) == []  # and once more: all seen
-    assert await _tallies(database) == {"finance": 4} and calls == 2
+    assert await _tallies(database) == {"finance": 4} and flaky.calls == 2
 
 
 @pytest.fixture
-async def backend_database(backend: str, tmp_path: Path) -> AsyncIterator[Db]:
+async def backend_database(backend: str, scratch_engine: Any) -> AsyncIterator[Db]:
     """The batch path on each backend: SQLite, and PostgreSQL when the cluster is there."""
-    async with contextlib.AsyncExitStack() as stack:
-        if backend == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}"
-        else:
-            url = await stack.enter_async_context(
-                db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_consumer"))
-        engine = db.make_engine(url)
-        stack.push_async_callback(engine.dispose)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+    async with scratch_engine(backend, metadata, "yt_consumer") as engine:
         yield Db(engine=engine, sessions=db.session_factory(engine))
 
 
@@ -201,16 +195,7 @@ async def test_a_large_poll_is_decoded_while_its_ids_are_recorded_with_the_same_
 async def test_a_transient_failure_of_a_large_poll_keeps_nothing_and_the_retry_applies_once(
         backend_database: Db) -> None:
     database = backend_database
-    calls = 0
-
-    async def flaky(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
-        nonlocal calls
-        calls += 1
-        for envelope in envelopes:
-            await _count(session, envelope)
-        if calls == 1:
-            raise OperationalError("INSERT", {}, ConnectionError("database went away"))
-
+    flaky = FailsOnce()
     consumer = _consumer(database, batch_handler=flaky)
     garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage", headers=_message(999).headers)
     poll = [_message(n) for n in range(OVERLAP_MIN)] + [garbage]
@@ -219,9 +204,9 @@ async def test_a_transient_failure_of_a_large_poll_keeps_nothing_and_the_retry_a
     assert await _tallies(database) == {} and await _processed_ids(database) == set()  # the ids rolled back too
     dead = await consumer.batch(poll)
     assert [m for m, _ in dead] == [garbage]
-    assert await _tallies(database) == {"finance": OVERLAP_MIN} and calls == 2
+    assert await _tallies(database) == {"finance": OVERLAP_MIN} and flaky.calls == 2
     assert await _processed_ids(database) == {f"batch-{n:06d}" for n in range(OVERLAP_MIN)}
-    assert await consumer.batch(poll) == dead and calls == 2  # all seen; the dead letter again
+    assert await consumer.batch(poll) == dead and flaky.calls == 2  # all seen; the dead letter again
 
 
 async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:

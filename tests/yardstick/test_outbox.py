@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,18 +52,9 @@ async def database(tmp_path: Path) -> AsyncIterator[Db]:
 
 
 @pytest.fixture
-async def backend_database(backend: str, tmp_path: Path) -> AsyncIterator[Db]:
+async def backend_database(backend: str, scratch_engine: Any) -> AsyncIterator[Db]:
     """The relay's statements on each backend: SQLite, and PostgreSQL when the cluster is there."""
-    async with contextlib.AsyncExitStack() as stack:
-        if backend == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
-        else:
-            url = await stack.enter_async_context(
-                db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_outbox"))
-        engine = db.make_engine(url)
-        stack.push_async_callback(engine.dispose)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+    async with scratch_engine(backend, metadata, "yt_outbox") as engine:
         yield Db(engine=engine, sessions=db.session_factory(engine))
 
 

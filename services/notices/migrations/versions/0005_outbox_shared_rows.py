@@ -7,6 +7,8 @@ Create Date: 2026-11-29 17:00:00
 import sqlalchemy as sa
 from alembic import op
 
+from yardstick.outbox import refuse_to_drop_shared_rows
+
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
@@ -19,9 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # A release before this one reads a shared row as one event: the rest would be lost with the column.
-    shared = op.get_bind().execute(sa.text("SELECT count(*) FROM outbox WHERE events > 1")).scalar()
-    if shared:
-        raise RuntimeError(f"the outbox holds {shared} rows of several events: run the relay with "
-                           "YARDSTICK_OUTBOX_SHARED_ROWS=false until they are published, then downgrade")
+    refuse_to_drop_shared_rows(op.get_bind())
     op.drop_column('outbox', 'events')
