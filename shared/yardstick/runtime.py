@@ -218,7 +218,10 @@ class ServiceRuntime:
             finally:
                 await runtime.stop()
 
-        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        # The services' metrics are Prometheus's (observability.py) and no OpenTelemetry provider is set
+        # up: FastAPI's own telemetry would only ask, on every request, whether one has been since.
+        app = FastAPI(title=title, version=version, lifespan=lifespan,
+                      telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
         app.state.runtime = self
         app.state.authenticator = self.authenticator
         errors.install(app)
