@@ -8,6 +8,9 @@ The service runs as a real `yardstick serve` process on a fresh database and top
 endpoint (same body model, no database) runs as its own uvicorn process: the framework's ceiling.
 With --instances N, N intake processes share the database and the topics (as pods behind a Service do)
 and the clients are spread over them; the server CPU figures are their sum.
+After each phase, the machine's CPU a request, by who spent it (the intake processes, PostgreSQL,
+Kafka's broker, this load generator, the rest) and the requests/s the machine's cores would allow
+at that cost: on a machine where everything shares two cores, the ceiling the service works under.
 """
 
 from __future__ import annotations
@@ -177,10 +180,12 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         spy = profile_start(service_pids[0], seconds, out) if profile and not bare else None
         pids = [bare_pid] if bare else service_pids
         cpu = sum(map(cpu_seconds, pids))
+        machine = MachineCpu(pids)
         n, t, lat = await load(url, make, seconds=seconds, concurrency=concurrency, expect=expect)
         rate = report(name, n, t, lat, per_request)
         # CPU the server processes spent per request: what a loaded machine distorts least.
         print(f"{'':<34} server CPU {(sum(map(cpu_seconds, pids)) - cpu) / n * 1000:6.2f} ms a request")
+        print(f"{'':<34} {machine.report(n)}")
         if spy is not None:
             await asyncio.to_thread(spy.wait)
             await asyncio.to_thread(profile_report, name, out, seconds)
@@ -257,6 +262,59 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class MachineCpu:
+    """Every process's CPU from here to `report`, grouped by who spent it, against the machine's total.
+
+    A process started meanwhile counts from zero; one that ended meanwhile is lost (PostgreSQL's
+    backends live as long as the pools' connections, so they are all here).
+    """
+
+    def __init__(self, service_pids: list[int]) -> None:
+        self.service = set(service_pids)
+        self.start = self._processes()
+        self.busy = self._machine_busy()
+
+    @staticmethod
+    def _processes() -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm, _, rest = (entry / "stat").read_text().partition(") ")
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # ended meanwhile
+            fields = rest.split()
+            name = comm.split("(", 1)[1]
+            found[int(entry.name)] = (name if b"kafka" not in cmdline else "kafka",
+                                      (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        return found
+
+    @staticmethod
+    def _machine_busy() -> float:
+        """CPU seconds the machine's cores spent on anything but idling and waiting for I/O (/proc/stat)."""
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def report(self, requests: int) -> str:
+        end, busy = self._processes(), self._machine_busy() - self.busy
+        shares: dict[str, float] = {"service": 0.0, "postgres": 0.0, "kafka": 0.0, "generator": 0.0}
+        for pid, (name, cpu) in end.items():
+            spent = cpu - self.start.get(pid, (name, 0.0))[1]
+            role = ("service" if pid in self.service else "generator" if pid == os.getpid()
+                    else name if name in ("postgres", "kafka") else None)
+            if role is not None:
+                shares[role] += spent
+        shares["other"] = max(0.0, busy - sum(shares.values()))
+        per = {k: v / requests * 1000 for k, v in shares.items()}
+        ceiling = os.cpu_count() or 1
+        total = busy / requests * 1000
+        return (f"machine CPU {total:5.2f} ms a request (" + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+                + f"): {ceiling} cores allow {ceiling * 1000 / total:,.0f} requests/s at this cost")
 
 
 def rss_mib(pid: int) -> float:
