@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic_core import from_json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import encode_stored
 from yardstick.db import JsonText, bulk_insert, xact_lock
-from yardstick.events import Envelope, Prepared, ce_time, dumps_json
+from yardstick.events import Envelope, Prepared, ce_time, json_text
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
 from yardstick.tasks import stop_task
 
@@ -82,7 +82,7 @@ def _row(events: list[tuple[str, str, str, str, str, str, str]]) -> dict[str, ob
     the relay reads the array. Data stays JSON text inside it: the relay sends it as it is.
     """
     event_id, topic, key, event_type, source, time, data = events[0]
-    payload = data if len(events) == 1 else dumps_json(events)
+    payload = data if len(events) == 1 else json_text(events)
     return {"event_id": event_id, "topic": topic, "key": key, "type": event_type, "source": source,
             "time": time, "payload": JsonText(payload), "events": len(events)}
 
@@ -258,7 +258,7 @@ class Relay:
             else:
                 messages.extend(encode_stored(event_id=event_id, topic=topic, key=key, event_type=event_type,
                                               source=source, time=at, value=data.encode())
-                                for event_id, topic, key, event_type, source, at, data in json.loads(payload))
+                                for event_id, topic, key, event_type, source, at, data in from_json(payload))
         more = len(messages) >= limit
         if not more:
             # The backlog fits in this batch: the gauge is exact without a sum over the table.
