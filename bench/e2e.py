@@ -512,6 +512,69 @@ def stop(run: Run) -> None:
 # --- profiling -------------------------------------------------------------------------------
 
 
+# Where a benchmark's CPU went on the whole machine. Everything shares two cores here: the CPU a
+# request (or an event) costs the machine, and who spent it, say what ceiling a service works under
+# and what would have to shrink.
+class MachineCpu:
+    """Every process's CPU from here to `report`, grouped by who spent it, against the machine's total.
+
+    A process started meanwhile counts from zero; one that ended meanwhile is lost (PostgreSQL's
+    backends live as long as the pools' connections, so they are all here).
+    """
+
+    def __init__(self, service_pids: list[int] | None = None) -> None:
+        # Without service processes, this process is the service (a consumer driven in-process).
+        self.service = set(service_pids) if service_pids is not None else {os.getpid()}
+        self.start = self._processes()
+        self.busy = self._machine_busy()
+
+    @staticmethod
+    def _processes() -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm, _, rest = (entry / "stat").read_text().partition(") ")
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # ended meanwhile
+            fields = rest.split()
+            name = comm.split("(", 1)[1]
+            found[int(entry.name)] = (name if b"kafka" not in cmdline else "kafka",
+                                      (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        return found
+
+    @staticmethod
+    def _machine_busy() -> float:
+        """CPU seconds the machine's cores spent on anything but idling and waiting for I/O (/proc/stat)."""
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def spent(self) -> tuple[dict[str, float], float]:
+        """CPU seconds by role since the start (service, postgres, kafka, generator, other), and the machine's."""
+        end, busy = self._processes(), self._machine_busy() - self.busy
+        shares: dict[str, float] = {"service": 0.0, "postgres": 0.0, "kafka": 0.0, "generator": 0.0}
+        for pid, (name, cpu) in end.items():
+            spent = cpu - self.start.get(pid, (name, 0.0))[1]
+            role = ("service" if pid in self.service else "generator" if pid == os.getpid()
+                    else name if name in ("postgres", "kafka") else None)
+            if role is not None:
+                shares[role] += spent
+        shares["other"] = max(0.0, busy - sum(shares.values()))
+        return shares, busy
+
+    def report(self, requests: int, what: str = "request") -> str:
+        shares, busy = self.spent()
+        per = {k: v / requests * 1000 for k, v in shares.items()}
+        ceiling = os.cpu_count() or 1
+        total = busy / requests * 1000
+        return (f"machine CPU {total:5.2f} ms a {what} (" + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+                + f"): {ceiling} cores allow {ceiling * 1000 / total:,.0f} {what}s/s at this cost")
+
+
+
 def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     spy = BIN / "py-spy"
     if not spy.exists():

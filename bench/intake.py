@@ -38,7 +38,7 @@ from yardstick.db import scratch_database_sync
 # bench/ is not on the path: `make bench` runs each script with -P (bench/scoring.py would hide the
 # scoring package). The end-to-end bench's bare endpoint and profiler are taken from beside this file.
 sys.path.append(str(Path(__file__).resolve().parent))
-from e2e import BARE_APP, percentile, profile_report, profile_start
+from e2e import BARE_APP, MachineCpu, percentile, profile_report, profile_start
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -262,59 +262,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class MachineCpu:
-    """Every process's CPU from here to `report`, grouped by who spent it, against the machine's total.
-
-    A process started meanwhile counts from zero; one that ended meanwhile is lost (PostgreSQL's
-    backends live as long as the pools' connections, so they are all here).
-    """
-
-    def __init__(self, service_pids: list[int]) -> None:
-        self.service = set(service_pids)
-        self.start = self._processes()
-        self.busy = self._machine_busy()
-
-    @staticmethod
-    def _processes() -> dict[int, tuple[str, float]]:
-        found: dict[int, tuple[str, float]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                comm, _, rest = (entry / "stat").read_text().partition(") ")
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue  # ended meanwhile
-            fields = rest.split()
-            name = comm.split("(", 1)[1]
-            found[int(entry.name)] = (name if b"kafka" not in cmdline else "kafka",
-                                      (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
-        return found
-
-    @staticmethod
-    def _machine_busy() -> float:
-        """CPU seconds the machine's cores spent on anything but idling and waiting for I/O (/proc/stat)."""
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-    def report(self, requests: int) -> str:
-        end, busy = self._processes(), self._machine_busy() - self.busy
-        shares: dict[str, float] = {"service": 0.0, "postgres": 0.0, "kafka": 0.0, "generator": 0.0}
-        for pid, (name, cpu) in end.items():
-            spent = cpu - self.start.get(pid, (name, 0.0))[1]
-            role = ("service" if pid in self.service else "generator" if pid == os.getpid()
-                    else name if name in ("postgres", "kafka") else None)
-            if role is not None:
-                shares[role] += spent
-        shares["other"] = max(0.0, busy - sum(shares.values()))
-        per = {k: v / requests * 1000 for k, v in shares.items()}
-        ceiling = os.cpu_count() or 1
-        total = busy / requests * 1000
-        return (f"machine CPU {total:5.2f} ms a request (" + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
-                + f"): {ceiling} cores allow {ceiling * 1000 / total:,.0f} requests/s at this cost")
 
 
 def rss_mib(pid: int) -> float:

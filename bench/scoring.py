@@ -53,6 +53,10 @@ from yardstick.consumer import IdempotentConsumer, decode_fast, decode_lean  # n
 from yardstick.runner import tune_gc  # noqa: E402
 from yardstick.runtime import ServiceRuntime  # noqa: E402
 
+# The end-to-end bench's helpers from beside this file, once the scoring package is imported (it would hide it).
+sys.path.append(str(Path(__file__).resolve().parent))
+from e2e import MachineCpu  # noqa: E402
+
 ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                        "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
 YEAR = 2026
@@ -203,6 +207,7 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
                               handlers=table, batch_handler=consumers.batch_handler(city, table),
                               decode=consumers.DECODE)
     feed = Feed(city, seed=5, new_id=new_id)
+    machine = MachineCpu()
     busy, cpu, done, step, wall = 0.0, 0.0, 0, max(total // 20, batch), time.perf_counter()
     for chunk in feed.batches(total, batch):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -219,6 +224,12 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
           f"{busy:.1f} s = {rate:,.0f} events/s (aim 50,000/s, ratio {rate / 50_000:.2f}; "
           f"{rate / bare_rate:.2f} of the bare decode + record; {done / cpu:,.0f} per CPU second of this "
           f"process{', SQLite included' if backend == 'sqlite' else ', the server not included'})", flush=True)
+    spent, _ = machine.spent()
+    # The feed is built between the polls, in this process, while the server idles: its CPU is the
+    # server's work for the consumer's statements alone.
+    print(f"  CPU an event: the consumer {cpu / done * 1e6:.1f} us (this process while it applied polls)"
+          + (f", the PostgreSQL server {spent['postgres'] / done * 1e6:.1f} us" if backend == "postgresql" else ""),
+          flush=True)
     if backend == "postgresql":
         # What the ids' order does to the index that records them (decision 0015).
         async with runtime.engine.connect() as conn:
