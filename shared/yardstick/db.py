@@ -110,7 +110,9 @@ def _upgrade(conn: Connection, script_location: str, url: str) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", script_location)
-    cfg.set_main_option("sqlalchemy.url", url)
+    # Alembic's configuration interpolates %(name)s: a URL's %XX escapes (a user `svc@corp` is
+    # `svc%40corp`, a folder `50% off` is `50%25 off`) would make it refuse to migrate.
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["connection"] = conn
     if conn.dialect.name == "postgresql":
         # Several instances may start together: one migrates, the others wait for it.

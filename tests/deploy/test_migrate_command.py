@@ -81,6 +81,17 @@ def test_migrate_one_service_touches_only_its_database(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["scoring.db"]
 
 
+def test_migrate_a_database_whose_url_holds_percent_escapes(tmp_path: Path) -> None:
+    """A URL spells some characters as %XX (a user name `svc@corp` is `svc%40corp`, a folder `50% off` is
+    `50%25 off`): Alembic's configuration would read them as interpolations and refuse to migrate."""
+    folder = tmp_path / "50% off"
+    folder.mkdir()
+    url = f"sqlite+aiosqlite:///{folder / 'intake.db'}"
+    out = migrate("feedback-intake", env=clean_env(YARDSTICK_INTAKE_DATABASE_URL=url))
+    assert out.returncode == 0, out.stderr
+    assert sqlite_revision(folder / "intake.db") == head("feedback-intake")
+
+
 def test_migrate_rejects_unknown_service(tmp_path: Path) -> None:
     out = migrate("billing", env=clean_env(YARDSTICK_DATA_DIR=str(tmp_path)))
     assert out.returncode == 2
