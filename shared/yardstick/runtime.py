@@ -219,7 +219,7 @@ class ServiceRuntime:
                 await runtime.stop()
 
         # The services' metrics are Prometheus's (observability.py) and no OpenTelemetry provider is set
-        # up: FastAPI's own telemetry would only ask, on every request, whether one has been since.
+        # up: FastAPI's own telemetry would only ask, on every request, whether one has been (decision 0016).
         app = FastAPI(title=title, version=version, lifespan=lifespan,
                       telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
         app.state.runtime = self
