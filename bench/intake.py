@@ -1,7 +1,7 @@
 """Benchmark of feedback-intake over HTTP into PostgreSQL + Kafka, beside a bare FastAPI endpoint.
 
 Run: .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32] [--only ratings,feedback,survey] [--profile]
-                                      [--instances N]
+                                      [--instances N] [--feedback-rates 300,500]
 Needs Kafka (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:19092) and PostgreSQL
 (YARDSTICK_TEST_PG_ADMIN_URL, default postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres).
 The service runs as a real `yardstick serve` process on a fresh database and topic prefix; the bare
@@ -11,6 +11,8 @@ and the clients are spread over them; the server CPU figures are their sum.
 After each phase, the machine's CPU a request, by who spent it (the intake processes, PostgreSQL,
 Kafka's broker, this load generator, the rest) and the requests/s the machine's cores would allow
 at that cost: on a machine where everything shares two cores, the ceiling the service works under.
+The closed loops measure throughput (their latency is their own clients' queue); feedback posts are
+then also sent at fixed rates (--feedback-rates, open loop): the latency a post sees at that load.
 """
 
 from __future__ import annotations
@@ -97,6 +99,49 @@ async def load(url: str | list[str], make: Callable[[int], dict[str, Any]], *, s
     return len(latencies), time.perf_counter() - began, latencies
 
 
+async def fixed_rate(urls: list[str], make: Callable[[int], dict[str, Any]], *, rate: float, seconds: float,
+                     expect: int, connections: int = 64) -> tuple[int, float, list[float], float]:
+    """Requests leave at `rate` a second whatever happened to the earlier ones (open loop), each on a free
+    kept-alive connection of a pool spread over the URLs; latency counts from the scheduled send, so
+    waiting for a connection counts. Returns (requests, elapsed, latencies, worst delay of a send)."""
+    targets = [httpx.URL(u) for u in urls]
+    pool: asyncio.Queue[tuple[httpx.URL, tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = asyncio.Queue()
+    opened = []
+    for k in range(connections):
+        target = targets[k % len(targets)]
+        conn = await asyncio.open_connection(target.host, target.port)
+        opened.append(conn)
+        pool.put_nowait((target, conn))
+    latencies: list[float] = []
+    behind = 0.0
+
+    async def one(i: int, scheduled: float) -> None:
+        target, conn = await pool.get()
+        try:
+            status, body = await post(conn, f"{target.host}:{target.port}", target.raw_path.decode(), make(i))
+        finally:
+            pool.put_nowait((target, conn))
+        latencies.append(time.perf_counter() - scheduled)
+        if status != expect:
+            raise RuntimeError(f"{target}: {status} {body[:300]!r}")
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    try:
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            behind = max(behind, time.perf_counter() - scheduled)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+    finally:
+        for _, writer in opened:
+            writer.close()
+    return len(latencies), time.perf_counter() - start, latencies, behind
+
+
 def report(name: str, requests: int, elapsed: float, latencies: list[float], per_request: int = 1) -> float:
     rate = requests * per_request / elapsed
     print(f"{name:<34} {rate:>10.0f} /s   requests {requests:>6}   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
@@ -117,15 +162,16 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool, instances: int) -> None:
+def main(seconds: float, concurrency: int, households: int, only: set[str], profile: bool, instances: int,
+         rates: list[float]) -> None:
     admin = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                            "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
     with scratch_database_sync(admin, "bench_intake") as url:
-        serve_and_measure(url, seconds, concurrency, households, only, profile, instances)
+        serve_and_measure(url, seconds, concurrency, households, only, profile, instances, rates)
 
 
 def serve_and_measure(url: str, seconds: float, concurrency: int, households: int, only: set[str], profile: bool,
-                      instances: int) -> None:
+                      instances: int, rates: list[float]) -> None:
     """Processes are started and stopped here, outside the event loop that drives the load."""
     secret = secrets.token_urlsafe(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")} | {
@@ -158,7 +204,7 @@ def serve_and_measure(url: str, seconds: float, concurrency: int, households: in
         wait_ready(f"http://127.0.0.1:{BARE_PORT}/docs", bare)
         print(f"intake instances: {instances}")
         asyncio.run(measure(secret, seconds, concurrency, households, only, [p.pid for p in services], bare.pid,
-                            profile, [f"http://127.0.0.1:{port}" for port in ports]))
+                            profile, [f"http://127.0.0.1:{port}" for port in ports], rates))
         print(f"intake process max RSS: {max(rss_mib(p.pid) for p in services):.0f} MiB")
     finally:
         for proc in (*services, bare):
@@ -168,7 +214,7 @@ def serve_and_measure(url: str, seconds: float, concurrency: int, households: in
 
 
 async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],
-                  service_pids: list[int], bare_pid: int, profile: bool, urls: list[str]) -> None:
+                  service_pids: list[int], bare_pid: int, profile: bool, urls: list[str], rates: list[float]) -> None:
     windows = list(CITY.windows)
     tokens = [auth.issue(secret, role="kiosk", window_id=w.id, subject=f"bench-{w.id}")[0] for w in windows]
     start = datetime.now(UTC) - timedelta(days=20)
@@ -234,6 +280,17 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         rate = await phase("feedback posts, spread over units", [f"{u}/v1/feedback" for u in urls], spread, 201)
         print(f"{'ratio spread / bare':<34} {rate / ceiling:10.2f}")
         print(f"{'':<34} (aim: 1,000 requests/s, p99 < 50 ms)")
+        for offered in rates:
+            # A closed loop's latency is its clients' queue (32 clients at 600/s wait 53 ms on average
+            # by Little's law): at a fixed rate below saturation, the latency a citizen's post sees.
+            machine = MachineCpu(service_pids)
+            sent, elapsed, latencies, behind = await fixed_rate([f"{u}/v1/feedback" for u in urls], spread,
+                                                                rate=offered, seconds=seconds, expect=201)
+            print(f"{f'feedback posts at {offered:,.0f}/s (open loop)':<34} {sent / elapsed:10.0f} /s   "
+                  f"requests {sent:>6}   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms   "
+                  f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms   (from the scheduled send; the generator "
+                  f"at most {behind * 1000:.0f} ms behind)")
+            print(f"{'':<34} {machine.report(sent)}")
 
     if "survey" in only:
         await survey(secret, households)
@@ -282,5 +339,8 @@ if __name__ == "__main__":
     parser.add_argument("--only", default="ratings,feedback,survey", help="comma-separated phases to run")
     parser.add_argument("--profile", action="store_true", help="py-spy the service during each load phase")
     parser.add_argument("--instances", type=int, default=1, help="intake processes sharing the database and topics")
+    parser.add_argument("--feedback-rates", default="300,500",
+                        help="fixed rates (posts/s, comma-separated) for the feedback open-loop phases; empty for none")
     args = parser.parse_args()
-    main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile, args.instances)
+    main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile, args.instances,
+         [float(r) for r in args.feedback_rates.split(",") if r.strip()])
