@@ -35,6 +35,7 @@ declare -A QUICK=(
   [scoring]="--events 40000 --reads 100"
   [notices]=""
   [relay]="--events 2000"
+  [transaction]="--transactions 200 --rounds 1"
   [pages]="--events 20000 --reads 5"
   [e2e]="--quick"
   [scaleout]="--quick"
