@@ -518,8 +518,10 @@ def stop(run: Run) -> None:
 class MachineCpu:
     """Every process's CPU from here to `report`, grouped by who spent it, against the machine's total.
 
-    A process started meanwhile counts from zero; one that ended meanwhile is lost (PostgreSQL's
-    backends live as long as the pools' connections, so they are all here).
+    A process started meanwhile counts from zero. One that ended meanwhile counts in "other" (the
+    machine's total holds it), except PostgreSQL's: the server reaps its backends and autovacuum
+    workers, whose CPU it then carries as its children's (a backend alive at the start and ended
+    before the end counts whole). A reused pid is another process (keyed by its start time).
     """
 
     def __init__(self, service_pids: list[int] | None = None) -> None:
@@ -529,50 +531,56 @@ class MachineCpu:
         self.busy = self._machine_busy()
 
     @staticmethod
-    def _processes() -> dict[int, tuple[str, float]]:
-        found: dict[int, tuple[str, float]] = {}
+    def _processes() -> dict[tuple[int, int], tuple[int, str, float]]:
+        """(pid, start time) -> (pid, role name, CPU seconds so far)."""
+        found: dict[tuple[int, int], tuple[int, str, float]] = {}
+        tick = os.sysconf("SC_CLK_TCK")
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                comm, _, rest = (entry / "stat").read_text().partition(") ")
+                # The name sits in parentheses and may hold any character: split at the last one.
+                head, _, rest = (entry / "stat").read_text().rpartition(")")
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue  # ended meanwhile
-            fields = rest.split()
-            name = comm.split("(", 1)[1]
-            found[int(entry.name)] = (name if b"kafka" not in cmdline else "kafka",
-                                      (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+            fields = rest.split()  # fields[0] is the state: utime, stime, cutime, cstime at 11-14
+            name = "kafka" if b"kafka" in cmdline else head.split("(", 1)[1]
+            cpu = int(fields[11]) + int(fields[12])
+            if name == "postgres":
+                cpu += int(fields[13]) + int(fields[14])  # the backends it reaped
+            pid = int(entry.name)
+            found[(pid, int(fields[19]))] = (pid, name, cpu / tick)
         return found
 
     @staticmethod
     def _machine_busy() -> float:
-        """CPU seconds the machine's cores spent on anything but idling and waiting for I/O (/proc/stat)."""
+        """CPU seconds this machine's cores spent on anything but idling and waiting for I/O (/proc/stat);
+        time the hypervisor gave other guests (steal) is not this machine's."""
         values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = values[:7]
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
     def spent(self) -> tuple[dict[str, float], float]:
         """CPU seconds by role since the start (service, postgres, kafka, generator, other), and the machine's."""
         end, busy = self._processes(), self._machine_busy() - self.busy
         shares: dict[str, float] = {"service": 0.0, "postgres": 0.0, "kafka": 0.0, "generator": 0.0}
-        for pid, (name, cpu) in end.items():
-            spent = cpu - self.start.get(pid, (name, 0.0))[1]
+        for key, (pid, name, cpu) in end.items():
             role = ("service" if pid in self.service else "generator" if pid == os.getpid()
                     else name if name in ("postgres", "kafka") else None)
             if role is not None:
-                shares[role] += spent
-        shares["other"] = max(0.0, busy - sum(shares.values()))
+                shares[role] += cpu - self.start.get(key, (pid, name, 0.0))[2]
+        # Not clamped: a little below zero says the two clocks' ticks disagree, no more.
+        shares["other"] = busy - sum(shares.values())
         return shares, busy
 
     def report(self, requests: int, what: str = "request") -> str:
         shares, busy = self.spent()
-        per = {k: v / requests * 1000 for k, v in shares.items()}
-        ceiling = os.cpu_count() or 1
-        total = busy / requests * 1000
+        per = {k: v / max(requests, 1) * 1000 for k, v in shares.items()}
+        cores = len(os.sched_getaffinity(0))
+        total = busy / max(requests, 1) * 1000
         return (f"machine CPU {total:5.2f} ms a {what} (" + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
-                + f"): {ceiling} cores allow {ceiling * 1000 / total:,.0f} {what}s/s at this cost")
-
+                + f"): {cores} cores allow {cores * 1000 / total:,.0f} {what}s/s at this cost")
 
 
 def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:

@@ -103,32 +103,45 @@ async def fixed_rate(urls: list[str], make: Callable[[int], dict[str, Any]], *, 
                      expect: int, connections: int = 64) -> tuple[int, float, list[float], float]:
     """Requests leave at `rate` a second whatever happened to the earlier ones (open loop), each on a free
     kept-alive connection of a pool spread over the URLs; latency counts from the scheduled send, so
-    waiting for a connection counts. Returns (requests, elapsed, latencies, worst delay of a send)."""
+    waiting for a connection counts. Returns (requests, elapsed, latencies, worst delay of a send).
+    The first failure stops the schedule; the requests in flight are awaited, then it is raised."""
     targets = [httpx.URL(u) for u in urls]
-    pool: asyncio.Queue[tuple[httpx.URL, tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = asyncio.Queue()
-    opened = []
-    for k in range(connections):
-        target = targets[k % len(targets)]
+    Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    pool: asyncio.Queue[tuple[httpx.URL, Conn]] = asyncio.Queue()
+    opened: list[Conn] = []
+
+    async def connect(target: httpx.URL) -> None:
         conn = await asyncio.open_connection(target.host, target.port)
         opened.append(conn)
         pool.put_nowait((target, conn))
+
+    for k in range(connections):
+        await connect(targets[k % len(targets)])
     latencies: list[float] = []
+    failures: list[BaseException] = []
     behind = 0.0
 
     async def one(i: int, scheduled: float) -> None:
         target, conn = await pool.get()
         try:
             status, body = await post(conn, f"{target.host}:{target.port}", target.raw_path.decode(), make(i))
-        finally:
-            pool.put_nowait((target, conn))
+        except Exception as exc:
+            # A connection that failed mid-answer would hand the next request this one's bytes.
+            conn[1].close()
+            failures.append(exc)
+            await connect(target)
+            return
+        pool.put_nowait((target, conn))
         latencies.append(time.perf_counter() - scheduled)
         if status != expect:
-            raise RuntimeError(f"{target}: {status} {body[:300]!r}")
+            failures.append(RuntimeError(f"{target}: {status} {body[:300]!r}"))
 
     start = time.perf_counter() + 0.05
     tasks = []
     try:
         for i in range(int(rate * seconds)):
+            if failures:
+                break
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
@@ -139,6 +152,8 @@ async def fixed_rate(urls: list[str], make: Callable[[int], dict[str, Any]], *, 
     finally:
         for _, writer in opened:
             writer.close()
+    if failures:
+        raise failures[0]
     return len(latencies), time.perf_counter() - start, latencies, behind
 
 
@@ -283,6 +298,7 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         for offered in rates:
             # A closed loop's latency is its clients' queue (32 clients at 600/s wait 53 ms on average
             # by Little's law): at a fixed rate below saturation, the latency a citizen's post sees.
+            await asyncio.sleep(3)  # the previous phase's relay backlog drained before the CPU is counted
             machine = MachineCpu(service_pids)
             sent, elapsed, latencies, behind = await fixed_rate([f"{u}/v1/feedback" for u in urls], spread,
                                                                 rate=offered, seconds=seconds, expect=201)
@@ -342,5 +358,11 @@ if __name__ == "__main__":
     parser.add_argument("--feedback-rates", default="300,500",
                         help="fixed rates (posts/s, comma-separated) for the feedback open-loop phases; empty for none")
     args = parser.parse_args()
+    try:
+        rates = [float(r) for r in args.feedback_rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error(f"--feedback-rates: {args.feedback_rates!r} is not a comma-separated list of numbers")
+    if any(r * args.seconds < 1 for r in rates):
+        parser.error("--feedback-rates: each rate times --seconds must make at least one post")
     main(args.seconds, args.concurrency, args.households, set(args.only.split(",")), args.profile, args.instances,
-         [float(r) for r in args.feedback_rates.split(",") if r.strip()])
+         rates)

@@ -7,8 +7,10 @@ postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres); works in a s
 The transaction has the shape of a lone feedback post's (the writer's): a per-key advisory lock, an
 insert of a row, an insert of its outbox row, then the commit. Sent one after the other, as posts arrive
 in a quiet hour, through the services' ORM session (`runtime.transaction()`), a Core connection
-(`engine.begin()`), and asyncpg alone (the driver under both): the CPU of this process a transaction,
-rounds alternated so a loaded machine weighs on each alike, and the ratios to asyncpg alone.
+(`engine.begin()`), both on an engine as the services make it (`db.make_engine`), and asyncpg alone
+on a connection of its own (the driver under both, no pool): the CPU of this process a transaction,
+the layers' order rotated from round to round so a loaded machine weighs on each alike, and the
+ratios to asyncpg alone.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from yardstick import db
 
@@ -37,7 +40,8 @@ EVENT = "INSERT INTO outbox (event_id, payload) VALUES (:e, :p)"
 
 async def bench(transactions: int, rounds: int) -> None:
     async with db.scratch_database(ADMIN, "bench_tx") as url:
-        engine = create_async_engine(url, pool_size=2)
+        engine = db.make_engine(url, pool_size=2)
+        driver = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with engine.begin() as conn:
             for statement in SCHEMA:
@@ -57,14 +61,11 @@ async def bench(transactions: int, rounds: int) -> None:
                 await conn.execute(event, {"e": uuid.uuid4().hex, "p": "{}"})
 
         async def asyncpg_alone() -> None:
-            async with engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
-                async with driver.transaction():
-                    await driver.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "outbox:unit-1")
-                    await driver.execute("INSERT INTO item (id, body) VALUES ($1, $2)", uuid.uuid4().hex, "x" * 200)
-                    await driver.execute("INSERT INTO outbox (event_id, payload) VALUES ($1, $2)",
-                                         uuid.uuid4().hex, "{}")
+            async with driver.transaction():
+                await driver.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "outbox:unit-1")
+                await driver.execute("INSERT INTO item (id, body) VALUES ($1, $2)", uuid.uuid4().hex, "x" * 200)
+                await driver.execute("INSERT INTO outbox (event_id, payload) VALUES ($1, $2)",
+                                     uuid.uuid4().hex, "{}")
 
         layers: dict[str, Callable[[], Awaitable[None]]] = {
             "ORM session (runtime.transaction)": orm_session, "Core connection (engine.begin)": core_connection,
@@ -74,14 +75,17 @@ async def bench(transactions: int, rounds: int) -> None:
         for run in layers.values():  # warm: statements prepared, pool filled
             for _ in range(100):
                 await run()
+        names = list(layers)
         for r in range(rounds):
-            for name, run in layers.items():
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                run = layers[name]
                 c0, t0 = time.process_time(), time.perf_counter()
                 for _ in range(transactions):
                     await run()
                 cpu[name].append((time.process_time() - c0) / transactions * 1000)
                 wall[name].append((time.perf_counter() - t0) / transactions * 1000)
             print(f"  round {r + 1}/{rounds} done", flush=True)
+        await driver.close()
         await engine.dispose()
     base = statistics.median(cpu["asyncpg alone"])
     print(f"a lone write transaction (advisory lock, two inserts, commit), {transactions:,} a round, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -208,6 +210,28 @@ async def test_a_requests_events_share_rows_and_go_out_in_order(backend_database
     assert relay.published == 253
     assert await _rows(backend_database) == []
     assert await relay.pending() == 0
+
+
+@pytest.mark.parametrize("spelling", ["as written", "the standard library's default", "spaced, ASCII escapes"])
+async def test_a_shared_row_goes_out_the_same_whatever_spelt_its_json(backend_database: Db, spelling: str) -> None:
+    """The relay reads a shared row's JSON as JSON: this release writes it with pydantic's serialiser,
+    an earlier one with the standard library's, and a row may come back with other spacing or escapes."""
+    requested = [_event(n, "西湖区" if n % 2 else "finance") for n in range(5)]
+    async with db.transaction(backend_database.sessions) as session:
+        await add(session, outbox, requested)
+    async with backend_database.engine.begin() as conn:
+        (row_id, stored), = (await conn.execute(select(outbox.c.id, outbox.c.payload))).all()
+        assert isinstance(stored, list) and len(stored) == len(requested)
+        text_ = {"as written": None, "the standard library's default": json.dumps(stored),
+                 "spaced, ASCII escapes": json.dumps(stored, indent=1, ensure_ascii=True)}[spelling]
+        if text_ is not None:
+            cast = "CAST(:p AS json)" if conn.dialect.name == "postgresql" else ":p"
+            await conn.execute(sql_text(f"UPDATE outbox SET payload = {cast} WHERE id = :id"),
+                               {"p": text_, "id": row_id})
+    bus = MemoryBus()
+    assert await _relay(backend_database, bus).publish_once() is False
+    assert [decode(m) for m in bus.logs[events.FEEDBACK]] == requested
+    assert [m.key for m in bus.logs[events.FEEDBACK]] == [e.key.encode() for e in requested]
 
 
 async def test_a_broker_outage_delays_events_without_losing_or_doubling_them(backend_database: Db) -> None:

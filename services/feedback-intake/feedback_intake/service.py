@@ -214,8 +214,9 @@ class Intake:
     vault: ContactVault
     writer: FeedbackWriter
     # Deadlines by arrival day: every post of a day has the same one, and counting the working days
-    # through the holiday list cost a fifth of classifying a text.
-    _due: dict[date, date] = field(default_factory=dict, init=False, repr=False)
+    # through the holiday list cost a fifth of classifying a text. The settings are read once, at
+    # start-up, as everywhere else.
+    _due: dict[date, date] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def city(self) -> CityProfile:
@@ -225,7 +226,7 @@ class Intake:
         """The response deadline for an item that arrived on this local day."""
         due = self._due.get(day)
         if due is None:
-            if len(self._due) > 1000:  # reassignments ask for past days too; keep it small
+            if len(self._due) > 1000:  # a server running for years: keep it small
                 self._due.clear()
             settings = self.settings
             due = self._due[day] = add_working_days(day, settings.response_days, settings.holidays,
