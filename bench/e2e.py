@@ -575,7 +575,11 @@ class MachineCpu:
         return shares, busy
 
     def report(self, requests: int, what: str = "request") -> str:
-        shares, busy = self.spent()
+        return self.describe(*self.spent(), requests, what)
+
+    @staticmethod
+    def describe(shares: dict[str, float], busy: float, requests: int, what: str = "request") -> str:
+        """`spent()`'s figures a request (or an event) and what the cores allow at that cost."""
         per = {k: v / max(requests, 1) * 1000 for k, v in shares.items()}
         cores = len(os.sched_getaffinity(0))
         total = busy / max(requests, 1) * 1000

@@ -240,13 +240,13 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         out = Path(f"/tmp/bench_intake_{os.getpid()}_{len(name)}.txt")
         spy = profile_start(service_pids[0], seconds, out) if profile and not bare else None
         pids = [bare_pid] if bare else service_pids
-        cpu = sum(map(cpu_seconds, pids))
         machine = MachineCpu(pids)
         n, t, lat = await load(url, make, seconds=seconds, concurrency=concurrency, expect=expect)
         rate = report(name, n, t, lat, per_request)
+        shares, busy = machine.spent()
         # CPU the server processes spent per request: what a loaded machine distorts least.
-        print(f"{'':<34} server CPU {(sum(map(cpu_seconds, pids)) - cpu) / n * 1000:6.2f} ms a request")
-        print(f"{'':<34} {machine.report(n)}")
+        print(f"{'':<34} server CPU {shares['service'] / n * 1000:6.2f} ms a request")
+        print(f"{'':<34} {machine.describe(shares, busy, n)}")
         if spy is not None:
             await asyncio.to_thread(spy.wait)
             await asyncio.to_thread(profile_report, name, out, seconds)
@@ -265,9 +265,9 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
     # Start-up's own work (the consumers joining, the topics listed) goes on for a few seconds after
     # the service answers: measured once it has settled, the idle figure is its background loops'.
     await asyncio.sleep(5)
-    idle = sum(map(cpu_seconds, service_pids))
+    idle = MachineCpu(service_pids)
     await asyncio.sleep(3)
-    print(f"service idle: {(sum(map(cpu_seconds, service_pids)) - idle) / 3:.0%} of a core (background loops)")
+    print(f"service idle: {idle.spent()[0]['service'] / 3:.0%} of a core (background loops)")
 
     if "ratings" in only:
         print(f"kiosk batches of 100, {concurrency} concurrent clients, {seconds:.0f} s each")
@@ -332,12 +332,6 @@ async def survey(secret: str, households: int) -> None:
         body = upload.json()
     print(f"survey upload: {households} households x {len(units)} units, {len(lines) / 2**20:.1f} MiB: "
           f"{elapsed:.1f} s ({body['accepted']} accepted, {len(body['rejected'])} rejected; aim < 30 s)")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:

@@ -104,8 +104,8 @@ async def ping(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def _upgrade(conn: Connection, script_location: str, url: str) -> None:
-    from alembic import command
+def alembic_config(conn: Connection, script_location: str, url: str) -> Any:
+    """Alembic's configuration for a service's migrations on this connection (`run_migrations_online`)."""
     from alembic.config import Config
 
     cfg = Config()
@@ -114,6 +114,13 @@ def _upgrade(conn: Connection, script_location: str, url: str) -> None:
     # `svc%40corp`, a folder `50% off` is `50%25 off`) would make it refuse to migrate.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _upgrade(conn: Connection, script_location: str, url: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config(conn, script_location, url)
     if conn.dialect.name == "postgresql":
         # Several instances may start together: one migrates, the others wait for it.
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": script_location})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -418,25 +417,6 @@ def _fields(model: type[_Event]) -> tuple[tuple[str, Any], ...]:
     """The model's fields in order with their defaults (None where required): its JSON's shape."""
     return tuple((name, field.get_default(call_default_factory=True) if not field.is_required() else None)
                  for name, field in model.model_fields.items())
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):  # as pydantic writes it: UTC as Z
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-# JSON text as pydantic writes it (compact, UTF-8 as is, dates ISO 8601 with UTC as Z, NaN refused): an
-# event's data here, and the answers of read routes (yardstick.responses.JSONBody).
-# No check for circular references (half the cost of a small event's encoding, a datetime in it):
-# what is encoded here is built from rows and validated values, never a structure that holds itself.
-dumps_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False,
-                              default=_json_value).encode
 
 
 def json_text(value: Any) -> str:

@@ -16,9 +16,10 @@ from typing import Any
 import asyncpg
 import pytest
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+
+from yardstick import db
 
 REPO = Path(__file__).resolve().parents[2]
 YARDSTICK = str(Path(sys.executable).parent / "yardstick")
@@ -221,8 +222,4 @@ async def test_downgrading_below_shared_outbox_rows_waits_until_none_is_left(
 
 
 def _downgrade(conn: Any, script: str, url: str, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", script)
-    cfg.set_main_option("sqlalchemy.url", url)
-    cfg.attributes["connection"] = conn
-    command.downgrade(cfg, revision)
+    command.downgrade(db.alembic_config(conn, script, url), revision)
