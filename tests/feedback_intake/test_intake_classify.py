@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedback_intake.classify import Classifier
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from feedback_intake.classify import Classifier, char_wb_ngrams
 from yardstick.city import UNCATEGORISED, CityProfile
 
 LABELLED = Path(__file__).with_name("intake_complaints.tsv")
@@ -59,8 +64,39 @@ def test_without_keywords_the_model_decides(city: CityProfile) -> None:
 def test_the_fast_probabilities_equal_sklearns_on_every_labelled_text(city: CityProfile) -> None:
     """The classifier scores one text with plain arrays; sklearn's own pipeline is the reference."""
     classifier = Classifier(city)
-    for text, _ in labelled():
+    for _, text in labelled():
         fast = classifier._probabilities(text)
         reference = classifier._probabilities_sklearn(text)
         assert fast.keys() == reference.keys()
         assert max(abs(fast[c] - reference[c]) for c in fast) < 1e-12, text
+
+
+# Text as people type it: letters of both scripts, digits, punctuation, and every kind of space
+# (tabs, newlines, the ideographic space, the separators str.split knows and a regex's \s).
+_TEXT = st.text(st.one_of(st.characters(), st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+                                                                  "\u1680\u2000\u2028\u2029\u3000公交车ÀßİΣ"))),
+                max_size=60)
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 3), (2, 4), (3, 5), (1, 1)])
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT)
+def test_the_n_grams_are_scikit_learns(ngram_range: tuple[int, int], text: str) -> None:
+    """The classifier counts n-grams with its own loop; scikit-learn's char_wb analyzer is the reference."""
+    analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range).build_analyzer()
+    assert char_wb_ngrams(text.lower(), ngram_range) == analyzer(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_TEXT)
+def test_the_fast_probabilities_equal_sklearns_on_any_text(trained: Classifier, text: str) -> None:
+    fast = trained._probabilities(text)
+    reference = trained._probabilities_sklearn(text)
+    assert fast.keys() == reference.keys()
+    assert max(abs(fast[c] - reference[c]) for c in fast) < 1e-12
+
+
+@pytest.fixture(scope="module")
+def trained(city: CityProfile) -> Classifier:
+    """Trained once for the module (hypothesis runs a test's body hundreds of times)."""
+    return Classifier(city)

@@ -190,6 +190,20 @@ def test_lookups_by_id() -> None:
     assert profile.units_by_id["education"] is profile.unit("education")
 
 
+def test_cached_lookups_stay_out_of_equality_serialisation_and_copies() -> None:
+    """The id sets and maps are cached on the frozen profile: a profile that has answered lookups
+    still equals and dumps as one that has not, and a copy answers the same."""
+    used, fresh = parse_city(minimal_profile()), parse_city(minimal_profile())
+    assert used.unit_ids == {"health-commission", "education", "xihu-district"}
+    assert used.unit_ids is used.unit_ids  # built once
+    assert "school-enrollment" in used.category_ids and used.timezone == ZoneInfo("Asia/Shanghai")
+    assert used == fresh
+    assert used.model_dump() == fresh.model_dump() and used.model_dump_json() == fresh.model_dump_json()
+    for copied in (copy.copy(used), used.model_copy()):
+        assert copied == fresh
+        assert copied.unit_ids == used.unit_ids and copied.windows_by_id == used.windows_by_id
+
+
 @pytest.mark.parametrize(
     ("lookup", "key"),
     [("unit", "nowhere"), ("window", "nowhere-w1"), ("category", "nothing"), ("units_in_group", "nope")],

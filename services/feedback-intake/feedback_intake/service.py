@@ -328,7 +328,9 @@ async def create_feedback(intake: Intake, item: NewFeedback, *, now: datetime | 
     at = submitted_at.astimezone(UTC)
     contact = intake.vault.seal(item.contact)
     for _ in range(5):
-        row = {"id": str(uuid.uuid4()), "tracking_code": new_tracking_code(), "client_id": item.client_id,
+        # Time-ordered, as event ids are (decision 0015): new rows land at the end of the primary key's
+        # index, and the id is made from hex digits at a fifth of uuid4's cost.
+        row = {"id": events.new_event_id(), "tracking_code": new_tracking_code(), "client_id": item.client_id,
                "channel": item.channel, "unit_id": unit_id, "category_id": category_id,
                "classified_by": method, "confidence": confidence, "level": item.level, "text": text_,
                "window_id": item.window_id, "district_id": item.district_id, "contact": contact,
