@@ -162,7 +162,13 @@ class Relay:
         if self.engine.dialect.name != "postgresql":
             return True
         if self._lock_conn is None:
-            self._lock_conn = await self.engine.connect()
+            conn = await self.engine.connect()
+            # Autocommit, as ServiceRuntime.reading: each of a round's two statements (read the oldest
+            # rows, delete the published ones) is its own transaction, so no BEGIN and COMMIT travel
+            # to the server around each (four of a round's six round trips, paid by every post of a
+            # quiet hour). The session-level advisory lock does not depend on a transaction.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._lock_conn = conn
         got = (await self._lock_conn.execute(
             text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": f"relay:{self.service}"})
         ).scalar()
@@ -172,7 +178,13 @@ class Relay:
     async def _release_lock(self) -> None:
         if self._lock_conn is not None:
             with contextlib.suppress(Exception):
-                await self._lock_conn.close()  # closing the session releases the advisory lock
+                # Invalidated, not closed: close() would hand the connection back to the pool with its
+                # session, and so the session-level advisory lock, still alive; no relay (of this
+                # instance or another) could take the lock again while that pooled session lived. Ending
+                # the session releases it.
+                await self._lock_conn.invalidate()
+            with contextlib.suppress(Exception):
+                await self._lock_conn.close()
             self._lock_conn = None
         self.holds_lock = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -487,3 +488,55 @@ async def test_the_deployments_setting_turns_shared_rows_off_for_a_rolling_upgra
         assert counts == ([3] if shared == "true" else [1, 1, 1])
     finally:
         await runtime.engine.dispose()
+
+
+# the relay's own connection on PostgreSQL ------------------------------------------------------
+
+
+@pytest.fixture
+async def pg_database(scratch_engine: Any) -> AsyncIterator[Db]:
+    if not os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL"):
+        pytest.fail("this test needs PostgreSQL: run it through `make test` (YARDSTICK_TEST_PG_ADMIN_URL)",
+                    pytrace=False)
+    async with scratch_engine("postgresql", metadata, "yt_relay_lock") as engine:
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+
+
+async def test_a_relay_that_lets_go_of_its_lock_frees_it_for_another_instance(pg_database: Db) -> None:
+    """After a database error the relay drops its lock connection; the lock must go with it, or
+    no instance could publish while the pooled session that holds it lives."""
+    first = _relay(pg_database, MemoryBus())
+    other_engine = db.make_engine(pg_database.engine.url.render_as_string(hide_password=False))
+    other = Relay(engine=other_engine, table=outbox, bus=MemoryBus(), service="test")
+    try:
+        assert await first._acquire_lock() is True
+        assert await other._acquire_lock() is False  # one relay a service at a time
+        await first._release_lock()
+        assert await other._acquire_lock() is True
+        assert await first._acquire_lock() is False  # the first one's next try finds it taken
+    finally:
+        await first.stop()
+        await other.stop()
+        await other_engine.dispose()
+
+
+async def test_a_relays_round_on_postgresql_sends_no_begin_or_commit(pg_database: Db) -> None:
+    """Each round reads the oldest rows and deletes the published ones, each its own transaction
+    (autocommit): no BEGIN and COMMIT round trips around them. (asyncpg's query logger sees the
+    statements sent as text, as transaction control is, not the prepared ones.)"""
+    async with db.transaction(pg_database.sessions) as session:
+        await add(session, outbox, [_event(1), _event(2, "commerce")])
+    bus = MemoryBus()
+    relay = _relay(pg_database, bus)
+    try:
+        assert await relay._acquire_lock() is True
+        assert relay._lock_conn is not None
+        raw = (await relay._lock_conn.get_raw_connection()).driver_connection
+        sent: list[str] = []
+        raw.add_query_logger(lambda record: sent.append(record.query.strip().split()[0].rstrip(";").upper()))
+        assert await relay.publish_once() is False
+        assert not {"BEGIN", "COMMIT", "ROLLBACK"} & set(sent), sent
+        assert [decode(m).id for m in bus.logs[events.FEEDBACK]] == [_event(1).id, _event(2).id]
+        assert await _rows(pg_database) == []
+    finally:
+        await relay.stop()
