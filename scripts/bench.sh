@@ -36,6 +36,7 @@ declare -A QUICK=(
   [notices]=""
   [relay]="--events 2000"
   [transaction]="--transactions 200 --rounds 1"
+  [wakeup]="--wakeups 200"
   [pages]="--events 20000 --reads 5"
   [e2e]="--quick"
   [scaleout]="--quick"
