@@ -162,13 +162,12 @@ class Relay:
         if self.engine.dialect.name != "postgresql":
             return True
         if self._lock_conn is None:
-            conn = await self.engine.connect()
+            self._lock_conn = await self.engine.connect()  # kept first: a failure below lets it go
             # Autocommit, as ServiceRuntime.reading: each of a round's two statements (read the oldest
             # rows, delete the published ones) is its own transaction, so no BEGIN and COMMIT travel
             # to the server around each (four of a round's six round trips, paid by every post of a
             # quiet hour). The session-level advisory lock does not depend on a transaction.
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._lock_conn = conn
+            await self._lock_conn.execution_options(isolation_level="AUTOCOMMIT")
         got = (await self._lock_conn.execute(
             text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": f"relay:{self.service}"})
         ).scalar()
