@@ -72,13 +72,17 @@ async def relay(prefix: str, batch: list[events.Envelope], db_url: str, per_row:
     bus = KafkaBus(BOOTSTRAP, client_id="bench-relay", prefix=prefix)
     relay = Relay(engine=engine, table=table, bus=bus, service="bench")
     # As the services run it: its rounds on the connection that holds its advisory lock (decision 0017).
-    assert await relay._acquire_lock(), "another relay holds the bench's lock"
-    start = time.perf_counter()
-    while await relay.publish_once():
-        pass
-    elapsed = time.perf_counter() - start
-    assert relay.published == len(batch), relay.published
-    await relay.stop()  # lets go of the lock
+    try:
+        if not await relay._acquire_lock():
+            raise SystemExit("relay bench: another relay holds the lock of service 'bench' on this database")
+        start = time.perf_counter()
+        while await relay.publish_once():
+            pass
+        elapsed = time.perf_counter() - start
+        if relay.published != len(batch):
+            raise SystemExit(f"relay bench: published {relay.published} of {len(batch)} events")
+    finally:
+        await relay.stop()  # lets go of the lock
     await bus.stop()
     await engine.dispose()
     return elapsed

@@ -283,11 +283,11 @@ class CityProfile(BaseModel):
     def reason_ids(self) -> frozenset[str]:
         return frozenset(self._reasons)
 
-    @cached_property
+    @property  # from the fields (a copy with other units computes its own)
     def departments(self) -> tuple[Unit, ...]:
         return tuple(unit for unit in self.units if unit.kind == "department")
 
-    @cached_property
+    @property  # from the fields (a copy with other units computes its own)
     def districts(self) -> tuple[Unit, ...]:
         return tuple(unit for unit in self.units if unit.kind == "district")
 

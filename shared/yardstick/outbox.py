@@ -259,7 +259,9 @@ class Relay:
         t = self.table
         limit = self.round
         rows = (await conn.execute(self._next_batch, {"events": limit})).all()
-        await conn.commit()  # hold no snapshot or locks while waiting on the broker
+        # Hold no snapshot or locks while waiting on the broker (on the lock's connection, in autocommit,
+        # the read was its own transaction and this sends nothing).
+        await conn.commit()
         # Unpacked as tuples: a Row's attribute access cost more than the encoding.
         messages = []
         for _id, event_id, topic, key, event_type, source, at, payload, count in rows:
@@ -296,12 +298,16 @@ class Relay:
         self.published += len(messages)
         self.round = min(limit * 2, self.max_batch) if more else self.batch
         if more:
-            OUTBOX_PENDING.labels(service=self.service).set(await self.pending())
+            OUTBOX_PENDING.labels(service=self.service).set(await self.pending(conn))
         return more
 
-    async def pending(self) -> int:
-        """Events committed but not yet published."""
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(
-                select(func.coalesce(func.sum(self.table.c.events), 0)).where(self.table.c.sent_at.is_(None))
-            )).scalar_one())
+    async def pending(self, conn: AsyncConnection | None = None) -> int:
+        """Events committed but not yet published; on `conn` (the round's own) or a pooled connection."""
+        if conn is None:
+            async with self.engine.connect() as pooled:
+                return await self.pending(pooled)
+        count = (await conn.execute(
+            select(func.coalesce(func.sum(self.table.c.events), 0)).where(self.table.c.sent_at.is_(None))
+        )).scalar_one()
+        await conn.commit()
+        return int(count)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from yardstick import db
 
+pytestmark = pytest.mark.integration  # PostgreSQL: make test, not make unit
 
 @pytest.fixture
 def admin() -> str:

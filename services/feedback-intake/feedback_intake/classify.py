@@ -126,7 +126,8 @@ class Classifier:
 def char_wb_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
     """The n-grams scikit-learn's `char_wb` analyzer yields for an already lower-cased text (the same
     list; tested against it), without its loop a character: each word padded with a space on either
-    side, every n-gram of it for n in the range, a word shorter than n once as a whole."""
+    side, every n-gram of it for n in the range, a padded word no longer than n once as a whole
+    (and no longer n-grams of it)."""
     min_n, max_n = ngram_range
     grams: list[str] = []
     for word in text.split():
