@@ -13,6 +13,7 @@ from yardstick import db
 
 pytestmark = pytest.mark.integration  # PostgreSQL: make test, not make unit
 
+
 @pytest.fixture
 def admin() -> str:
     url = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL")
