@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Message, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import BatchHandler, EventHandler, IdempotentConsumer, is_transient, processed_table
+from yardstick.consumer import DecodedT, EventHandler, IdempotentConsumer, is_transient, processed_table
 from yardstick.events import Envelope, Prepared
 from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
@@ -74,7 +74,7 @@ class ServiceRuntime:
                                else revoked_table(metadata))
         self.revocations = Revocations(self.sessions, self.revoked)
         self.authenticator = Authenticator(settings.secret, self.revocations, audience=settings.auth_audience)
-        self.consumers: list[IdempotentConsumer] = []
+        self.consumers: list[IdempotentConsumer[Any]] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._stop_callbacks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,17 +88,19 @@ class ServiceRuntime:
 
     # wiring -----------------------------------------------------------------------
     def consume(self, *, name: str, topics: list[str], handlers: Mapping[str, EventHandler],
-                after_commit: Callable[[Envelope], Any] | None = None,
-                batch_handler: BatchHandler | None = None, batched: bool = False,
-                decode: Callable[[Message], Envelope] | None = None) -> IdempotentConsumer:
+                after_commit: Callable[[Envelope | DecodedT], Awaitable[None]] | None = None,
+                batch_handler: Callable[[AsyncSession, Sequence[DecodedT]], Awaitable[None]] | None = None,
+                batched: bool = False, decode: Callable[[Message], Envelope] | None = None,
+                decode_batch: Callable[[Message], DecodedT] | None = None) -> IdempotentConsumer[DecodedT]:
         """Subscribe `handlers`; batched (or with a batch_handler) the bus hands over a poll at a time.
 
         A batched consumer applies each poll's messages in one transaction (see
-        IdempotentConsumer.batch); the handlers stay the per-event fallback.
+        IdempotentConsumer.batch); the handlers stay the per-event fallback. `decode_batch`
+        decodes the polls (it may give rows, yardstick.consumer.row_decoder).
         """
-        consumer = IdempotentConsumer(name=name, sessions=self.sessions, table=self.processed,
-                                      handlers=handlers, after_commit=after_commit, batch_handler=batch_handler,
-                                      decode=decode)
+        consumer: IdempotentConsumer[DecodedT] = IdempotentConsumer(
+            name=name, sessions=self.sessions, table=self.processed, handlers=handlers, after_commit=after_commit,
+            batch_handler=batch_handler, decode=decode, decode_batch=decode_batch)
         self.consumers.append(consumer)
         many = consumer.batch if batched or batch_handler is not None else None
         self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many))

@@ -25,7 +25,7 @@ from yardstick import db, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode_stored
 from yardstick.city import CityProfile
-from yardstick.consumer import IdempotentConsumer, decode_fast
+from yardstick.consumer import IdempotentConsumer, Row, decode_fast
 
 AGGREGATES: tuple[Table, ...] = (channel_days, channel_years, complaint_weeks, feedback_months)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
@@ -108,14 +108,23 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
     await clear(sessions)
 
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=sessions, table=processed_events, handlers=table,
-                              batch_handler=consumers.batch_handler(city, table), decode=consumers.DECODE)
+                              batch_handler=consumers.batch_handler(city, table), decode=consumers.DECODE,
+                              decode_batch=consumers.DECODE_BATCH)
+    # A well-formed event for a unit the city does not have: its poll fails in the batch handler and is
+    # applied again one event at a time, the rows decoded again into envelopes for the per-event handlers.
+    nowhere = _relayed(events.FeedbackReceived(feedback_id="x", unit_id="nowhere", channel="web", level=3,
+                                               occurred_at=START, year=2026), "nowhere", 99_999)
+    assert isinstance(consumers.DECODE_BATCH(nowhere), Row)
     polls = [messages[i:i + 90] for i in range(0, len(messages), 90)]
     polls[1] = [*polls[1][:40], broken, *polls[1][40:], *polls[1][:5]]  # a poison message; events twice in a poll
+    polls[2] = [*polls[2][:30], nowhere, *polls[2][30:]]
     polls.insert(3, polls[0] + polls[2][:10])  # whole polls again, after they committed
     dead: list[tuple[Message, str]] = []
     for poll in polls:
         dead += await live.batch(poll)
-    assert dead == [(broken, str(letter.value))]  # dead-lettered alone, with decode_fast's reason
+    # Dead-lettered alone, each with the per-event path's reason.
+    assert dead == [(broken, str(letter.value)),
+                    (nowhere, "feedback.received ev-99999: unit 'nowhere' is not in the city profile")]
     assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]))
     by_poll = await snapshot(sessions)
     assert by_poll == by_event

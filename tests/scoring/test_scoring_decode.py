@@ -1,10 +1,15 @@
-"""scoring's decoder (yardstick.consumer.decode_lean) against decode_fast: the same envelopes, the same dead letters."""
+"""scoring's decoders against decode_fast: the same envelopes, rows or dead letters.
+
+decode_lean (one message) must make the very envelope decode_fast makes; the batch path's row
+decoder (consumers.DECODE_BATCH, yardstick.consumer.row_decoder) the same event's fields as a row,
+and exactly the same dead letters.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -19,6 +24,7 @@ from yardstick import consumer, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode, encode_stored
 from yardstick.bus.memory import MemoryBus
+from yardstick.consumer import Row
 
 _text = st.text(max_size=12)
 _moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
@@ -77,6 +83,26 @@ def _outcome(decoder: Any, message: Message) -> tuple[str, Any]:
                         type(getattr(getattr(data, "occurred_at", None), "tzinfo", None)))
 
 
+def _fields(decoder: Any, message: Message) -> tuple[str, Any]:
+    """What a decoder makes of a message, read as a batch handler reads it: id, type, every field and its type.
+
+    A row holds the fields the message carried; the ones it left out read as the model's defaults.
+    """
+    try:
+        decoded = decoder(message)
+    except DeadLetter as exc:
+        return "dead letter", str(exc)
+    if isinstance(decoded, Row):
+        model = events.EVENT_MODELS[decoded.type]
+        defaults = {name: field.get_default(call_default_factory=True)
+                    for name, field in model.model_fields.items() if not field.is_required()}
+        fields = {**defaults, **decoded.data}
+    else:
+        fields = dict(decoded.data.__dict__)
+    return "event", (decoded.id, decoded.type, fields, {k: type(v) for k, v in fields.items()},
+                     type(getattr(fields.get("occurred_at"), "tzinfo", None)))
+
+
 @pytest.fixture
 def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[Message]:
     """The messages decode_lean handed to decode_fast (its fallback), counted."""
@@ -106,6 +132,11 @@ def test_the_relays_messages_decode_on_the_lean_path_to_what_decode_fast_makes(
         assert fast_calls == []  # not through the fallback: the lean path itself made it
         assert lean == _outcome(consumer.decode_fast, message)
         assert lean[0] == "envelope"
+        fast_calls.clear()
+        row = consumers.DECODE_BATCH(message)
+        assert fast_calls == []  # nor the row decoder's
+        assert isinstance(row, Row)  # the feedback events are rows on the batch path
+        assert _fields(consumers.DECODE_BATCH, message) == _fields(consumer.decode_fast, message)
 
 
 @settings(max_examples=500, deadline=None)
@@ -124,6 +155,7 @@ def test_a_broken_field_is_dead_lettered_or_decoded_exactly_as_decode_fast_does(
         body[name] = data.draw(_json)
     message = _relayed(model, fields, body=json.dumps(body))
     assert _outcome(consumer.decode_lean, message) == _outcome(consumer.decode_fast, message)
+    assert _fields(consumers.DECODE_BATCH, message) == _fields(consumer.decode_fast, message)
 
 
 @settings(max_examples=300, deadline=None)
@@ -155,6 +187,7 @@ def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does
     else:
         message = replace(good, key=data.draw(st.binary(max_size=8)))
     assert _outcome(consumer.decode_lean, message) == _outcome(consumer.decode_fast, message)
+    assert _fields(consumers.DECODE_BATCH, message) == _fields(consumer.decode_fast, message)
 
 
 @pytest.mark.parametrize("case", ["string level", "level 6", "unknown channel", "no unit", "not JSON", "a list",
@@ -173,7 +206,9 @@ def test_what_the_schema_refuses_reads_the_same_dead_letter(case: str) -> None:
         consumer.decode_fast(message)
     with pytest.raises(DeadLetter) as lean:
         consumer.decode_lean(message)
-    assert str(lean.value) == str(fast.value)
+    with pytest.raises(DeadLetter) as row:
+        consumers.DECODE_BATCH(message)
+    assert str(lean.value) == str(row.value) == str(fast.value)
 
 
 def test_a_message_the_sdk_encoded_decodes_the_same(fast_calls: list[Message]) -> None:
@@ -184,9 +219,38 @@ def test_a_message_the_sdk_encoded_decodes_the_same(fast_calls: list[Message]) -
     assert consumer.decode_lean(message) == envelope == consumer.decode_fast(message)
 
 
-def test_scorings_consumer_decodes_with_the_lean_path(tmp_path: Any) -> None:
+def test_scorings_consumer_decodes_with_the_lean_path_and_its_polls_as_rows(tmp_path: Any) -> None:
     settings_ = ScoringSettings(data_dir=tmp_path, bus="memory", auth_secret="test",
                                 database_url=f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}")
     app: FastAPI = create_app(settings_, bus=MemoryBus())
     [scoring] = [c for c in app.state.runtime.consumers if c.name == consumers.CONSUMER]
     assert scoring.decode is consumer.decode_lean is consumers.DECODE
+    assert scoring.decode_batch is consumers.DECODE_BATCH
+
+
+@pytest.mark.parametrize("data", [
+    events.SurveyDefined(survey_id="s", year=2026, title="Household survey",
+                         strata=[events.Stratum(id="a", population=10)]),
+    events.NoticeOverdue(notice_id="n", unit_id="finance", step="respond", deadline=date(2026, 3, 1)),
+    events.FeedbackResponded(feedback_id="f", unit_id="finance", responded_at=datetime(2026, 3, 1, tzinfo=UTC),
+                             due=date(2026, 3, 4), overdue=False),
+])
+def test_the_batch_decoder_gives_other_events_as_decode_lean_does(data: events.Event) -> None:
+    message = _relayed(type(data), {}, body=data.model_dump_json())
+    decoded = consumers.DECODE_BATCH(message)
+    assert not isinstance(decoded, Row)
+    assert _outcome(consumers.DECODE_BATCH, message) == _outcome(consumer.decode_lean, message) \
+        == _outcome(consumer.decode_fast, message)
+
+
+def test_rows_are_refused_for_a_model_they_would_not_validate_as() -> None:
+    from pydantic import field_validator
+
+    class Checked(events.FeedbackFollowUp):
+        @field_validator("unit_id")
+        @classmethod
+        def upper(cls, value: str) -> str:
+            return value.upper()
+
+    with pytest.raises(TypeError, match="validators"):
+        consumer.rows_of(Checked)

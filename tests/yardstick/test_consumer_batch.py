@@ -19,7 +19,7 @@ from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
 from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
-from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, NotFound, decode_fast, processed_table
+from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, NotFound, decode_fast, processed_table, row_decoder
 
 metadata = MetaData()
 processed = processed_table(metadata)
@@ -99,6 +99,13 @@ async def test_a_redelivered_batch_is_applied_once(database: Db) -> None:
     # The per-event path sees what the batch path recorded.
     await consumer(first[0])
     assert await _tallies(database) == {"finance": 6, "transport": 1}
+
+
+def test_a_batch_decoder_that_may_give_rows_needs_a_batch_handler(database: Db) -> None:
+    decode_rows = row_decoder(["feedback.received"])
+    with pytest.raises(ValueError, match="batch_handler"):
+        _consumer(database, decode_batch=decode_rows)
+    assert _consumer(database, decode_batch=decode_rows, batch_handler=FailsOnce()).decode_batch is decode_rows
 
 
 async def test_a_poison_message_is_dead_lettered_alone(database: Db) -> None:

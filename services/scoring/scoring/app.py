@@ -15,7 +15,7 @@ from scoring.pages.settings import PagesSettings
 from scoring.settings import ScoringSettings
 from yardstick.bus import Bus
 from yardstick.city import CityProfile
-from yardstick.events import Envelope
+from yardstick.consumer import Decoded
 from yardstick.runtime import ServiceRuntime
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -29,11 +29,12 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
     table = consumers.handlers(runtime.city)
     changed = asyncio.Event()  # set after each applied batch: the recompute loop's wake-up
 
-    async def applied(_envelope: Envelope) -> None:
+    async def applied(_event: Decoded) -> None:
         changed.set()
 
     runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=table, after_commit=applied,
-                    batch_handler=consumers.batch_handler(runtime.city, table), decode=consumers.DECODE)
+                    batch_handler=consumers.batch_handler(runtime.city, table), decode=consumers.DECODE,
+                    decode_batch=consumers.DECODE_BATCH)
     runtime.add_task("scorecard-recompute", lambda: service.refresher(
         runtime, changed, min_gap_s=settings.recompute_gap_s, poll_s=settings.recompute_poll_s))
 

@@ -18,7 +18,7 @@ from scoring.models import adjustments, assessments, configs, leader_grades, met
 from scoring.settings import ScoringSettings
 from yardstick import db
 from yardstick.bus import DeadLetter, Message
-from yardstick.events import Envelope
+from yardstick.consumer import Decoded
 from yardstick.runtime import ServiceRuntime
 
 BATCH = 5000
@@ -106,7 +106,7 @@ async def replay(runtime: ServiceRuntime, sessions: Any, messages: AsyncIterator
     stream = messages if isinstance(messages, AsyncIterator) else _as_async(messages)
     table = consumers.handlers(runtime.city)
     applied = 0
-    pending: list[Envelope] = []
+    pending: list[Decoded] = []
 
     async def flush() -> None:
         nonlocal applied
@@ -117,7 +117,7 @@ async def replay(runtime: ServiceRuntime, sessions: Any, messages: AsyncIterator
 
     async for message in stream:
         try:
-            pending.append(consumers.DECODE(message))  # as the live consumer decodes
+            pending.append(consumers.DECODE_BATCH(message))  # as the live consumer decodes a poll
         except DeadLetter:
             continue
         if len(pending) >= BATCH:

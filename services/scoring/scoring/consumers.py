@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,14 +12,18 @@ from scoring import repository
 from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
-from yardstick.consumer import EventHandler, NotFound, decode_lean
+from yardstick.consumer import Decoded, EventHandler, NotFound, Row, decode_lean, row_decoder
 from yardstick.events import Envelope
 
 CONSUMER = "scoring"
 TOPICS = [events.FEEDBACK, events.SURVEY, events.TARGETS, events.NOTICES]
-# The consumer's decoder: the relay's messages without validating their envelopes twice
-# (docs/decisions/scoring-method-and-closing.md, replay); anything else as decode_fast reads it.
+# The feedback events apply_events sums: the batch path reads them as rows (their fields, no model built).
+FEEDBACK_TYPES = ("feedback.received", "feedback.follow_up", "feedback.reassigned")
+# The consumer's decoders: one message, the relay's messages without validating their envelopes twice
+# (decision 0009); a poll, the feedback events as rows and the rest as decode_lean makes them (decision
+# 0018). Anything else as decode_fast reads it.
 DECODE = decode_lean
+DECODE_BATCH = row_decoder(FEEDBACK_TYPES)
 
 RatingKey = tuple[str, str, date, int]
 
@@ -66,13 +70,14 @@ class Complaints:
                                         for (y, m, c), n in sorted(self.months.items()))]
 
 
-def moved(complaints: Complaints, data: events.FeedbackReassigned, day: date) -> None:
-    """Move one reassigned item's complaint counts from its old unit to its new one."""
+def moved(complaints: Complaints, data: Mapping[str, Any], day: date) -> None:
+    """Move one reassigned item's complaint counts from its old unit to its new one (`data`: its fields)."""
     # The reassigned event carries no has_text; an item without a level was a text (intake needs one).
-    negative = events.is_negative(data.level, True)
-    complaints.add(unit_id=data.from_unit_id, category_id=data.category_id, day=day, year=data.year,
-                   negative=negative, sign=-1)
-    complaints.add(unit_id=data.unit_id, category_id=data.category_id, day=day, year=data.year, negative=negative)
+    negative = events.is_negative(data.get("level"), True)
+    category, year = data.get("category_id"), data["year"]
+    complaints.add(unit_id=data["from_unit_id"], category_id=category, day=day, year=year, negative=negative,
+                   sign=-1)
+    complaints.add(unit_id=data["unit_id"], category_id=category, day=day, year=year, negative=negative)
 
 
 def handlers(city: CityProfile) -> dict[str, EventHandler]:
@@ -201,16 +206,17 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
     return table
 
 
-async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
+async def apply_events(session: AsyncSession, envelopes: Sequence[Decoded], city: CityProfile,
                        table: dict[str, EventHandler], *, strict: bool = True) -> None:
     """Apply new events, in order, in the caller's transaction: what one event's handler does, for many.
 
     Ratings and the pages' counts of feedback.received and follow-ups are summed in memory and
     written with one upsert per (unit, channel, day), (unit, category, week) and month; the year
-    is bumped once per batch. Every other event goes through its handler. Strict (the live
-    consumer), an event naming an unknown unit raises NotFound, and the consumer applies the
-    batch again one event at a time to dead-letter it alone; a replay skips it instead, as the
-    live consumer's dead-letter topic took it.
+    is bumped once per batch. The feedback events are read by their fields, as rows (the batch
+    path's decoder makes them, decision 0018) or from their models, one code path; every other
+    event goes through its handler. Strict (the live consumer), an event naming an unknown unit
+    raises NotFound, and the consumer applies the batch again one event at a time to dead-letter
+    it alone; a replay skips it instead, as the live consumer's dead-letter topic took it.
     """
     statuses: dict[int, str] = {}
     ratings = Ratings()
@@ -219,100 +225,103 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Envelope], cit
     units = city.unit_ids
     cells, weeks, months = ratings.cells, complaints.cells, complaints.months
     for e in envelopes:
-        data = e.data
-        kind = type(data)
-        if kind is events.FeedbackReceived or kind is events.FeedbackFollowUp:
-            # cast, not isinstance: the models' metaclass is an ABCMeta, whose check cost more than the rest of
-            # the loop (the type is known from `kind`).
-            data = cast(events.FeedbackReceived | events.FeedbackFollowUp, data)
-            if data.unit_id not in units:
+        kind = e.type
+        if kind not in FEEDBACK_TYPES:
+            if kind in table:
+                envelope = _envelope(e)
                 if strict:
-                    raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
-                continue
-            day = data.occurred_at.astimezone(tz).date()
-            if kind is events.FeedbackReceived:
-                data = cast(events.FeedbackReceived, data)
-                # The pages count every item, whatever its year's status; kiosk presses have no category.
-                month = (data.year, day.month, data.channel)
-                months[month] = months.get(month, 0) + 1
-                if data.category_id is not None:
-                    key = (data.unit_id, data.category_id, day - timedelta(days=day.weekday()), data.year)
-                    counts = weeks.get(key)
-                    if counts is None:
-                        counts = weeks[key] = [0, 0]
-                    counts[0] += 1
-                    counts[1] += events.is_negative(data.level, data.has_text)
-                channel = CHANNEL_OF.get(data.channel)
-            else:
-                channel = "online"
-            level = data.level
-            if level is None or channel is None:
-                continue  # complaint analysis only (method step 1)
-            year = data.year
-            status = statuses.get(year)
-            if status is None:
-                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
-            if status == "final":
-                await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
-                continue
-            s = satisfaction(level)
-            cell = cells.get((data.unit_id, channel, day, year))
-            if cell is None:
-                cells[(data.unit_id, channel, day, year)] = [1, s, s * s]
-            else:
-                cell[0] += 1
-                cell[1] += s
-                cell[2] += s * s
-        elif kind is events.FeedbackReassigned:
-            data = cast(events.FeedbackReassigned, data)
-            if data.unit_id not in units:
-                if strict:
-                    raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
-                continue
-            day = data.occurred_at.astimezone(tz).date()
-            moved(complaints, data, day)
-            channel = CHANNEL_OF.get(data.channel)
-            if data.level is None or channel is None:
-                continue
-            year = data.year
-            status = statuses.get(year)
-            if status is None:
-                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
-            if status == "final":
-                await repository.add_late(session, year=year, unit_id=data.unit_id, kind="ratings")
-                continue
-            ratings.add(data.from_unit_id, channel, day, year, data.level, sign=-1)
-            ratings.add(data.unit_id, channel, day, year, data.level)
-        elif e.type in table:
+                    await table[kind](session, envelope)
+                    continue
+                try:
+                    await table[kind](session, envelope)
+                except NotFound:
+                    continue
+            continue
+        # A row's fields, or the model's (a validated model's __dict__ holds every field, defaults included).
+        data = e.data if isinstance(e, Row) else e.data.__dict__
+        unit_id = data["unit_id"]
+        if unit_id not in units:
             if strict:
-                await table[e.type](session, e)
+                raise NotFound(f"unit {unit_id!r} is not in the city profile")
+            continue
+        day = data["occurred_at"].astimezone(tz).date()
+        level = data.get("level")
+        if kind == "feedback.reassigned":
+            moved(complaints, data, day)
+            channel = CHANNEL_OF.get(data["channel"])
+            if level is None or channel is None:
                 continue
-            try:
-                await table[e.type](session, e)
-            except NotFound:
+            year = data["year"]
+            status = statuses.get(year)
+            if status is None:
+                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
+            if status == "final":
+                await repository.add_late(session, year=year, unit_id=unit_id, kind="ratings")
                 continue
+            ratings.add(data["from_unit_id"], channel, day, year, level, sign=-1)
+            ratings.add(unit_id, channel, day, year, level)
+            continue
+        year = data["year"]
+        if kind == "feedback.received":
+            # The pages count every item, whatever its year's status; kiosk presses have no category.
+            month = (year, day.month, data["channel"])
+            months[month] = months.get(month, 0) + 1
+            category = data.get("category_id")
+            if category is not None:
+                key = (unit_id, category, day - timedelta(days=day.weekday()), year)
+                counts = weeks.get(key)
+                if counts is None:
+                    counts = weeks[key] = [0, 0]
+                counts[0] += 1
+                counts[1] += events.is_negative(level, data.get("has_text", False))
+            channel = CHANNEL_OF.get(data["channel"])
+        else:
+            channel = "online"  # a follow-up
+        if level is None or channel is None:
+            continue  # complaint analysis only (method step 1)
+        status = statuses.get(year)
+        if status is None:
+            status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
+        if status == "final":
+            await repository.add_late(session, year=year, unit_id=unit_id, kind="ratings")
+            continue
+        s = satisfaction(level)
+        cell = cells.get((unit_id, channel, day, year))
+        if cell is None:
+            cells[(unit_id, channel, day, year)] = [1, s, s * s]
+        else:
+            cell[0] += 1
+            cell[1] += s
+            cell[2] += s * s
     # One statement for the poll's aggregates (one round trip on PostgreSQL), in the order two instances share.
     await repository.add_all(session, [*repository.rating_upserts(ratings.rows()), *complaints.upserts()])
 
 
-def batch_handler(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
-        [AsyncSession, Sequence[Envelope]], Awaitable[None]]:
-    """The live consumer's batch handler (yardstick.consumer.BatchHandler)."""
+def _envelope(event: Decoded) -> Envelope:
+    """An event the handlers take: the batch decoder gives rows for the feedback types alone."""
+    if isinstance(event, Row):
+        raise TypeError(f"a {event.type} row reached its handler; rows are for {', '.join(FEEDBACK_TYPES)}")
+    return event
 
-    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+
+def batch_handler(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
+        [AsyncSession, Sequence[Decoded]], Awaitable[None]]:
+    """The live consumer's batch handler: envelopes and the feedback events' rows (DECODE_BATCH)."""
+
+    async def handle(session: AsyncSession, envelopes: Sequence[Decoded]) -> None:
         await apply_events(session, envelopes, city, table)
 
     return handle
 
 
-async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope], city: CityProfile,
+async def apply_batch(session: AsyncSession, envelopes: Sequence[Decoded], city: CityProfile,
                       table: dict[str, EventHandler], *, consumer: str = CONSUMER) -> int:
     """Apply many events in one transaction (a replay); returns how many were new.
 
     Event ids are recorded as the live consumer records them (one statement, which also says
     which ones are new), so a replay is idempotent too.
     """
-    unique: dict[str, Envelope] = {}
+    unique: dict[str, Decoded] = {}
     for e in envelopes:
         unique.setdefault(e.id, e)  # the first of each id, in order
     new = await repository.record_new_events(session, consumer, list(unique))
