@@ -19,7 +19,15 @@ from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
 from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
-from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, NotFound, decode_fast, processed_table, row_decoder
+from yardstick.consumer import (
+    OVERLAP_MIN,
+    IdempotentConsumer,
+    NotFound,
+    decode_fast,
+    processed_table,
+    record_new,
+    row_decoder,
+)
 
 metadata = MetaData()
 processed = processed_table(metadata)
@@ -214,6 +222,22 @@ async def test_a_transient_failure_of_a_large_poll_keeps_nothing_and_the_retry_a
     assert await _tallies(database) == {"finance": OVERLAP_MIN} and flaky.calls == 2
     assert await _processed_ids(database) == {f"batch-{n:06d}" for n in range(OVERLAP_MIN)}
     assert await consumer.batch(poll) == dead and flaky.calls == 2  # all seen; the dead letter again
+
+
+async def test_ids_are_recorded_once_whatever_they_hold_and_the_new_ones_said(backend_database: Db) -> None:
+    """record_new sends ids as lines of one text on PostgreSQL (an array when one holds a line break)."""
+    plain = [f"id-{n}" for n in range(300)]
+    odd = ["with\nbreak", "", " spaced ", "comma,id", "e'quote", "back\\slash"]
+    async with db.transaction(backend_database.sessions) as session:
+        assert await record_new(session, processed, "c", plain[:200]) == set(plain[:200])
+    async with db.transaction(backend_database.sessions) as session:
+        assert await record_new(session, processed, "c", plain[100:]) == set(plain[200:])
+        assert await record_new(session, processed, "c", [*plain[250:], *odd[1:]]) == set(odd[1:])
+        assert await record_new(session, processed, "c", odd) == {odd[0]}
+        assert await record_new(session, processed, "other", plain[:2]) == set(plain[:2])
+    async with backend_database.sessions() as session:
+        stored = set((await session.execute(select(processed.c.consumer, processed.c.event_id))).all())
+    assert stored == {("c", i) for i in [*plain, *odd]} | {("other", i) for i in plain[:2]}
 
 
 async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:
