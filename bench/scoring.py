@@ -351,7 +351,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5_000_000)
-    parser.add_argument("--batch", type=int, default=2000, help="messages per poll (the Kafka consumer's 2000)")
+    parser.add_argument("--batch", type=int, default=consumers.POLL_SIZE,
+                        help="messages per poll (scoring's consumer polls up to consumers.POLL_SIZE)")
     parser.add_argument("--reads", type=int, default=1000)
     parser.add_argument("--bare", type=int, default=200_000, help="events for the decode + record baseline")
     parser.add_argument("--per-event", type=int, default=3000, help="events for the per-event consumer baseline")

@@ -91,19 +91,22 @@ class ServiceRuntime:
                 after_commit: Callable[[Envelope | DecodedT], Awaitable[None]] | None = None,
                 batch_handler: Callable[[AsyncSession, Sequence[DecodedT]], Awaitable[None]] | None = None,
                 batched: bool = False, decode: Callable[[Message], Envelope] | None = None,
-                decode_batch: Callable[[Message], DecodedT] | None = None) -> IdempotentConsumer[DecodedT]:
+                decode_batch: Callable[[Message], DecodedT] | None = None,
+                poll_size: int | None = None) -> IdempotentConsumer[DecodedT]:
         """Subscribe `handlers`; batched (or with a batch_handler) the bus hands over a poll at a time.
 
         A batched consumer applies each poll's messages in one transaction (see
         IdempotentConsumer.batch); the handlers stay the per-event fallback. `decode_batch`
-        decodes the polls (it may give rows, yardstick.consumer.row_decoder).
+        decodes the polls (it may give rows, yardstick.consumer.row_decoder); `poll_size` caps a
+        poll (the bus's default when None).
         """
         consumer: IdempotentConsumer[DecodedT] = IdempotentConsumer(
             name=name, sessions=self.sessions, table=self.processed, handlers=handlers, after_commit=after_commit,
             batch_handler=batch_handler, decode=decode, decode_batch=decode_batch)
         self.consumers.append(consumer)
         many = consumer.batch if batched or batch_handler is not None else None
-        self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many))
+        self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many,
+                                        poll_size=poll_size))
         return consumer
 
     async def _relay_token_registry(self) -> None:

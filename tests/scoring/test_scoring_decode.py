@@ -226,6 +226,8 @@ def test_scorings_consumer_decodes_with_the_lean_path_and_its_polls_as_rows(tmp_
     [scoring] = [c for c in app.state.runtime.consumers if c.name == consumers.CONSUMER]
     assert scoring.decode is consumer.decode_lean is consumers.DECODE
     assert scoring.decode_batch is consumers.DECODE_BATCH
+    [subscription] = [s for s in app.state.runtime.bus._subs if s.group == consumers.CONSUMER]
+    assert subscription.poll_size == consumers.POLL_SIZE == 10_000
 
 
 @pytest.mark.parametrize("data", [

@@ -267,7 +267,9 @@ async def test_the_batch_handler_gets_only_new_events_in_order(database: Db) -> 
     assert seen == [["batch-000001", "batch-000002"], ["batch-000003", "batch-000004"]]
 
 
-async def test_the_memory_bus_hands_batches_over_and_dead_letters_what_they_return(database: Db) -> None:
+@pytest.mark.parametrize("poll_size", [None, 4])
+async def test_the_memory_bus_hands_batches_over_and_dead_letters_what_they_return(
+        database: Db, poll_size: int | None) -> None:
     bus = MemoryBus(retry_s=0.01, batch=3)
     consumer = _consumer(database)
     sizes: list[int] = []
@@ -276,7 +278,8 @@ async def test_the_memory_bus_hands_batches_over_and_dead_letters_what_they_retu
         sizes.append(len(messages))
         return await consumer.batch(messages)
 
-    bus.subscribe(Subscription(group="test", topics=[events.FEEDBACK], handler=consumer, batch_handler=handler))
+    bus.subscribe(Subscription(group="test", topics=[events.FEEDBACK], handler=consumer, batch_handler=handler,
+                               poll_size=poll_size))
     await bus.publish([_message(n) for n in range(7)] + [_message(7, "nowhere"), _message(3)])
     await bus.start()
     try:
@@ -286,7 +289,8 @@ async def test_the_memory_bus_hands_batches_over_and_dead_letters_what_they_retu
             await asyncio.sleep(0.01)
     finally:
         await bus.stop()
-    assert bus.lag("test") == 0 and sizes == [3, 3, 3]
+    # The bus's own batch, or the subscription's poll size.
+    assert bus.lag("test") == 0 and sizes == ([3, 3, 3] if poll_size is None else [4, 4, 1])
     assert await _tallies(database) == {"finance": 7}
     assert [decode(m).id for m in bus.logs[dlq_topic(events.FEEDBACK)]] == ["batch-000007"]
 

@@ -21,7 +21,7 @@ from yardstick.bus import DeadLetter, Message
 from yardstick.consumer import Decoded
 from yardstick.runtime import ServiceRuntime
 
-BATCH = 5000
+BATCH = consumers.POLL_SIZE
 # The commission's own inputs are not on any topic: a rebuild takes them from the live database.
 COMMISSION_TABLES = (configs, leader_grades, projects, assessments, adjustments)
 

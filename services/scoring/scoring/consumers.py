@@ -24,6 +24,10 @@ FEEDBACK_TYPES = ("feedback.received", "feedback.follow_up", "feedback.reassigne
 # 0018). Anything else as decode_fast reads it.
 DECODE = decode_lean
 DECODE_BATCH = row_decoder(FEEDBACK_TYPES)
+# Events a poll, at most (the bus's default is 2,000): a poll pays fixed costs (the aggregates' upsert,
+# the commit, the round trips), so a consumer catching up or a replay goes faster in larger ones, and a
+# live stream's polls hold what arrived since the last one anyway (decision 0018).
+POLL_SIZE = 10_000
 
 RatingKey = tuple[str, str, date, int]
 

@@ -48,6 +48,8 @@ class Subscription:
     broadcast: bool = False
     # When set the bus hands over messages in batches (retrying a transient failure of the whole batch).
     batch_handler: BatchHandler | None = None
+    # At most this many messages a poll (a batch handler's call); the bus's own default when None.
+    poll_size: int | None = None
 
 
 def dlq_topic(topic: str) -> str:

@@ -22,6 +22,8 @@ from yardstick.observability import CONSUMER_LAG, DEAD_LETTERED, PUBLISHED
 from yardstick.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+# Messages a poll handed to a batch handler, unless its subscription says otherwise (Subscription.poll_size).
+POLL_SIZE = 2000
 _PARTITIONER = DefaultPartitioner()
 
 
@@ -98,7 +100,8 @@ class _ConsumerRunner:
             else:
                 consumer.subscribe([self.bus.physical(t) for t in sub.topics], listener=_Rebalance(self))
             while True:
-                batch = await consumer.getmany(timeout_ms=500, max_records=2000 if sub.batch_handler else 500)
+                batch = await consumer.getmany(timeout_ms=500, max_records=sub.poll_size or (
+                    POLL_SIZE if sub.batch_handler else 500))
                 async with self.lock:
                     polled = [(tp, [Message(
                         topic=self.bus.logical(record.topic), key=record.key, value=record.value,

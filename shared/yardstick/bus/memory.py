@@ -86,7 +86,7 @@ class MemoryBus:
             if sub.batch_handler is not None:
                 for topic in sub.topics:
                     offset = self._offsets[(sub.group, topic)]
-                    chunk = self.logs[topic][offset:offset + self.batch]
+                    chunk = self.logs[topic][offset:offset + (sub.poll_size or self.batch)]
                     if chunk:
                         await self._deliver_batch(sub, chunk)
                         self._offsets[(sub.group, topic)] = offset + len(chunk)
