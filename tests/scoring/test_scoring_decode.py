@@ -165,7 +165,8 @@ def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does
         feedback_id="f", unit_id="finance", channel="window", occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
         year=2026, level=4).model_dump_json())
     names = [k for k, _ in good.headers]
-    how = data.draw(st.sampled_from(["header value", "no header", "null header", "extra header", "body", "key"]))
+    how = data.draw(st.sampled_from(["header value", "no header", "null header", "extra header", "order", "body",
+                                     "key"]))
     if how == "header value":
         name = data.draw(st.sampled_from(names))
         value = data.draw(st.binary(max_size=70) | st.sampled_from(
@@ -182,6 +183,8 @@ def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does
     elif how == "extra header":
         extra = data.draw(st.sampled_from(["ce_traceparent", "ce_dataschema", "traceparent", "ce_id"]))
         message = replace(good, headers=(*good.headers, (extra, data.draw(st.binary(min_size=1, max_size=10)))))
+    elif how == "order":  # the same headers in another order: the same event, through decode_fast
+        message = replace(good, headers=tuple(data.draw(st.permutations(good.headers))))
     elif how == "body":
         message = replace(good, value=data.draw(st.binary(max_size=40) | _json.map(lambda v: json.dumps(v).encode())))
     else:
