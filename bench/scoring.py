@@ -209,7 +209,8 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
 
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=runtime.sessions, table=runtime.processed,
                               handlers=table, batch_handler=consumers.batch_handler(city, table),
-                              decode=consumers.DECODE, decode_batch=consumers.DECODE_BATCH)
+                              decode=consumers.DECODE, decode_batch=consumers.DECODE_BATCH,
+                              prepare=consumers.preparer(city, table))
     feed = Feed(city, seed=5, new_id=new_id)
     machine = MachineCpu()
     busy, cpu, done, step, wall = 0.0, 0.0, 0, max(total // 20, batch), time.perf_counter()

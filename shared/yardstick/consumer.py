@@ -48,13 +48,24 @@ class Row(NamedTuple):
 # What a batch path's decoder gives: an envelope, or a row for the types its handler reads as rows.
 Decoded = Envelope | Row
 DecodedT = TypeVar("DecodedT", bound=Decoded)
+# What a batch handler's work on a poll's events comes to, prepared away from the event loop (IdempotentConsumer's
+# `prepare`): called in a transaction with the new ones among those events (all of them, or a few fewer when
+# some were applied before), it does what the batch handler would do with them.
+PreparedBatch = Callable[[AsyncSession, Sequence[DecodedT]], Awaitable[None]]
 # Applies several new events at once, in order, in the caller's transaction (raise NotFound as one would).
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 # From this many messages a poll is decoded in a worker thread while its ids are recorded: below it,
 # handing the work to a thread costs more than the overlap saves.
 OVERLAP_MIN = 64
 # A decoded poll: (dead letters with their reasons, envelopes in order without a repeated id, each id's message).
-_Polled = tuple[list[tuple[Message, str]], list[DecodedT], dict[str, Message]]
+class _Polled(NamedTuple, Generic[DecodedT]):
+    """A decoded poll: dead letters with their reasons, events in order without a repeated id, each id's
+    message, and what `prepare` made of the events (or the exception it raised; None without prepare)."""
+
+    dead: list[tuple[Message, str]]
+    events: list[DecodedT]
+    origin: dict[str, Message]
+    prepared: PreparedBatch[DecodedT] | Exception | None
 
 
 class NotFound(Exception):
@@ -125,12 +136,14 @@ class IdempotentConsumer(Generic[DecodedT]):
                  after_commit: Callable[[Envelope | DecodedT], Awaitable[None]] | None = None,
                  batch_handler: Callable[[AsyncSession, Sequence[DecodedT]], Awaitable[None]] | None = None,
                  decode: Callable[[Message], Envelope] | None = None,
-                 decode_batch: Callable[[Message], DecodedT] | None = None) -> None:
+                 decode_batch: Callable[[Message], DecodedT] | None = None,
+                 prepare: Callable[[Sequence[DecodedT]], PreparedBatch[DecodedT]] | None = None) -> None:
         self.name = name
         # How messages become envelopes (raises DeadLetter); decode_fast unless the consumer says otherwise.
         self.decode = decode or decode_fast
-        if decode_batch is not None and batch_handler is None:
-            raise ValueError("decode_batch needs a batch_handler: the per-event handlers take envelopes, not rows")
+        if (decode_batch is not None or prepare is not None) and batch_handler is None:
+            raise ValueError("decode_batch and prepare need a batch_handler: the per-event handlers take "
+                             "envelopes, one at a time")
         self.decode_batch: Callable[[Message], DecodedT] = decode_batch or cast(
             Callable[[Message], DecodedT], self.decode)
         self.sessions = sessions
@@ -138,6 +151,9 @@ class IdempotentConsumer(Generic[DecodedT]):
         self.handlers = dict(handlers)
         self.after_commit = after_commit
         self.batch_handler = batch_handler
+        # Run on a large poll's events in the decoding thread; what it makes applies the new ones in place of
+        # the batch handler (which takes them when `prepare` raised and some were applied before).
+        self.prepare = prepare
         self.applied = 0
         self.skipped = 0
 
@@ -204,12 +220,12 @@ class IdempotentConsumer(Generic[DecodedT]):
         if early:
             decoding = asyncio.ensure_future(asyncio.to_thread(self._decode_poll, messages))
         else:
-            polled = self._decode_poll(messages)
-            if not polled[1]:
-                return polled[0]
+            polled = self._decode_poll(messages, prepare=False)
+            if not polled.events:
+                return polled.dead
         try:
             if decoding is None:
-                fresh = await self._apply_together(polled[1])
+                fresh = await self._apply_together(polled.events)
             else:
                 fresh, polled = await self._apply_overlapped(early, decoding)
         except Exception as exc:
@@ -220,7 +236,7 @@ class IdempotentConsumer(Generic[DecodedT]):
                     with contextlib.suppress(Exception):
                         await decoding
                 raise
-            dead, envelopes, origin = polled if decoding is None else await decoding
+            dead, envelopes, origin, _ = polled if decoding is None else await decoding
             log.warning("batch failed; applying its events one by one",
                         extra={"consumer": self.name, "events": len(envelopes), "error": repr(exc)[:500]})
             for decoded in envelopes:
@@ -240,10 +256,10 @@ class IdempotentConsumer(Generic[DecodedT]):
         if self.after_commit is not None:
             for event in fresh:
                 await self.after_commit(event)
-        return polled[0]
+        return polled.dead
 
-    def _decode_poll(self, messages: Sequence[Message]) -> _Polled[DecodedT]:
-        """(dead letters, envelopes in order without a repeated id, the message of each id): no I/O."""
+    def _decode_poll(self, messages: Sequence[Message], *, prepare: bool = True) -> _Polled[DecodedT]:
+        """The poll decoded (and prepared, when the consumer has `prepare` and `prepare` is true): no I/O."""
         dead: list[tuple[Message, str]] = []
         envelopes: list[DecodedT] = []
         origin: dict[str, Message] = {}
@@ -259,7 +275,13 @@ class IdempotentConsumer(Generic[DecodedT]):
                 continue
             origin[envelope.id] = message
             envelopes.append(envelope)
-        return dead, envelopes, origin
+        prepared: PreparedBatch[DecodedT] | Exception | None = None
+        if prepare and self.prepare is not None and envelopes:
+            try:
+                prepared = self.prepare(envelopes)
+            except Exception as exc:  # raised when it is applied, as the batch handler would raise it
+                prepared = exc
+        return _Polled(dead, envelopes, origin, prepared)
 
     @staticmethod
     def _header_ids(messages: Sequence[Message]) -> list[str]:
@@ -281,7 +303,7 @@ class IdempotentConsumer(Generic[DecodedT]):
                 new = await record_new(session, self.table, self.name, early)
             finally:
                 polled = await decoding  # never leave the thread's work behind, whatever happened
-            _, envelopes, origin = polled
+            envelopes, origin = polled.events, polled.origin
             recorded = set(early)
             # An envelope whose id was not in its headers (a structured-mode message) is recorded now...
             late = [e.id for e in envelopes if e.id not in recorded]
@@ -294,7 +316,7 @@ class IdempotentConsumer(Generic[DecodedT]):
             if wrong:
                 await forget(session, self.table, self.name, sorted(wrong))
                 new -= wrong
-            fresh = await self._apply_new(session, envelopes, new)
+            fresh = await self._apply_new(session, envelopes, new, polled.prepared)
         self._count(envelopes, new, fresh)
         return fresh, polled
 
@@ -305,9 +327,15 @@ class IdempotentConsumer(Generic[DecodedT]):
         self._count(envelopes, new, fresh)
         return fresh
 
-    async def _apply_new(self, session: AsyncSession, envelopes: Sequence[DecodedT], new: set[str]) -> list[DecodedT]:
+    async def _apply_new(self, session: AsyncSession, envelopes: Sequence[DecodedT], new: set[str],
+                         prepared: PreparedBatch[DecodedT] | Exception | None = None) -> list[DecodedT]:
         fresh = [e for e in envelopes if e.id in new]
-        if self.batch_handler is not None and fresh:
+        if isinstance(prepared, Exception) and len(fresh) == len(envelopes):
+            raise prepared  # what the batch handler would have raised on these events
+        if prepared is not None and not isinstance(prepared, Exception):
+            if fresh:
+                await prepared(session, fresh)
+        elif self.batch_handler is not None and fresh:
             await self.batch_handler(session, fresh)
         else:
             for envelope in fresh:

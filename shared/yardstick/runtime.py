@@ -23,7 +23,7 @@ from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Message, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import DecodedT, EventHandler, IdempotentConsumer, is_transient, processed_table
+from yardstick.consumer import DecodedT, EventHandler, IdempotentConsumer, PreparedBatch, is_transient, processed_table
 from yardstick.events import Envelope, Prepared
 from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
@@ -92,17 +92,19 @@ class ServiceRuntime:
                 batch_handler: Callable[[AsyncSession, Sequence[DecodedT]], Awaitable[None]] | None = None,
                 batched: bool = False, decode: Callable[[Message], Envelope] | None = None,
                 decode_batch: Callable[[Message], DecodedT] | None = None,
+                prepare: Callable[[Sequence[DecodedT]], PreparedBatch[DecodedT]] | None = None,
                 poll_size: int | None = None) -> IdempotentConsumer[DecodedT]:
         """Subscribe `handlers`; batched (or with a batch_handler) the bus hands over a poll at a time.
 
         A batched consumer applies each poll's messages in one transaction (see
         IdempotentConsumer.batch); the handlers stay the per-event fallback. `decode_batch`
-        decodes the polls (it may give rows, yardstick.consumer.row_decoder); `poll_size` caps a
-        poll (the bus's default when None).
+        decodes the polls (it may give rows, yardstick.consumer.row_decoder); `prepare` does a large
+        poll's batch work in the decoding thread (IdempotentConsumer); `poll_size` caps a poll (the
+        bus's default when None).
         """
         consumer: IdempotentConsumer[DecodedT] = IdempotentConsumer(
             name=name, sessions=self.sessions, table=self.processed, handlers=handlers, after_commit=after_commit,
-            batch_handler=batch_handler, decode=decode, decode_batch=decode_batch)
+            batch_handler=batch_handler, decode=decode, decode_batch=decode_batch, prepare=prepare)
         self.consumers.append(consumer)
         many = consumer.batch if batched or batch_handler is not None else None
         self.bus.subscribe(Subscription(group=name, topics=topics, handler=consumer, batch_handler=many,

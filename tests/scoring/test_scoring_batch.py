@@ -6,6 +6,7 @@ different statements: executemany against one upsert of unnest arrays, built onc
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,8 +27,8 @@ from scoring.models import channel_days, channel_years, complaint_weeks, feedbac
 from yardstick import db, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode_stored
-from yardstick.city import CityProfile
-from yardstick.consumer import IdempotentConsumer, Row, decode_fast
+from yardstick.city import CityProfile, default_city_path, load_city
+from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, Row, decode_fast
 
 AGGREGATES: tuple[Table, ...] = (channel_days, channel_years, complaint_weeks, feedback_months)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
@@ -91,8 +94,9 @@ async def clear(sessions: async_sessionmaker[AsyncSession]) -> None:
             await session.execute(delete(t))
 
 
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared in the decoding thread", "batch handler"])
 async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each_event_once(
-        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile, prepared: bool) -> None:
     log = stream(city, 600, seed=5)
     messages = [_relayed(d, getattr(d, "unit_id", "k"), i) for i, d in enumerate(log)]
     broken = replace(messages[7], value=messages[7].value.replace(b'"year":2026', b'"year":"next"'), headers=tuple(
@@ -109,23 +113,28 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
 
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=sessions, table=processed_events, handlers=table,
                               batch_handler=consumers.batch_handler(city, table), decode=consumers.DECODE,
-                              decode_batch=consumers.DECODE_BATCH)
+                              decode_batch=consumers.DECODE_BATCH,
+                              prepare=consumers.preparer(city, table) if prepared else None)
     # A well-formed event for a unit the city does not have: its poll fails in the batch handler and is
     # applied again one event at a time, the rows decoded again into envelopes for the per-event handlers.
     nowhere = _relayed(events.FeedbackReceived(feedback_id="x", unit_id="nowhere", channel="web", level=3,
                                                occurred_at=START, year=2026), "nowhere", 99_999)
     assert isinstance(consumers.DECODE_BATCH(nowhere), Row)
-    polls = [messages[i:i + 90] for i in range(0, len(messages), 90)]
+    polls = [messages[i:i + 100] for i in range(0, 600, 100)]
+    polls[-1] += messages[600:]  # the moved items' events make the stream longer than 600
     polls[1] = [*polls[1][:40], broken, *polls[1][40:], *polls[1][:5]]  # a poison message; events twice in a poll
     polls[2] = [*polls[2][:30], nowhere, *polls[2][30:]]
     polls.insert(3, polls[0] + polls[2][:10])  # whole polls again, after they committed
+    # Polls partly applied before (in the thread, a summary taken away from): 40 events of one, then 50 of the next.
+    polls.insert(5, polls[4][60:] + polls[5][:50])
+    assert all(len(p) >= OVERLAP_MIN for p in polls)  # decoded (and prepared) in the thread
     dead: list[tuple[Message, str]] = []
     for poll in polls:
         dead += await live.batch(poll)
     # Dead-lettered alone, each with the per-event path's reason.
     assert dead == [(broken, str(letter.value)),
                     (nowhere, "feedback.received ev-99999: unit 'nowhere' is not in the city profile")]
-    assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]))
+    assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]) + 40 + 50)
     by_poll = await snapshot(sessions)
     assert by_poll == by_event
 
@@ -142,3 +151,32 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
     stored = Counter({(unit, channel): n for unit, channel, _year, n, _s, _s2 in by_poll["channel_years"]})
     assert +stored == +expected and sum(expected.values()) > 300
     assert any(isinstance(d, events.FeedbackReassigned) and d.level is not None for d in log)
+
+
+@functools.cache
+def _city() -> CityProfile:
+    return load_city(default_city_path())
+
+
+def _summed(summary: consumers.Summary) -> tuple[Any, ...]:
+    return (summary.ratings.cells, summary.complaints.cells, summary.complaints.months, summary.late,
+            [id(e) for e in summary.others])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0, 1), st.sampled_from(["models", "rows"]))
+def test_a_summary_less_some_of_its_events_is_the_summary_of_the_others(seed: int, share: float, form: str) -> None:
+    """What the consumer's thread prepared, less the events applied before, is what the new ones alone make."""
+    city = _city()
+    log = stream(city, 120, seed)
+    survey = events.SurveyDefined(survey_id="s", year=2026, title="t", strata=[events.Stratum(id="a", population=9)])
+    made = [*log[:50], survey, *log[50:]]
+    messages = [_relayed(d, getattr(d, "unit_id", "k"), i) for i, d in enumerate(made)]
+    decoded = [consumers.DECODE_BATCH(m) if form == "rows" else decode_fast(m) for m in messages]
+    rng = random.Random(seed)
+    stale = {i for i in range(len(decoded)) if rng.random() < share}
+    table = consumers.handlers(city)
+    summary = consumers.summarise(decoded, city, table)
+    summary.subtract(consumers.summarise([e for i, e in enumerate(decoded) if i in stale], city, table))
+    assert _summed(summary) == _summed(consumers.summarise([e for i, e in enumerate(decoded) if i not in stale],
+                                                           city, table))

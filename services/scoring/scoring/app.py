@@ -34,7 +34,8 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
 
     runtime.consume(name=consumers.CONSUMER, topics=consumers.TOPICS, handlers=table, after_commit=applied,
                     batch_handler=consumers.batch_handler(runtime.city, table), decode=consumers.DECODE,
-                    decode_batch=consumers.DECODE_BATCH, poll_size=consumers.POLL_SIZE)
+                    decode_batch=consumers.DECODE_BATCH, prepare=consumers.preparer(runtime.city, table),
+                    poll_size=consumers.POLL_SIZE)
     runtime.add_task("scorecard-recompute", lambda: service.refresher(
         runtime, changed, min_gap_s=settings.recompute_gap_s, poll_s=settings.recompute_poll_s))
 

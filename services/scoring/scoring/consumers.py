@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from scoring import repository
 from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
-from yardstick.consumer import Decoded, EventHandler, NotFound, Row, decode_lean, row_decoder
+from yardstick.consumer import Decoded, EventHandler, NotFound, PreparedBatch, Row, decode_lean, row_decoder
 from yardstick.events import Envelope
 
 CONSUMER = "scoring"
@@ -33,26 +33,34 @@ RatingKey = tuple[str, str, date, int]
 
 
 class Ratings:
-    """Rating deltas per (unit, channel, day, year), summed in memory before one upsert."""
+    """Rating deltas per (unit, channel, day, year), summed in memory before one upsert.
+
+    A cell is [n, sum_s, sum_s2, events]: the last counts the events that touched it (unsigned), so
+    taking some events away again (Summary.subtract) drops a cell exactly when none of those left did.
+    """
 
     def __init__(self) -> None:
         self.cells: dict[RatingKey, list[float]] = {}
 
     def add(self, unit_id: str, channel: str, day: date, year: int, level: int, sign: int = 1) -> None:
         s = satisfaction(level)
-        cell = self.cells.setdefault((unit_id, channel, day, year), [0, 0.0, 0.0])
+        cell = self.cells.setdefault((unit_id, channel, day, year), [0, 0.0, 0.0, 0])
         cell[0] += sign
         cell[1] += sign * s
         cell[2] += sign * s * s
+        cell[3] += 1
 
     def rows(self) -> list[dict[str, Any]]:
         # Sorted: two instances' upserts lock rows in the same order (no deadlock between them).
         return [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-                for (u, c, d, y), (n, s, s2) in sorted(self.cells.items())]
+                for (u, c, d, y), (n, s, s2, _) in sorted(self.cells.items())]
 
 
 class Complaints:
-    """Complaint-cell and month deltas summed in memory before one upsert each (the pages' read model)."""
+    """Complaint-cell and month deltas summed in memory before one upsert each (the pages' read model).
+
+    A complaint cell is [total, negative, events], as a rating cell counts its events.
+    """
 
     def __init__(self) -> None:
         self.cells: dict[tuple[str, str, date, int], list[int]] = {}
@@ -62,14 +70,15 @@ class Complaints:
             sign: int = 1) -> None:
         if category_id is None:
             return  # kiosk presses have no category and never enter complaint cells
-        cell = self.cells.setdefault((unit_id, category_id, day - timedelta(days=day.weekday()), year), [0, 0])
+        cell = self.cells.setdefault((unit_id, category_id, day - timedelta(days=day.weekday()), year), [0, 0, 0])
         cell[0] += sign
         cell[1] += sign * int(negative)
+        cell[2] += 1
 
     def upserts(self) -> list[repository.Upsert]:
         return [repository.complaint_upsert(
                     {"unit_id": u, "category_id": k, "week": w, "year": y, "total": t, "negative": n}
-                    for (u, k, w, y), (t, n) in sorted(self.cells.items())),
+                    for (u, k, w, y), (t, n, _) in sorted(self.cells.items())),
                 repository.month_upsert({"year": y, "month": m, "channel": c, "n": n}
                                         for (y, m, c), n in sorted(self.months.items()))]
 
@@ -215,31 +224,100 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Decoded], city
     """Apply new events, in order, in the caller's transaction: what one event's handler does, for many.
 
     Ratings and the pages' counts of feedback.received and follow-ups are summed in memory and
-    written with one upsert per (unit, channel, day), (unit, category, week) and month; the year
-    is bumped once per batch. The feedback events are read by their fields, as rows (the batch
-    path's decoder makes them, decision 0018) or from their models, one code path; every other
-    event goes through its handler. Strict (the live consumer), an event naming an unknown unit
-    raises NotFound, and the consumer applies the batch again one event at a time to dead-letter
-    it alone; a replay skips it instead, as the live consumer's dead-letter topic took it.
+    written with one upsert per (unit, channel, day), (unit, category, week) and month; each year
+    is bumped once. The feedback events are read by their fields, as rows (the batch path's
+    decoder makes them, decision 0018) or from their models, one code path; every other event
+    goes through its handler. Strict (the live consumer), an event naming an unknown unit raises
+    NotFound, and the consumer applies the batch again one event at a time to dead-letter it
+    alone; a replay skips it instead, as the live consumer's dead-letter topic took it.
     """
-    statuses: dict[int, str] = {}
-    ratings = Ratings()
-    complaints = Complaints()
+    await summarise(envelopes, city, table, strict=strict).write(session, table, strict=strict)
+
+
+class Summary:
+    """What a run of events does to the read model, summed without I/O (`summarise`); `write` applies it.
+
+    Rating cells and the late count of each (year, unit) are kept apart per year: whether a year is
+    final is the database's to say, when writing (a final year's ratings count as late instead).
+    """
+
+    def __init__(self) -> None:
+        self.ratings = Ratings()
+        self.complaints = Complaints()
+        # year -> unit -> rating events (what counts as late if the year turns out final), years in order.
+        self.late: dict[int, dict[str, int]] = {}
+        self.others: list[Decoded] = []  # events for their handlers, in order
+
+    def subtract(self, other: Summary) -> None:
+        """Take away what `other`, a summary of some of the same events, holds: as if they had not been summed.
+
+        Exact: the sums are of quarters and sixteenths (satisfaction), which floats hold exactly, and a
+        cell, month or late count goes when no event is left in it.
+        """
+        pairs: list[tuple[dict[Any, list[Any]], dict[Any, list[Any]]]] = [
+            (self.ratings.cells, other.ratings.cells), (self.complaints.cells, other.complaints.cells)]
+        for mine, theirs in pairs:
+            for key, values in theirs.items():
+                cell = mine[key]
+                for i, v in enumerate(values):
+                    cell[i] -= v
+                if not cell[-1]:
+                    del mine[key]
+        months = self.complaints.months
+        for month, n in other.complaints.months.items():
+            months[month] -= n
+            if not months[month]:
+                del months[month]
+        for year, units in other.late.items():
+            mine_by_unit = self.late[year]
+            for unit_id, n in units.items():
+                mine_by_unit[unit_id] -= n
+                if not mine_by_unit[unit_id]:
+                    del mine_by_unit[unit_id]
+            if not mine_by_unit:
+                del self.late[year]
+        gone = {id(e) for e in other.others}
+        self.others = [e for e in self.others if id(e) not in gone]
+
+    async def write(self, session: AsyncSession, table: Mapping[str, EventHandler], *, strict: bool = True) -> None:
+        final = set()
+        for year, units in self.late.items():
+            if await repository.touch_year(session, year, ratings_only=True) == "final":
+                final.add(year)
+                for unit_id, n in units.items():
+                    await repository.add_late(session, year=year, unit_id=unit_id, kind="ratings", n=n)
+        for e in self.others:
+            envelope = _envelope(e)
+            if strict:
+                await table[e.type](session, envelope)
+                continue
+            try:
+                await table[e.type](session, envelope)
+            except NotFound:
+                continue
+        cells = self.ratings.cells
+        if final:
+            self.ratings.cells = {k: v for k, v in cells.items() if k[3] not in final}
+        # One statement for the aggregates (one round trip on PostgreSQL), in the order two instances share.
+        await repository.add_all(session, [*repository.rating_upserts(self.ratings.rows()),
+                                           *self.complaints.upserts()])
+
+
+def summarise(envelopes: Sequence[Decoded], city: CityProfile, handled: Container[str], *,
+              strict: bool = True) -> Summary:
+    """The events' Summary: the feedback events summed, the others of a type in `handled` kept for their
+    handlers. No I/O: the consumer runs it in its decoding thread (decision 0018). Strict, an event naming a
+    unit the city does not have raises NotFound; else it is skipped."""
+    summary = Summary()
     tz = city.timezone
     units = city.unit_ids
-    cells, weeks, months = ratings.cells, complaints.cells, complaints.months
+    cells, weeks, months = summary.ratings.cells, summary.complaints.cells, summary.complaints.months
+    late, others = summary.late, summary.others
     for e in envelopes:
         kind = e.type
         if kind not in FEEDBACK_TYPES:
-            if kind in table:
-                envelope = _envelope(e)
-                if strict:
-                    await table[kind](session, envelope)
-                    continue
-                try:
-                    await table[kind](session, envelope)
-                except NotFound:
-                    continue
+            if kind in handled:
+                others.append(e)
             continue
         # A row's fields, or the model's (a validated model's __dict__ holds every field, defaults included).
         data = e.data if isinstance(e, Row) else e.data.__dict__
@@ -250,55 +328,47 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Decoded], city
             continue
         day = data["occurred_at"].astimezone(tz).date()
         level = data.get("level")
+        year = data["year"]
         if kind == "feedback.reassigned":
-            moved(complaints, data, day)
+            moved(summary.complaints, data, day)
             channel = CHANNEL_OF.get(data["channel"])
             if level is None or channel is None:
                 continue
-            year = data["year"]
-            status = statuses.get(year)
-            if status is None:
-                status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
-            if status == "final":
-                await repository.add_late(session, year=year, unit_id=unit_id, kind="ratings")
-                continue
-            ratings.add(data["from_unit_id"], channel, day, year, level, sign=-1)
-            ratings.add(unit_id, channel, day, year, level)
-            continue
-        year = data["year"]
-        if kind == "feedback.received":
-            # The pages count every item, whatever its year's status; kiosk presses have no category.
-            month = (year, day.month, data["channel"])
-            months[month] = months.get(month, 0) + 1
-            category = data.get("category_id")
-            if category is not None:
-                key = (unit_id, category, day - timedelta(days=day.weekday()), year)
-                counts = weeks.get(key)
-                if counts is None:
-                    counts = weeks[key] = [0, 0]
-                counts[0] += 1
-                counts[1] += events.is_negative(level, data.get("has_text", False))
-            channel = CHANNEL_OF.get(data["channel"])
+            summary.ratings.add(data["from_unit_id"], channel, day, year, level, sign=-1)
+            summary.ratings.add(unit_id, channel, day, year, level)
         else:
-            channel = "online"  # a follow-up
-        if level is None or channel is None:
-            continue  # complaint analysis only (method step 1)
-        status = statuses.get(year)
-        if status is None:
-            status = statuses[year] = await repository.touch_year(session, year, ratings_only=True)
-        if status == "final":
-            await repository.add_late(session, year=year, unit_id=unit_id, kind="ratings")
-            continue
-        s = satisfaction(level)
-        cell = cells.get((unit_id, channel, day, year))
-        if cell is None:
-            cells[(unit_id, channel, day, year)] = [1, s, s * s]
-        else:
-            cell[0] += 1
-            cell[1] += s
-            cell[2] += s * s
-    # One statement for the poll's aggregates (one round trip on PostgreSQL), in the order two instances share.
-    await repository.add_all(session, [*repository.rating_upserts(ratings.rows()), *complaints.upserts()])
+            if kind == "feedback.received":
+                # The pages count every item, whatever its year's status; kiosk presses have no category.
+                month = (year, day.month, data["channel"])
+                months[month] = months.get(month, 0) + 1
+                category = data.get("category_id")
+                if category is not None:
+                    key = (unit_id, category, day - timedelta(days=day.weekday()), year)
+                    counts = weeks.get(key)
+                    if counts is None:
+                        counts = weeks[key] = [0, 0, 0]
+                    counts[0] += 1
+                    counts[1] += events.is_negative(level, data.get("has_text", False))
+                    counts[2] += 1
+                channel = CHANNEL_OF.get(data["channel"])
+            else:
+                channel = "online"  # a follow-up
+            if level is None or channel is None:
+                continue  # complaint analysis only (method step 1)
+            s = satisfaction(level)
+            cell = cells.get((unit_id, channel, day, year))
+            if cell is None:
+                cells[(unit_id, channel, day, year)] = [1, s, s * s, 1]
+            else:
+                cell[0] += 1
+                cell[1] += s
+                cell[2] += s * s
+                cell[3] += 1
+        by_unit = late.get(year)
+        if by_unit is None:
+            by_unit = late[year] = {}
+        by_unit[unit_id] = by_unit.get(unit_id, 0) + 1
+    return summary
 
 
 def _envelope(event: Decoded) -> Envelope:
@@ -316,6 +386,30 @@ def batch_handler(city: CityProfile, table: dict[str, EventHandler]) -> Callable
         await apply_events(session, envelopes, city, table)
 
     return handle
+
+
+def preparer(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
+        [Sequence[Decoded]], PreparedBatch[Decoded]]:
+    """The live consumer's `prepare`: a poll's Summary made in the decoding thread, written by the batch path.
+
+    What it returns does what batch_handler does with the new ones among the same events: the
+    events applied before (a redelivery) are summed again on their own, a few, and taken away.
+    NotFound raised here the consumer raises when every event is new (else its batch handler runs).
+    """
+
+    def prepare(envelopes: Sequence[Decoded]) -> PreparedBatch[Decoded]:
+        summary = summarise(envelopes, city, table)
+
+        async def write(session: AsyncSession, fresh: Sequence[Decoded]) -> None:
+            if len(fresh) < len(envelopes):
+                new = {id(e) for e in fresh}
+                # Applied before, so in the city then: not strict, a unit gone since is skipped as it was summed.
+                summary.subtract(summarise([e for e in envelopes if id(e) not in new], city, table, strict=False))
+            await summary.write(session, table)
+
+        return write
+
+    return prepare
 
 
 async def apply_batch(session: AsyncSession, envelopes: Sequence[Decoded], city: CityProfile,
