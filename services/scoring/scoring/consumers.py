@@ -30,6 +30,8 @@ DECODE_BATCH = row_decoder(FEEDBACK_TYPES)
 POLL_SIZE = 10_000
 
 RatingKey = tuple[str, str, date, int]
+# Each level's satisfaction (method step 1), looked up in the summing loop instead of computed.
+SATISFACTION = {level: satisfaction(level) for level in range(1, 6)}
 
 
 class Ratings:
@@ -313,6 +315,7 @@ def summarise(envelopes: Sequence[Decoded], city: CityProfile, handled: Containe
     units = city.unit_ids
     cells, weeks, months = summary.ratings.cells, summary.complaints.cells, summary.complaints.months
     late, others = summary.late, summary.others
+    mondays: dict[date, date] = {}  # each day's week (a poll's events fall on a few days)
     for e in envelopes:
         kind = e.type
         if kind not in FEEDBACK_TYPES:
@@ -339,23 +342,27 @@ def summarise(envelopes: Sequence[Decoded], city: CityProfile, handled: Containe
         else:
             if kind == "feedback.received":
                 # The pages count every item, whatever its year's status; kiosk presses have no category.
-                month = (year, day.month, data["channel"])
+                sent = data["channel"]
+                month = (year, day.month, sent)
                 months[month] = months.get(month, 0) + 1
                 category = data.get("category_id")
                 if category is not None:
-                    key = (unit_id, category, day - timedelta(days=day.weekday()), year)
+                    monday = mondays.get(day)
+                    if monday is None:
+                        monday = mondays[day] = day - timedelta(days=day.weekday())
+                    key = (unit_id, category, monday, year)
                     counts = weeks.get(key)
                     if counts is None:
                         counts = weeks[key] = [0, 0, 0]
                     counts[0] += 1
                     counts[1] += events.is_negative(level, data.get("has_text", False))
                     counts[2] += 1
-                channel = CHANNEL_OF.get(data["channel"])
+                channel = CHANNEL_OF.get(sent)
             else:
                 channel = "online"  # a follow-up
             if level is None or channel is None:
                 continue  # complaint analysis only (method step 1)
-            s = satisfaction(level)
+            s = SATISFACTION[level]
             cell = cells.get((unit_id, channel, day, year))
             if cell is None:
                 cells[(unit_id, channel, day, year)] = [1, s, s * s, 1]
