@@ -1,13 +1,14 @@
 """Benchmark of scoring: replay feedback events through the live consumer's batch path, then time reads.
 
 For each backend (SQLite in a scratch folder, PostgreSQL in a scratch database on the shared
-server): the bare cost first (decoding the wire messages: the SDK's path, decode_fast and the
-batch consumer's decode_lean; and, as a reference that stays the same from one version of scoring
+server): the bare cost first (decoding the wire messages: the SDK's path, decode_fast, decode_lean and
+the batch consumer's rows; and, as a reference that stays the same from one version of scoring
 to the next, decode_fast plus recording the ids with no read model), the live path before batching
 on a sample (the SDK's decode and one transaction per event, into a read model emptied
 afterwards), then the replay of --events feedback events (kiosk presses, web and mobile items
 with a category, follow-ups, a few reassignments and redelivered duplicates) in polls of --batch messages through
-IdempotentConsumer.batch, as the Kafka consumer hands them over; then, with the read model full
+IdempotentConsumer.batch, as the Kafka consumer hands them over (feedback events as rows, a poll
+summed in the decoding thread while its ids are recorded: decision 0018); then, with the read model full
 and the recompute loop running as in the service, one unit's scorecard and a group's ranking
 read --reads times each while events keep arriving, and one recompute of the whole year; then
 the freshness of the stored scorecards under a steady stream (--fresh seconds of a 50-event batch
