@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import os
 import random
 import statistics
@@ -45,6 +46,7 @@ from scoring import consumers, repository, service  # noqa: E402
 from scoring.app import MIGRATIONS  # noqa: E402
 from scoring.models import READ_MODEL, metadata  # noqa: E402
 from scoring.settings import ScoringSettings  # noqa: E402
+from yardstick import consumer as consumer_module  # noqa: E402
 from yardstick import db, events  # noqa: E402
 from yardstick.bus import Message  # noqa: E402
 from yardstick.bus.codec import decode, encode_stored  # noqa: E402
@@ -127,6 +129,66 @@ class Feed:
             yield self.batch(min(size, total - start))
 
 
+class Steps:
+    """--steps: wall and CPU time of the consumer's steps during the replay, by timers wrapped around them.
+
+    Installed for the replay only and taken off after; the timers cost a little themselves. CPU is the
+    calling thread's (the decoding thread's for decoding and summing), except "the poll", which is the
+    whole process's.
+    """
+
+    def __init__(self) -> None:
+        self.spent: dict[str, list[float]] = {}
+        self.polls = 0
+        self.undo: list[Callable[[], None]] = []
+
+    def _add(self, name: str, wall: float, cpu: float) -> None:
+        step = self.spent[name]
+        step[0] += wall
+        step[1] += cpu
+
+    def _wrap(self, owner: object, attr: str, name: str, *, coroutine: bool, clock: Callable[[], float]) -> None:
+        self.spent[name] = [0.0, 0.0]  # reported in the order installed
+        original = getattr(owner, attr)
+        raw = inspect.getattr_static(owner, attr)  # a staticmethod stays one when put back
+        self.undo.append(lambda: setattr(owner, attr, raw))
+        add = self._add
+        if coroutine:
+            async def timed_async(*args: object, **kwargs: object) -> object:
+                t0, c0 = time.perf_counter(), clock()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    add(name, time.perf_counter() - t0, clock() - c0)
+            setattr(owner, attr, timed_async)
+        else:
+            def timed(*args: object, **kwargs: object) -> object:
+                t0, c0 = time.perf_counter(), clock()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    add(name, time.perf_counter() - t0, clock() - c0)
+            setattr(owner, attr, staticmethod(timed) if attr == "_header_ids" else timed)
+
+    def install(self) -> None:
+        thread = time.thread_time
+        self._wrap(IdempotentConsumer, "batch", "the poll (process CPU)", coroutine=True, clock=time.process_time)
+        self._wrap(IdempotentConsumer, "_header_ids", "ids read from the headers", coroutine=False, clock=thread)
+        self._wrap(consumer_module, "record_new", "ids recorded (the statement)", coroutine=True, clock=thread)
+        self._wrap(IdempotentConsumer, "_decode_poll", "decoded and summed (thread)", coroutine=False, clock=thread)
+        self._wrap(consumers, "summarise", "  of which summed", coroutine=False, clock=thread)
+        self._wrap(consumers.Summary, "write", "summary written (year, upsert)", coroutine=True, clock=thread)
+
+    def remove(self) -> None:
+        for undo in reversed(self.undo):
+            undo()
+
+    def report(self, polls: int, events: int) -> None:
+        print(f"  steps, a poll of {events / polls:,.0f} events on average (wall / CPU, ms a poll):", flush=True)
+        for name, (wall, cpu) in self.spent.items():
+            print(f"    {name:34s} {wall / polls * 1000:8.1f} / {cpu / polls * 1000:8.1f}", flush=True)
+
+
 def percentiles(samples: list[float]) -> str:
     p99 = statistics.quantiles(samples, n=100)[98]
     return f"p50 {statistics.median(samples):6.2f} ms, p99 {p99:6.2f} ms (aim p99 < 20 ms, ratio {p99 / 20:.2f})"
@@ -143,7 +205,7 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
 
 
 async def bench(backend: str, total: int, batch: int, reads: int, bare_events: int, per_event: int,
-                fresh_s: float, new_id: Callable[[], str]) -> None:
+                fresh_s: float, new_id: Callable[[], str], steps: bool = False) -> None:
     city = load_city(default_city_path())
     async with scratch_database(backend) as url:
         with tempfile.TemporaryDirectory() as tmp:
@@ -151,13 +213,14 @@ async def bench(backend: str, total: int, batch: int, reads: int, bare_events: i
             runtime = ServiceRuntime(settings, metadata, migrations=MIGRATIONS, bus=MemoryBus(), city=city)
             try:
                 await db.migrate(runtime.engine, MIGRATIONS)
-                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event, fresh_s, new_id)
+                await run(backend, runtime, settings, total, batch, reads, bare_events, per_event, fresh_s, new_id,
+                          steps)
             finally:
                 await runtime.engine.dispose()
 
 
 async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, total: int, batch: int, reads: int,
-              bare_events: int, per_event: int, fresh_s: float, new_id: Callable[[], str]) -> None:
+              bare_events: int, per_event: int, fresh_s: float, new_id: Callable[[], str], steps: bool) -> None:
     city = runtime.city
     print(f"--- {backend}: {total:,} feedback events in polls of {batch}, event ids "
           f"{'time-ordered (v7)' if new_id is events.new_event_id else 'random (v4)'}", flush=True)
@@ -214,8 +277,12 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
                               prepare=consumers.preparer(city, table))
     feed = Feed(city, seed=5, new_id=new_id)
     machine = MachineCpu()
-    busy, cpu, done, step, wall = 0.0, 0.0, 0, max(total // 20, batch), time.perf_counter()
+    timers = Steps() if steps else None
+    if timers is not None:
+        timers.install()
+    busy, cpu, done, step, wall, polls = 0.0, 0.0, 0, max(total // 20, batch), time.perf_counter(), 0
     for chunk in feed.batches(total, batch):
+        polls += 1
         t0, c0 = time.perf_counter(), time.process_time()
         dead = await live.batch(chunk)
         busy += time.perf_counter() - t0
@@ -226,10 +293,14 @@ async def run(backend: str, runtime: ServiceRuntime, settings: ScoringSettings, 
             print(f"  {done:>10,} / {total:,} events, {done / busy:,.0f} events/s so far "
                   f"({time.perf_counter() - wall:.0f} s wall)", flush=True)
     rate = done / busy
+    if timers is not None:
+        timers.remove()
     print(f"replay: {done:,} events ({live.applied:,} applied, {live.skipped:,} redelivered skipped) in "
           f"{busy:.1f} s = {rate:,.0f} events/s (aim 50,000/s, ratio {rate / 50_000:.2f}; "
           f"{rate / bare_rate:.2f} of the bare decode + record; {done / cpu:,.0f} per CPU second of this "
           f"process{', SQLite included' if backend == 'sqlite' else ', the server not included'})", flush=True)
+    if timers is not None:
+        timers.report(polls, done)
     spent, _ = machine.spent()
     # The feed is built between the polls, in this process, while the server idles: its CPU is the
     # server's work for the consumer's statements alone.
@@ -347,7 +418,7 @@ async def main(args: argparse.Namespace) -> None:
         tune_gc()  # as a serving process does once it has started
     for backend in args.backends.split(","):
         await bench(backend, args.events, args.batch, args.reads, min(args.bare, args.events),
-                    min(args.per_event, args.events), args.fresh, EVENT_IDS[args.ids])
+                    min(args.per_event, args.events), args.fresh, EVENT_IDS[args.ids], args.steps)
 
 
 if __name__ == "__main__":
@@ -363,6 +434,8 @@ if __name__ == "__main__":
                         help="the collector as a serving process sets it (runner.tune_gc), or CPython's default")
     parser.add_argument("--ids", choices=sorted(EVENT_IDS), default="v7",
                         help="event ids as the producers make them (v7), or random as they made them before (v4)")
+    parser.add_argument("--steps", action="store_true",
+                        help="time the consumer's steps during the replay (timers wrapped around them)")
     parser.add_argument("--fresh", type=float, default=10.0,
                         help="seconds of the freshness phase (a batch of 50 every 50 ms: 1,000 events/s)")
     asyncio.run(main(parser.parse_args()))
