@@ -57,7 +57,6 @@ BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 # From this many messages a poll is decoded in a worker thread while its ids are recorded: below it,
 # handing the work to a thread costs more than the overlap saves.
 OVERLAP_MIN = 64
-# A decoded poll: (dead letters with their reasons, envelopes in order without a repeated id, each id's message).
 class _Polled(NamedTuple, Generic[DecodedT]):
     """A decoded poll: dead letters with their reasons, events in order without a repeated id, each id's
     message, and what `prepare` made of the events (or the exception it raised; None without prepare)."""
@@ -240,8 +239,13 @@ class IdempotentConsumer(Generic[DecodedT]):
             log.warning("batch failed; applying its events one by one",
                         extra={"consumer": self.name, "events": len(envelopes), "error": repr(exc)[:500]})
             for decoded in envelopes:
-                # A row becomes its envelope again: the per-event handlers take envelopes.
-                envelope = self.decode(origin[decoded.id]) if type(decoded) is Row else cast(Envelope, decoded)
+                # A row becomes its envelope again: the per-event handlers take envelopes. The two decoders
+                # take the same messages (tested for scoring's); were they to differ, it is this one's letter.
+                try:
+                    envelope = self.decode(origin[decoded.id]) if type(decoded) is Row else cast(Envelope, decoded)
+                except DeadLetter as letter:
+                    dead.append((origin[decoded.id], str(letter)))
+                    continue
                 token = event_id.set(envelope.id)
                 try:
                     applied = await self.apply(envelope)
@@ -543,8 +547,10 @@ def rows_of(model: type[events.Event]) -> Any:
     if any((decorators.validators, decorators.field_validators, decorators.root_validators,
             decorators.model_validators, decorators.field_serializers, decorators.computed_fields)):
         raise TypeError(f"{model.__name__} has validators: its rows would not validate as it does")
-    if model.model_config.get("extra") != "ignore" or model.model_config.get("strict"):
-        raise TypeError(f"{model.__name__}'s config is not the events' (extra ignored, lax)")
+    # The events' config (unknown fields ignored, frozen) and nothing else: any other setting (strictness,
+    # stripping or lowering strings, ...) would change what the model accepts or holds, and not the rows.
+    if model.model_config.get("extra") != "ignore" or not set(model.model_config) <= {"extra", "frozen"}:
+        raise TypeError(f"{model.__name__}'s config is not the events' (unknown fields ignored, frozen, nothing else)")
     fields: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if field.alias or field.validation_alias or field.discriminator:

@@ -7,9 +7,10 @@ different statements: executemany against one upsert of unnest arrays, built onc
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from yardstick import db, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode_stored
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import OVERLAP_MIN, IdempotentConsumer, Row, decode_fast
+from yardstick.consumer import OVERLAP_MIN, Decoded, IdempotentConsumer, NotFound, PreparedBatch, Row, decode_fast
 
 AGGREGATES: tuple[Table, ...] = (channel_days, channel_years, complaint_weeks, feedback_months)
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
@@ -94,9 +95,30 @@ async def clear(sessions: async_sessionmaker[AsyncSession]) -> None:
             await session.execute(delete(t))
 
 
+def _counted(prepare: Callable[[Sequence[Decoded]], PreparedBatch[Decoded]], calls: Counter[str]) -> Callable[
+        [Sequence[Decoded]], PreparedBatch[Decoded]]:
+    """consumers.preparer's prepare, counting what became of each poll it prepared."""
+
+    def counting(envelopes: Sequence[Decoded]) -> PreparedBatch[Decoded]:
+        try:
+            write = prepare(envelopes)
+        except NotFound:
+            calls["raised"] += 1
+            raise
+
+        async def counted(session: AsyncSession, fresh: Sequence[Decoded]) -> None:
+            calls["whole" if len(fresh) == len(envelopes) else "less the events applied before"] += 1
+            await write(session, fresh)
+
+        return counted
+
+    return counting
+
+
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared in the decoding thread", "batch handler"])
 async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each_event_once(
-        sessions: async_sessionmaker[AsyncSession], city: CityProfile, prepared: bool) -> None:
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile, prepared: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
     log = stream(city, 600, seed=5)
     messages = [_relayed(d, getattr(d, "unit_id", "k"), i) for i, d in enumerate(log)]
     broken = replace(messages[7], value=messages[7].value.replace(b'"year":2026', b'"year":"next"'), headers=tuple(
@@ -105,6 +127,7 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
         decode_fast(broken)
     table = consumers.handlers(city)
 
+    calls: Counter[str] = Counter()
     one = IdempotentConsumer(name=consumers.CONSUMER, sessions=sessions, table=processed_events, handlers=table)
     for m in messages:
         assert await one.apply(decode_fast(m))
@@ -114,7 +137,7 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
     live = IdempotentConsumer(name=consumers.CONSUMER, sessions=sessions, table=processed_events, handlers=table,
                               batch_handler=consumers.batch_handler(city, table), decode=consumers.DECODE,
                               decode_batch=consumers.DECODE_BATCH,
-                              prepare=consumers.preparer(city, table) if prepared else None)
+                              prepare=_counted(consumers.preparer(city, table), calls) if prepared else None)
     # A well-formed event for a unit the city does not have: its poll fails in the batch handler and is
     # applied again one event at a time, the rows decoded again into envelopes for the per-event handlers.
     nowhere = _relayed(events.FeedbackReceived(feedback_id="x", unit_id="nowhere", channel="web", level=3,
@@ -127,14 +150,21 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
     polls.insert(3, polls[0] + polls[2][:10])  # whole polls again, after they committed
     # Polls partly applied before (in the thread, a summary taken away from): 40 events of one, then 50 of the next.
     polls.insert(5, polls[4][60:] + polls[5][:50])
+    polls.append([nowhere, *polls[0][:70]])  # the unknown unit again, with events applied before
     assert all(len(p) >= OVERLAP_MIN for p in polls)  # decoded (and prepared) in the thread
     dead: list[tuple[Message, str]] = []
+    caplog.set_level(logging.WARNING, logger="yardstick.consumer")
     for poll in polls:
         dead += await live.batch(poll)
     # Dead-lettered alone, each with the per-event path's reason.
-    assert dead == [(broken, str(letter.value)),
-                    (nowhere, "feedback.received ev-99999: unit 'nowhere' is not in the city profile")]
-    assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]) + 40 + 50)
+    lost = "feedback.received ev-99999: unit 'nowhere' is not in the city profile"
+    assert dead == [(broken, str(letter.value)), (nowhere, lost), (nowhere, lost)]
+    assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]) + 40 + 50 + 70)
+    # Only the two polls with the unknown unit were applied one event at a time; prepared, the others were
+    # written as the thread summed them, less the events applied before where a poll held some.
+    assert [r.getMessage() for r in caplog.records].count("batch failed; applying its events one by one") == 2
+    if prepared:
+        assert calls == {"whole": 4, "less the events applied before": 2, "raised": 2}
     by_poll = await snapshot(sessions)
     assert by_poll == by_event
 

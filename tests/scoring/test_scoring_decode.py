@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ConfigDict
 
 from scoring import consumers
 from scoring.app import create_app
@@ -259,3 +260,18 @@ def test_rows_are_refused_for_a_model_they_would_not_validate_as() -> None:
 
     with pytest.raises(TypeError, match="validators"):
         consumer.rows_of(Checked)
+
+    class Stripped(events.FeedbackFollowUp):
+        model_config = ConfigDict(str_strip_whitespace=True)
+
+    with pytest.raises(TypeError, match="config"):
+        consumer.rows_of(Stripped)
+
+
+def test_the_summing_loop_reads_a_rows_missing_fields_as_the_models_defaults() -> None:
+    """consumers.summarise reads `data.get(name)` (None) and `data.get("has_text", False)` for fields a row may lack."""
+    for kind in consumers.FEEDBACK_TYPES:
+        fields = events.EVENT_MODELS[kind].model_fields
+        for name, default in (("level", None), ("category_id", None), ("has_text", False)):
+            if name in fields and not fields[name].is_required():
+                assert fields[name].default is default, (kind, name)

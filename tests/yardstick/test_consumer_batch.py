@@ -116,6 +116,23 @@ def test_a_batch_decoder_that_may_give_rows_needs_a_batch_handler(database: Db) 
     assert _consumer(database, decode_batch=decode_rows, batch_handler=FailsOnce()).decode_batch is decode_rows
 
 
+async def test_a_row_its_envelope_decoder_refuses_is_dead_lettered_when_a_poll_goes_one_by_one(database: Db) -> None:
+    messages = [_message(n) for n in range(4)]
+
+    def picky(message: Message) -> events.Envelope:
+        if message is messages[2]:
+            raise DeadLetter("refused by the per-event decoder")
+        return decode_fast(message)
+
+    async def fails(session: AsyncSession, batch: Sequence[object]) -> None:
+        raise NotFound("the poll fails: applied one event at a time")
+
+    consumer = _consumer(database, decode=picky, decode_batch=row_decoder(["feedback.received"]),
+                         batch_handler=fails)
+    assert await consumer.batch(messages) == [(messages[2], "refused by the per-event decoder")]
+    assert await _tallies(database) == {"finance": 3}
+
+
 async def test_a_poison_message_is_dead_lettered_alone(database: Db) -> None:
     consumer = _consumer(database)
     garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage")

@@ -278,12 +278,13 @@ class Summary:
                     del mine_by_unit[unit_id]
             if not mine_by_unit:
                 del self.late[year]
-        gone = {id(e) for e in other.others}
-        self.others = [e for e in self.others if id(e) not in gone]
+        gone = {e.id for e in other.others}
+        self.others = [e for e in self.others if e.id not in gone]
 
     async def write(self, session: AsyncSession, table: Mapping[str, EventHandler], *, strict: bool = True) -> None:
         final = set()
-        for year, units in self.late.items():
+        # Years in order: two instances touch the years' rows in the same order (no deadlock between them).
+        for year, units in sorted(self.late.items()):
             if await repository.touch_year(session, year, ratings_only=True) == "final":
                 final.add(year)
                 for unit_id, n in units.items():
@@ -409,9 +410,12 @@ def preparer(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
 
         async def write(session: AsyncSession, fresh: Sequence[Decoded]) -> None:
             if len(fresh) < len(envelopes):
-                new = {id(e) for e in fresh}
+                new = {e.id for e in fresh}
+                stale = [e for e in envelopes if e.id not in new]
+                if len(stale) != len(envelopes) - len(fresh):  # a poll's ids are unique: `fresh` is some of them
+                    raise ValueError("the new events are not a part of the events prepared")
                 # Applied before, so in the city then: not strict, a unit gone since is skipped as it was summed.
-                summary.subtract(summarise([e for e in envelopes if id(e) not in new], city, table, strict=False))
+                summary.subtract(summarise(stale, city, table, strict=False))
             await summary.write(session, table)
 
         return write
