@@ -205,9 +205,10 @@ class IdempotentConsumer(Generic[DecodedT]):
         (INSERT .. ON CONFLICT DO NOTHING RETURNING), and the batch handler (else each event's
         handler, in order) applies them in the same transaction. A transient error raises: the
         bus retries the whole batch, and whatever had committed is skipped as seen. Any other
-        error rolls the batch back and applies its events one by one, each in its own
-        transaction as `apply` does, so a poison message is dead-lettered alone and every
-        other one still applies exactly once.
+        error rolls the batch back and applies its events in halves, each in its own
+        transaction, halving again the half that fails, down to single events applied as
+        `apply` does: a poison message is dead-lettered alone and every other one still applies
+        exactly once, in about 2 log2(n) transactions instead of n (a poll may hold 10,000).
 
         A large poll is decoded in a worker thread while its ids, read from the headers, are
         being recorded (decision 0014): the database's work and the decoding overlap instead of
@@ -236,31 +237,53 @@ class IdempotentConsumer(Generic[DecodedT]):
                         await decoding
                 raise
             dead, envelopes, origin, _ = polled if decoding is None else await decoding
-            log.warning("batch failed; applying its events one by one",
+            log.warning("batch failed; applying its events in halves",
                         extra={"consumer": self.name, "events": len(envelopes), "error": repr(exc)[:500]})
-            for decoded in envelopes:
-                # A row becomes its envelope again: the per-event handlers take envelopes. The two decoders
-                # take the same messages (tested for scoring's); were they to differ, it is this one's letter.
-                try:
-                    envelope = self.decode(origin[decoded.id]) if type(decoded) is Row else cast(Envelope, decoded)
-                except DeadLetter as letter:
-                    dead.append((origin[decoded.id], str(letter)))
-                    continue
-                token = event_id.set(envelope.id)
-                try:
-                    applied = await self.apply(envelope)
-                except DeadLetter as letter:
-                    dead.append((origin[envelope.id], str(letter)))
-                    continue
-                finally:
-                    event_id.reset(token)
-                if applied and self.after_commit is not None:
-                    await self.after_commit(envelope)
+            for half in _halves(envelopes):
+                await self._apply_apart(half, origin, dead)
             return dead
         if self.after_commit is not None:
             for event in fresh:
                 await self.after_commit(event)
         return polled.dead
+
+    async def _apply_apart(self, events_: Sequence[DecodedT], origin: dict[str, Message],
+                           dead: list[tuple[Message, str]]) -> None:
+        """Some events of a failed poll in a transaction of their own; in halves again if that fails, and a
+        single event as `apply` applies it (its dead letter added to `dead`). Transient errors raise."""
+        if not events_:
+            return
+        if len(events_) > 1:
+            try:
+                fresh = await self._apply_together(events_)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                for half in _halves(events_):
+                    await self._apply_apart(half, origin, dead)
+                return
+            if self.after_commit is not None:
+                for event in fresh:
+                    await self.after_commit(event)
+            return
+        [decoded] = events_
+        # A row becomes its envelope again: the per-event handlers take envelopes. The two decoders
+        # take the same messages (tested for scoring's); were they to differ, it is this one's letter.
+        try:
+            envelope = self.decode(origin[decoded.id]) if type(decoded) is Row else cast(Envelope, decoded)
+        except DeadLetter as letter:
+            dead.append((origin[decoded.id], str(letter)))
+            return
+        token = event_id.set(envelope.id)
+        try:
+            applied = await self.apply(envelope)
+        except DeadLetter as letter:
+            dead.append((origin[envelope.id], str(letter)))
+            return
+        finally:
+            event_id.reset(token)
+        if applied and self.after_commit is not None:
+            await self.after_commit(envelope)
 
     def _decode_poll(self, messages: Sequence[Message], *, prepare: bool = True) -> _Polled[DecodedT]:
         """The poll decoded (and prepared, when the consumer has `prepare` and `prepare` is true): no I/O."""
@@ -572,6 +595,11 @@ def _built(model: type[_Model], values: dict[str, Any]) -> _Model:
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
+
+
+def _halves(items: Sequence[DecodedT]) -> list[Sequence[DecodedT]]:
+    middle = (len(items) + 1) // 2
+    return [items[:middle], items[middle:]] if len(items) > 1 else [items]
 
 
 def _is_duplicate_key(exc: BaseException) -> bool:

@@ -160,9 +160,9 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
     lost = "feedback.received ev-99999: unit 'nowhere' is not in the city profile"
     assert dead == [(broken, str(letter.value)), (nowhere, lost), (nowhere, lost)]
     assert (live.applied, live.skipped) == (len(log), 5 + len(polls[3]) + 40 + 50 + 70)
-    # Only the two polls with the unknown unit were applied one event at a time; prepared, the others were
+    # Only the two polls with the unknown unit were applied in halves; prepared, the others were
     # written as the thread summed them, less the events applied before where a poll held some.
-    assert [r.getMessage() for r in caplog.records].count("batch failed; applying its events one by one") == 2
+    assert [r.getMessage() for r in caplog.records].count("batch failed; applying its events in halves") == 2
     if prepared:
         assert calls == {"whole": 4, "less the events applied before": 2, "raised": 2}
     by_poll = await snapshot(sessions)

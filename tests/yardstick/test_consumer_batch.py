@@ -133,6 +133,43 @@ async def test_a_row_its_envelope_decoder_refuses_is_dead_lettered_when_a_poll_g
     assert await _tallies(database) == {"finance": 3}
 
 
+@pytest.mark.parametrize("where", [0, 37, 99])
+async def test_a_failed_poll_is_applied_in_halves_down_to_its_poison_event(database: Db, where: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer = _consumer(database)
+    messages = [_message(n) for n in range(100)]
+    messages[where] = _message(where, "nowhere")
+    transactions: list[int] = []
+    single: list[str] = []
+    together, apply = consumer._apply_together, consumer.apply
+
+    async def counted_together(events_: Sequence[Any]) -> Any:
+        transactions.append(len(events_))
+        return await together(events_)
+
+    async def counted_apply(envelope: events.Envelope) -> bool:
+        single.append(envelope.id)
+        return await apply(envelope)
+
+    monkeypatch.setattr(consumer, "_apply_together", counted_together)
+    monkeypatch.setattr(consumer, "apply", counted_apply)
+    consumer.batch_handler = _tally_all  # a batch handler, so the poll is one transaction when it can be
+    dead = await consumer.batch(messages)
+    assert dead == [(messages[where], dead[0][1])] and "nowhere" in dead[0][1]
+    assert await _tallies(database) == {"finance": 99}
+    assert await _processed(database) == 99
+    # Only the poison event went alone, with the event it last shared a half with at most.
+    assert f"batch-{where:06d}" in single and len(single) <= 2
+    # After the poll's own transaction (decoded in the thread: len >= OVERLAP_MIN), two halves at each of seven
+    # levels at most: 14 transactions where one a message made 100.
+    assert len(transactions) <= 2 * 7 and transactions[0] == 50 and len(messages) >= OVERLAP_MIN
+
+
+async def _tally_all(session: AsyncSession, envelopes: Sequence[events.Envelope]) -> None:
+    for envelope in envelopes:
+        await _count(session, envelope)
+
+
 async def test_a_poison_message_is_dead_lettered_alone(database: Db) -> None:
     consumer = _consumer(database)
     garbage = Message(topic=events.FEEDBACK, key=b"finance", value=b"garbage")
