@@ -250,7 +250,7 @@ class IdempotentConsumer(Generic[DecodedT]):
     async def _apply_apart(self, events_: Sequence[DecodedT], origin: dict[str, Message],
                            dead: list[tuple[Message, str]]) -> None:
         """Some events of a failed poll in a transaction of their own; in halves again if that fails, and a
-        single event as `apply` applies it (its dead letter added to `dead`). Transient errors raise."""
+        single event as one message is applied (its dead letter added to `dead`). Transient errors raise."""
         if not events_:
             return
         if len(events_) > 1:
@@ -266,24 +266,13 @@ class IdempotentConsumer(Generic[DecodedT]):
                 for event in fresh:
                     await self.after_commit(event)
             return
-        [decoded] = events_
-        # A row becomes its envelope again: the per-event handlers take envelopes. The two decoders
-        # take the same messages (tested for scoring's); were they to differ, it is this one's letter.
+        # A single event: its message through the per-event path (decoded again by `decode`, so a row
+        # becomes the envelope the per-event handlers take), its dead letter kept with the poll's.
+        message = origin[events_[0].id]
         try:
-            envelope = self.decode(origin[decoded.id]) if type(decoded) is Row else cast(Envelope, decoded)
+            await self(message)
         except DeadLetter as letter:
-            dead.append((origin[decoded.id], str(letter)))
-            return
-        token = event_id.set(envelope.id)
-        try:
-            applied = await self.apply(envelope)
-        except DeadLetter as letter:
-            dead.append((origin[envelope.id], str(letter)))
-            return
-        finally:
-            event_id.reset(token)
-        if applied and self.after_commit is not None:
-            await self.after_commit(envelope)
+            dead.append((message, str(letter)))
 
     def _decode_poll(self, messages: Sequence[Message], *, prepare: bool = True) -> _Polled[DecodedT]:
         """The poll decoded (and prepared, when the consumer has `prepare` and `prepare` is true): no I/O."""

@@ -139,7 +139,7 @@ async def test_the_live_consumers_polls_give_what_one_event_at_a_time_gives_each
                               decode_batch=consumers.DECODE_BATCH,
                               prepare=_counted(consumers.preparer(city, table), calls) if prepared else None)
     # A well-formed event for a unit the city does not have: its poll fails in the batch handler and is
-    # applied again one event at a time, the rows decoded again into envelopes for the per-event handlers.
+    # applied again in halves down to that event, decoded again into an envelope for the per-event handlers.
     nowhere = _relayed(events.FeedbackReceived(feedback_id="x", unit_id="nowhere", channel="web", level=3,
                                                occurred_at=START, year=2026), "nowhere", 99_999)
     assert isinstance(consumers.DECODE_BATCH(nowhere), Row)

@@ -137,7 +137,7 @@ def batch_handler(city: CityProfile) -> BatchHandler:
     The events' changes are merged in memory into one per row and written with one multi-row
     upsert per table, instead of a statement per event on the same few hot rows. An event for a
     unit outside the city profile raises NotFound before anything is written, so the consumer
-    applies the poll one event at a time and dead-letters that one alone.
+    applies the poll again in halves, down to that event, and dead-letters it alone.
     """
     collect = collecting(city)
 

@@ -45,17 +45,18 @@ class Ratings:
         self.cells: dict[RatingKey, list[float]] = {}
 
     def add(self, unit_id: str, channel: str, day: date, year: int, level: int, sign: int = 1) -> None:
-        s = satisfaction(level)
+        s = SATISFACTION[level]
         cell = self.cells.setdefault((unit_id, channel, day, year), [0, 0.0, 0.0, 0])
         cell[0] += sign
         cell[1] += sign * s
         cell[2] += sign * s * s
         cell[3] += 1
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, *, leaving: Container[int] = ()) -> list[dict[str, Any]]:
+        """The cells as rows, those of the years in `leaving` left out."""
         # Sorted: two instances' upserts lock rows in the same order (no deadlock between them).
         return [{"unit_id": u, "channel": c, "day": d, "year": y, "n": int(n), "sum_s": s, "sum_s2": s2}
-                for (u, c, d, y), (n, s, s2, _) in sorted(self.cells.items())]
+                for (u, c, d, y), (n, s, s2, _) in sorted(self.cells.items()) if y not in leaving]
 
 
 class Complaints:
@@ -230,8 +231,8 @@ async def apply_events(session: AsyncSession, envelopes: Sequence[Decoded], city
     is bumped once. The feedback events are read by their fields, as rows (the batch path's
     decoder makes them, decision 0018) or from their models, one code path; every other event
     goes through its handler. Strict (the live consumer), an event naming an unknown unit raises
-    NotFound, and the consumer applies the batch again one event at a time to dead-letter it
-    alone; a replay skips it instead, as the live consumer's dead-letter topic took it.
+    NotFound, and the consumer applies the batch again in halves down to that event to dead-letter
+    it alone; a replay skips it instead, as the live consumer's dead-letter topic took it.
     """
     await summarise(envelopes, city, table, strict=strict).write(session, table, strict=strict)
 
@@ -298,11 +299,9 @@ class Summary:
                 await table[e.type](session, envelope)
             except NotFound:
                 continue
-        cells = self.ratings.cells
-        if final:
-            self.ratings.cells = {k: v for k, v in cells.items() if k[3] not in final}
-        # One statement for the aggregates (one round trip on PostgreSQL), in the order two instances share.
-        await repository.add_all(session, [*repository.rating_upserts(self.ratings.rows()),
+        # One statement for the aggregates (one round trip on PostgreSQL), in the order two instances share;
+        # a final year's ratings were counted late instead.
+        await repository.add_all(session, [*repository.rating_upserts(self.ratings.rows(leaving=final)),
                                            *self.complaints.upserts()])
 
 
