@@ -106,9 +106,9 @@ def _counted(prepare: Callable[[Sequence[Decoded]], PreparedBatch[Decoded]], cal
             calls["raised"] += 1
             raise
 
-        async def counted(session: AsyncSession, fresh: Sequence[Decoded]) -> None:
+        async def counted(session: AsyncSession, fresh: Sequence[Decoded], stale: Sequence[Decoded]) -> None:
             calls["whole" if len(fresh) == len(envelopes) else "less the events applied before"] += 1
-            await write(session, fresh)
+            await write(session, fresh, stale)
 
         return counted
 

@@ -407,12 +407,10 @@ def preparer(city: CityProfile, table: dict[str, EventHandler]) -> Callable[
     def prepare(envelopes: Sequence[Decoded]) -> PreparedBatch[Decoded]:
         summary = summarise(envelopes, city, table)
 
-        async def write(session: AsyncSession, fresh: Sequence[Decoded]) -> None:
-            if len(fresh) < len(envelopes):
-                new = {e.id for e in fresh}
-                stale = [e for e in envelopes if e.id not in new]
-                if len(stale) != len(envelopes) - len(fresh):  # a poll's ids are unique: `fresh` is some of them
-                    raise ValueError("the new events are not a part of the events prepared")
+        async def write(session: AsyncSession, fresh: Sequence[Decoded], stale: Sequence[Decoded]) -> None:
+            if len(fresh) + len(stale) != len(envelopes):
+                raise ValueError("the new events and those applied before are not the events prepared")
+            if stale:
                 # Applied before, so in the city then: not strict, a unit gone since is skipped as it was summed.
                 summary.subtract(summarise(stale, city, table, strict=False))
             await summary.write(session, table)
