@@ -291,11 +291,11 @@ class IdempotentConsumer(Generic[DecodedT]):
         kept: list[Message] = []
         origin: dict[str, int] = {}
         decode = self.decode_batch
-        for message in messages:
-            try:
-                envelope = decode(message)
-            except DeadLetter as exc:
-                dead.append((message, str(exc)))
+        poll: Callable[[Sequence[Message]], list[DecodedT | DeadLetter]] | None = getattr(decode, "poll", None)
+        outcomes = poll(messages) if poll is not None else [_outcome(decode, message) for message in messages]
+        for message, envelope in zip(messages, outcomes, strict=True):
+            if isinstance(envelope, DeadLetter):
+                dead.append((message, str(envelope)))
                 continue
             if envelope.id in origin:
                 self._skip(envelope)  # the same event twice in one poll
@@ -551,32 +551,76 @@ def _relayed(message: Message) -> tuple[str, str, bytes, datetime, str] | None:
     return text, source.decode(), kind, datetime.fromisoformat(moment.decode()), key
 
 
-def row_decoder(types: Iterable[str]) -> Callable[[Message], Decoded]:
+class RowDecoder:
     """A batch path's decoder (IdempotentConsumer's decode_batch): a Row for `types`, decode_lean's envelope else.
 
     The message is checked exactly as decode_lean checks it (every header, the time, the key), and
     its data by a TypedDict validator built from the event model's fields, their types and
     constraints (`rows_of`): it accepts and refuses what the model does, without building the
     model and its envelope. Whatever fails here goes through decode_fast, so a dead letter reads
-    as before (tests hold the three to the same outcome).
+    as before (tests hold the three to the same outcome). `poll` decodes a whole poll at once.
     """
-    validators = {kind.encode(): (kind, TypeAdapter(rows_of(events.EVENT_MODELS[kind])).validator)
-                  for kind in types}
-    new_row = tuple.__new__  # Row(...) without its Python-level __new__
 
-    def decode_row(message: Message) -> Decoded:
+    def __init__(self, types: Iterable[str]) -> None:
+        self.validators = {kind.encode(): (kind, TypeAdapter(rows_of(events.EVENT_MODELS[kind])).validator)
+                           for kind in types}
+
+    def __call__(self, message: Message) -> Decoded:
         try:
             relayed = _relayed(message)
             if relayed is None:
                 return decode_fast(message)
-            row = validators.get(relayed[2])
+            row = self.validators.get(relayed[2])
             if row is None:
                 return decode_lean(message)
-            return new_row(Row, (relayed[0], row[0], row[1].validate_json(message.value)))
+            return _NEW_ROW(Row, (relayed[0], row[0], row[1].validate_json(message.value)))
         except (KeyError, ValueError, AttributeError, TypeError):
             return decode_fast(message)
 
-    return decode_row
+    def poll(self, messages: Sequence[Message]) -> list[Decoded | DeadLetter]:
+        """Each message's outcome as this decoder gives it one message at a time: its event or its DeadLetter.
+
+        `_relayed` and `__call__` in one loop, without their calls (a sixth of the decoding's cost,
+        decision 0019); any message this loop does not take as the relay writes it goes through
+        `__call__`, which gives it its exact outcome.
+        """
+        validators, new_row, relay, fromisoformat = self.validators, _NEW_ROW, _RELAY_HEADERS, datetime.fromisoformat
+        decoded: list[Decoded | DeadLetter] = []
+        append = decoded.append
+        for message in messages:
+            try:
+                (n0, ident), (n1, source), (n2, kind), (n3, version), (n4, moment), (n5, content), (n6, partition) \
+                    = message.headers
+                row = validators[kind]
+                if (n0, n1, n2, n3, n4, n5, n6) == relay and version == b"1.0" and content == b"application/json" \
+                        and ident and len(ident) <= MAX_ID_BYTES and ident.isascii() and source:
+                    text = ident.decode()
+                    if text.isprintable():
+                        message.key.decode() if message.key else partition.decode()
+                        source.decode()
+                        fromisoformat(moment.decode())
+                        append(new_row(Row, (text, row[0], row[1].validate_json(message.value))))
+                        continue
+            except (KeyError, ValueError, AttributeError, TypeError):
+                pass
+            append(_outcome(self, message))
+        return decoded
+
+
+def row_decoder(types: Iterable[str]) -> RowDecoder:
+    """The batch path's decoder giving rows for `types` (RowDecoder)."""
+    return RowDecoder(types)
+
+
+_NEW_ROW = tuple.__new__  # Row(...) without its Python-level __new__
+
+
+def _outcome(decode_: Callable[[Message], DecodedT], message: Message) -> DecodedT | DeadLetter:
+    """What decoding the message gives: its event, or the DeadLetter raised."""
+    try:
+        return decode_(message)
+    except DeadLetter as letter:
+        return letter
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from yardstick import consumer, events
 from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode, encode_stored
 from yardstick.bus.memory import MemoryBus
-from yardstick.consumer import Row
+from yardstick.consumer import Decoded, Row
 
 _text = st.text(max_size=12)
 _moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
@@ -55,6 +55,16 @@ _events = st.one_of(
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                                  max_size=3), max_leaves=5)
+
+
+# Events that are not rows.
+_OTHERS = [
+    events.SurveyDefined(survey_id="s", year=2026, title="Household survey",
+                         strata=[events.Stratum(id="a", population=10)]),
+    events.NoticeOverdue(notice_id="n", unit_id="finance", step="respond", deadline=date(2026, 3, 1)),
+    events.FeedbackResponded(feedback_id="f", unit_id="finance", responded_at=datetime(2026, 3, 1, tzinfo=UTC),
+                             due=date(2026, 3, 4), overdue=False),
+]
 
 
 def _relayed(model: type[events.Event], fields: dict[str, Any], *, body: str, event_id: str = "e-1",
@@ -93,6 +103,13 @@ def _fields(decoder: Any, message: Message) -> tuple[str, Any]:
         decoded = decoder(message)
     except DeadLetter as exc:
         return "dead letter", str(exc)
+    return _read(decoded)
+
+
+def _read(decoded: Decoded | DeadLetter) -> tuple[str, Any]:
+    """_fields of what a decoder made of a message (or the dead letter it gave instead of raising it)."""
+    if isinstance(decoded, DeadLetter):
+        return "dead letter", str(decoded)
     if isinstance(decoded, Row):
         model = events.EVENT_MODELS[decoded.type]
         defaults = {name: field.get_default(call_default_factory=True)
@@ -157,14 +174,19 @@ def test_a_broken_field_is_dead_lettered_or_decoded_exactly_as_decode_fast_does(
     message = _relayed(model, fields, body=json.dumps(body))
     assert _outcome(consumer.decode_lean, message) == _outcome(consumer.decode_fast, message)
     assert _fields(consumers.DECODE_BATCH, message) == _fields(consumer.decode_fast, message)
+    # In a poll, between two good messages, the same.
+    poll = [_GOOD, message, _GOOD]
+    assert [_read(d) for d in consumers.DECODE_BATCH.poll(poll)] == [_fields(consumer.decode_fast, m) for m in poll]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.data())
-def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does(data: st.DataObject) -> None:
-    good = _relayed(events.FeedbackReceived, {}, body=events.FeedbackReceived(
-        feedback_id="f", unit_id="finance", channel="window", occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
-        year=2026, level=4).model_dump_json())
+_GOOD = _relayed(events.FeedbackReceived, {}, body=events.FeedbackReceived(
+    feedback_id="f", unit_id="finance", channel="window", occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+    year=2026, level=4).model_dump_json())
+
+
+def _broken(data: st.DataObject, good: Message = _GOOD) -> Message:
+    """The good message with one thing wrong: a header's value, a header missing, null, extra or moved, the body,
+    the key."""
     names = [k for k, _ in good.headers]
     how = data.draw(st.sampled_from(["header value", "no header", "null header", "extra header", "order", "body",
                                      "key"]))
@@ -190,8 +212,37 @@ def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does
         message = replace(good, value=data.draw(st.binary(max_size=40) | _json.map(lambda v: json.dumps(v).encode())))
     else:
         message = replace(good, key=data.draw(st.binary(max_size=8)))
+    return message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_broken_headers_and_bodies_are_dead_lettered_exactly_as_decode_fast_does(data: st.DataObject) -> None:
+    message = _broken(data)
     assert _outcome(consumer.decode_lean, message) == _outcome(consumer.decode_fast, message)
     assert _fields(consumers.DECODE_BATCH, message) == _fields(consumer.decode_fast, message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_poll_decodes_each_message_as_it_decodes_alone(data: st.DataObject) -> None:
+    """RowDecoder.poll (the batch path's) against the decoder a message at a time: good messages of every kind,
+    broken ones, other events, in any mix."""
+    kinds = st.sampled_from(["good", "broken", "other"])
+    poll: list[Message] = []
+    for kind in data.draw(st.lists(kinds, min_size=1, max_size=8)):
+        if kind == "other":
+            other = data.draw(st.sampled_from(_OTHERS))
+            poll.append(_relayed(type(other), {}, body=other.model_dump_json()))
+        elif kind == "broken":
+            poll.append(_broken(data))
+        else:
+            model, fields = data.draw(_events)
+            poll.append(_relayed(model, fields, body=data.draw(st.sampled_from(_bodies(model, fields))),
+                                 event_id=data.draw(st.sampled_from(["e-1", "e-2", "01a22aa8-f83d-78af"]))))
+    alone = [_fields(consumers.DECODE_BATCH, m) for m in poll]
+    assert [_read(d) for d in consumers.DECODE_BATCH.poll(poll)] == alone
+    assert alone == [_fields(consumer.decode_fast, m) for m in poll]
 
 
 @pytest.mark.parametrize("case", ["string level", "level 6", "unknown channel", "no unit", "not JSON", "a list",
@@ -234,13 +285,7 @@ def test_scorings_consumer_decodes_with_the_lean_path_and_its_polls_as_rows(tmp_
     assert subscription.poll_size == consumers.POLL_SIZE == 10_000
 
 
-@pytest.mark.parametrize("data", [
-    events.SurveyDefined(survey_id="s", year=2026, title="Household survey",
-                         strata=[events.Stratum(id="a", population=10)]),
-    events.NoticeOverdue(notice_id="n", unit_id="finance", step="respond", deadline=date(2026, 3, 1)),
-    events.FeedbackResponded(feedback_id="f", unit_id="finance", responded_at=datetime(2026, 3, 1, tzinfo=UTC),
-                             due=date(2026, 3, 4), overdue=False),
-])
+@pytest.mark.parametrize("data", _OTHERS)
 def test_the_batch_decoder_gives_other_events_as_decode_lean_does(data: events.Event) -> None:
     message = _relayed(type(data), {}, body=data.model_dump_json())
     decoded = consumers.DECODE_BATCH(message)
