@@ -134,8 +134,9 @@ class IdempotentConsumer(Generic[DecodedT]):
     `handlers` maps event types to functions that take the open session and the event;
     types without a handler are recorded as seen and skipped. Offsets are committed by the
     bus only after this returns, i.e. after the transaction committed. The batch path decodes
-    with `decode_batch` (`decode` unless given), which may give Rows (`row_decoder`): its batch
-    handler and `after_commit` then take them; the per-event paths always have envelopes.
+    with `decode_batch` (`decode` unless given), which may give Rows (`row_decoder`) and decode a
+    whole poll at once (its `poll`, as RowDecoder has): its batch handler and `after_commit` then
+    take them; the per-event paths always have envelopes.
     """
 
     def __init__(self, *, name: str, sessions: async_sessionmaker[AsyncSession], table: Table,

@@ -98,9 +98,9 @@ class ServiceRuntime:
 
         A batched consumer applies each poll's messages in one transaction (see
         IdempotentConsumer.batch); the handlers stay the per-event fallback. `decode_batch`
-        decodes the polls (it may give rows, yardstick.consumer.row_decoder); `prepare` does a large
-        poll's batch work in the decoding thread (IdempotentConsumer); `poll_size` caps a poll (the
-        bus's default when None).
+        decodes the polls (it may give rows, and decode a poll at once: yardstick.consumer.RowDecoder);
+        `prepare` does a large poll's batch work in the decoding thread (IdempotentConsumer);
+        `poll_size` caps a poll (the bus's default when None).
         """
         consumer: IdempotentConsumer[DecodedT] = IdempotentConsumer(
             name=name, sessions=self.sessions, table=self.processed, handlers=handlers, after_commit=after_commit,

@@ -21,7 +21,7 @@ TOPICS = [events.FEEDBACK, events.SURVEY, events.TARGETS, events.NOTICES]
 FEEDBACK_TYPES = ("feedback.received", "feedback.follow_up", "feedback.reassigned")
 # The consumer's decoders: one message, the relay's messages without validating their envelopes twice
 # (decision 0009); a poll, the feedback events as rows and the rest as decode_lean makes them (decision
-# 0018). Anything else as decode_fast reads it.
+# 0018), a whole poll in one loop (DECODE_BATCH.poll, decision 0019). Anything else as decode_fast reads it.
 DECODE = decode_lean
 DECODE_BATCH = row_decoder(FEEDBACK_TYPES)
 # Events a poll, at most (the bus's default is 2,000): a poll pays fixed costs (the aggregates' upsert,
