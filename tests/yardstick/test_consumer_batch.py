@@ -11,23 +11,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
-from yardstick.bus.codec import decode, encode
+from yardstick.bus.codec import decode, encode, is_event_id
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import (
     OVERLAP_MIN,
     IdempotentConsumer,
     NotFound,
+    Row,
+    _split,
     decode_fast,
     processed_table,
     record_new,
     row_decoder,
 )
+from yardstick.observability import CONSUMED
 
 metadata = MetaData()
 processed = processed_table(metadata)
@@ -412,3 +417,70 @@ def test_the_fast_decoder_dead_letters_what_the_sdks_path_refuses(case: str) -> 
                "id with a NUL": with_header("ce_id", b"id\x00")}[case]
     with pytest.raises(DeadLetter):
         decode_fast(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.booleans(), max_size=40))
+def test_a_polls_new_and_applied_before_events_are_split_in_order(new_or_not: list[bool]) -> None:
+    """_split by places (the consumer's large polls) and by looking at each event give the same two lists."""
+    rows = [Row(f"e-{n}", "feedback.received", {}) for n in range(len(new_or_not))]
+    new = {row.id for row, is_new in zip(rows, new_or_not, strict=True) if is_new}
+    expected = ([r for r in rows if r.id in new], [r for r in rows if r.id not in new])
+    origin = {row.id: place for place, row in enumerate(rows)}
+    assert tuple(map(list, _split(rows, new, origin))) == expected
+    assert tuple(map(list, _split(rows, new))) == expected
+
+
+_GOOD_IDS = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=64).map(str.encode)
+_ODD_IDS = st.binary(max_size=70) | st.none() | st.sampled_from(
+    [b"", b"x" * 65, b"e 1", b"e\n1", b"e\x00", b"\x7f", "\u00e9".encode(), b"\xe9"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_GOOD_IDS, st.booleans(), st.booleans()), max_size=12), st.data())
+def test_the_header_ids_are_the_recordable_ce_ids_each_once(headers: list[tuple[bytes | None, bool, bool]],
+                                                             data: st.DataObject) -> None:
+    """The ids recorded before decoding: each message's first ce_id header, when codec.is_event_id takes it,
+    in order, once; whether the values are checked together or one at a time (one odd value among good
+    ones, or none)."""
+    if headers and data.draw(st.booleans()):
+        place = data.draw(st.integers(0, len(headers) - 1))
+        headers[place] = (data.draw(_ODD_IDS), headers[place][1], True)
+    if headers and data.draw(st.booleans()):
+        headers.append(headers[0])  # an id twice
+    messages = []
+    for value, first, has_id in headers:
+        others = (("ce_source", b"s"), ("ce_type", b"feedback.received"))
+        own = (("ce_id", value),) if has_id else ()
+        messages.append(Message(topic=events.FEEDBACK, key=None, value=b"{}",
+                                headers=(*own, *others) if first else (*others, *own)))  # type: ignore[arg-type]
+    expected: dict[str, None] = {}
+    for value, _first, has_id in headers:
+        if has_id and is_event_id(value):
+            expected[value.decode()] = None  # type: ignore[union-attr]
+    assert IdempotentConsumer._header_ids(messages) == list(expected)
+
+
+@pytest.mark.parametrize("odd", [None, b"", b"x" * 65, b"e\n1", b"e\x00", b"\x7f", "\u00e9".encode(), b"\xe9"])
+def test_an_odd_ce_id_among_good_ones_is_left_out(odd: bytes | None) -> None:
+    """Checked together, the good ids pass; one odd id sends the check to each value, and only it is left out."""
+    values = [b"e-1", odd, b"x" * 64, b"e 2"]
+    messages = [Message(topic=events.FEEDBACK, key=None, value=b"{}", headers=(("ce_id", v),))  # type: ignore[arg-type]
+                for v in values]
+    assert IdempotentConsumer._header_ids(messages) == ["e-1", "x" * 64, "e 2"]
+
+
+async def test_the_metrics_count_each_type_applied_and_duplicate(database: Db) -> None:
+    """A large poll's events counted by type and outcome: the duplicates are those applied before."""
+    def counted(kind: str, outcome: str) -> float:
+        return CONSUMED.labels(consumer="test", type=kind, outcome=outcome)._value.get()
+
+    consumer = _consumer(database)
+    kind = "feedback.received"
+    before = counted(kind, "applied"), counted(kind, "duplicate")
+    assert await consumer.batch([_message(n) for n in range(10)]) == []
+    poll = [_message(n) for n in range(5, 5 + OVERLAP_MIN)]
+    assert await consumer.batch(poll) == []
+    assert counted(kind, "applied") - before[0] == 10 + OVERLAP_MIN - 5
+    assert counted(kind, "duplicate") - before[1] == 5
+    assert (consumer.applied, consumer.skipped) == (10 + OVERLAP_MIN - 5, 5)
