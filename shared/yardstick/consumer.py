@@ -23,7 +23,7 @@ from typing_extensions import TypedDict  # pydantic takes typing's TypedDict fro
 
 from yardstick import events
 from yardstick.bus import DeadLetter, Message
-from yardstick.bus.codec import MAX_ID_BYTES, decode, is_event_id
+from yardstick.bus.codec import MAX_ID_BYTES, are_event_ids, decode, is_event_id
 from yardstick.db import dialect_name, insert_for
 from yardstick.events import Envelope
 from yardstick.observability import CONSUMED, event_id
@@ -39,7 +39,7 @@ class Row(NamedTuple):
 
     `data` holds the fields the message carries (not the defaults of those it leaves out), checked
     by exactly the rules of the event's model, without building the model or an Envelope: a third
-    of the cost of decode_lean (decision 0018). Made by `row_decoder`; a batch handler that takes
+    of the cost of decode_lean (decision 0018). Made by `RowDecoder`; a batch handler that takes
     rows reads `data[name]` for required fields and `data.get(name, default)` for the others.
     """
 
@@ -134,7 +134,7 @@ class IdempotentConsumer(Generic[DecodedT]):
     `handlers` maps event types to functions that take the open session and the event;
     types without a handler are recorded as seen and skipped. Offsets are committed by the
     bus only after this returns, i.e. after the transaction committed. The batch path decodes
-    with `decode_batch` (`decode` unless given), which may give Rows (`row_decoder`) and decode a
+    with `decode_batch` (`decode` unless given), which may give Rows (`RowDecoder`) and decode a
     whole poll at once (its `poll`, as RowDecoder has): its batch handler and `after_commit` then
     take them; the per-event paths always have envelopes.
     """
@@ -317,8 +317,8 @@ class IdempotentConsumer(Generic[DecodedT]):
         """The ids the messages' ce_id headers carry (each once, recordable ones only), before decoding.
 
         This runs on the event loop before the poll's work can overlap (a tenth of a poll's CPU
-        when each id was checked on its own): the values are checked together, in C, and one at
-        a time only when that fails.
+        when each id was checked on its own): the values are checked together (codec.are_event_ids),
+        and one at a time only when that fails.
         """
         values: list[bytes] = []
         for message in messages:
@@ -330,15 +330,7 @@ class IdempotentConsumer(Generic[DecodedT]):
                 if name == "ce_id":
                     values.append(value)
                     break
-        if not values:
-            return []
-        try:
-            joined = b"".join(values)  # TypeError for a header without a value
-            recordable = 0 < min(map(len, values)) and max(map(len, values)) <= MAX_ID_BYTES \
-                and joined.isascii() and joined.decode("ascii").isprintable()
-        except TypeError:
-            recordable = False
-        if not recordable:
+        if not are_event_ids(values):
             values = [value for value in values if is_event_id(value)]
         return list(dict.fromkeys(map(bytes.decode, values)))
 
@@ -606,11 +598,6 @@ class RowDecoder:
                 pass
             append(_outcome(self, message))
         return decoded
-
-
-def row_decoder(types: Iterable[str]) -> RowDecoder:
-    """The batch path's decoder giving rows for `types` (RowDecoder)."""
-    return RowDecoder(types)
 
 
 _NEW_ROW = tuple.__new__  # Row(...) without its Python-level __new__

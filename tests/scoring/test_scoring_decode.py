@@ -1,7 +1,7 @@
 """scoring's decoders against decode_fast: the same envelopes, rows or dead letters.
 
 decode_lean (one message) must make the very envelope decode_fast makes; the batch path's row
-decoder (consumers.DECODE_BATCH, yardstick.consumer.row_decoder) the same event's fields as a row,
+decoder (consumers.DECODE_BATCH, yardstick.consumer.RowDecoder) the same event's fields as a row,
 and exactly the same dead letters.
 """
 
@@ -73,6 +73,11 @@ def _relayed(model: type[events.Event], fields: dict[str, Any], *, body: str, ev
     """A message as the outbox relay writes it (codec.encode_stored) around `body`."""
     return encode_stored(event_id=event_id, source=source, event_type=model.__event_type__, time=time, key=key,
                          value=body.encode(), topic=model.__topic__)
+
+
+_GOOD = _relayed(events.FeedbackReceived, {}, body=events.FeedbackReceived(
+    feedback_id="f", unit_id="finance", channel="window", occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+    year=2026, level=4).model_dump_json())
 
 
 def _bodies(model: type[events.Event], fields: dict[str, Any]) -> list[str]:
@@ -177,11 +182,6 @@ def test_a_broken_field_is_dead_lettered_or_decoded_exactly_as_decode_fast_does(
     # In a poll, between two good messages, the same.
     poll = [_GOOD, message, _GOOD]
     assert [_read(d) for d in consumers.DECODE_BATCH.poll(poll)] == [_fields(consumer.decode_fast, m) for m in poll]
-
-
-_GOOD = _relayed(events.FeedbackReceived, {}, body=events.FeedbackReceived(
-    feedback_id="f", unit_id="finance", channel="window", occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
-    year=2026, level=4).model_dump_json())
 
 
 def _broken(data: st.DataObject, good: Message = _GOOD) -> Message:

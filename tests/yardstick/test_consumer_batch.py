@@ -19,18 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
-from yardstick.bus.codec import decode, encode, is_event_id
+from yardstick.bus.codec import are_event_ids, decode, encode, is_event_id
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import (
     OVERLAP_MIN,
     IdempotentConsumer,
     NotFound,
     Row,
+    RowDecoder,
     _split,
     decode_fast,
     processed_table,
     record_new,
-    row_decoder,
 )
 from yardstick.observability import CONSUMED
 
@@ -115,7 +115,7 @@ async def test_a_redelivered_batch_is_applied_once(database: Db) -> None:
 
 
 def test_a_batch_decoder_that_may_give_rows_needs_a_batch_handler(database: Db) -> None:
-    decode_rows = row_decoder(["feedback.received"])
+    decode_rows = RowDecoder(["feedback.received"])
     with pytest.raises(ValueError, match="batch_handler"):
         _consumer(database, decode_batch=decode_rows)
     assert _consumer(database, decode_batch=decode_rows, batch_handler=FailsOnce()).decode_batch is decode_rows
@@ -132,7 +132,7 @@ async def test_a_row_its_envelope_decoder_refuses_is_dead_lettered_when_a_poll_g
     async def fails(session: AsyncSession, batch: Sequence[object]) -> None:
         raise NotFound("the poll fails: applied in halves")
 
-    consumer = _consumer(database, decode=picky, decode_batch=row_decoder(["feedback.received"]),
+    consumer = _consumer(database, decode=picky, decode_batch=RowDecoder(["feedback.received"]),
                          batch_handler=fails)
     assert await consumer.batch(messages) == [(messages[2], "refused by the per-event decoder")]
     assert await _tallies(database) == {"finance": 3}
@@ -459,6 +459,13 @@ def test_the_header_ids_are_the_recordable_ce_ids_each_once(headers: list[tuple[
         if has_id and is_event_id(value):
             expected[value.decode()] = None  # type: ignore[union-attr]
     assert IdempotentConsumer._header_ids(messages) == list(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_GOOD_IDS, max_size=8), st.lists(_ODD_IDS, max_size=2))
+def test_ids_checked_together_are_checked_as_one_at_a_time(good: list[bytes], odd: list[bytes | None]) -> None:
+    for values in (good, good + odd, odd + good):
+        assert are_event_ids(values) == (bool(values) and all(is_event_id(v) for v in values))
 
 
 @pytest.mark.parametrize("odd", [None, b"", b"x" * 65, b"e\n1", b"e\x00", b"\x7f", "\u00e9".encode(), b"\xe9"])

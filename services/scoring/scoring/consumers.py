@@ -12,7 +12,7 @@ from scoring import repository
 from scoring.method import CHANNEL_OF, satisfaction
 from yardstick import events
 from yardstick.city import CityProfile
-from yardstick.consumer import Decoded, EventHandler, NotFound, PreparedBatch, Row, decode_lean, row_decoder
+from yardstick.consumer import Decoded, EventHandler, NotFound, PreparedBatch, Row, RowDecoder, decode_lean
 from yardstick.events import Envelope
 
 CONSUMER = "scoring"
@@ -23,7 +23,7 @@ FEEDBACK_TYPES = ("feedback.received", "feedback.follow_up", "feedback.reassigne
 # (decision 0009); a poll, the feedback events as rows and the rest as decode_lean makes them (decision
 # 0018), a whole poll in one loop (DECODE_BATCH.poll, decision 0019). Anything else as decode_fast reads it.
 DECODE = decode_lean
-DECODE_BATCH = row_decoder(FEEDBACK_TYPES)
+DECODE_BATCH = RowDecoder(FEEDBACK_TYPES)
 # Events a poll, at most (the bus's default is 2,000): a poll pays fixed costs (the aggregates' upsert,
 # the commit, the round trips), so a consumer catching up or a replay goes faster in larger ones, and a
 # live stream's polls hold what arrived since the last one anyway (decision 0018).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
@@ -64,6 +65,17 @@ def is_event_id(raw: bytes | None) -> bool:
     if not raw or len(raw) > MAX_ID_BYTES or not raw.isascii():
         return False
     return raw.decode("ascii").isprintable()
+
+
+def are_event_ids(raws: Sequence[bytes | None]) -> bool:
+    """`is_event_id` of every one of them, checked together in a few calls into C (a poll's 10,000 ids in a
+    fraction of the time of one call each); False when any one is not, or there are none."""
+    if not raws or None in raws:
+        return False
+    ids = cast(Sequence[bytes], raws)
+    joined = b"".join(ids)
+    return 0 < min(map(len, ids)) and max(map(len, ids)) <= MAX_ID_BYTES \
+        and joined.isascii() and joined.decode("ascii").isprintable()
 
 
 def decode(message: Message) -> events.Envelope:
