@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, NamedTuple, NotRequired, Required, T
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
@@ -404,13 +404,18 @@ class IdempotentConsumer(Generic[DecodedT]):
 async def record_new(session: AsyncSession, table: Table, consumer: str, ids: Sequence[str]) -> set[str]:
     """Record event ids as processed by `consumer`, in the caller's transaction; the ones not recorded before.
 
-    One statement either way: ON CONFLICT DO NOTHING RETURNING says which ids are new. On
-    PostgreSQL the ids travel as one array parameter (INSERT .. SELECT unnest): the statement
-    is the same for every batch, so it is prepared once, where a multi-row VALUES list is a new
-    statement of two parameters a row for each batch size (a tenth of the cost, measured in
-    bench/scoring.py). A row per event id stays: a producer may publish the same event twice at
-    different offsets (an outbox relay that crashed before marking what it sent), so an offset
-    mark alone would apply it twice.
+    On PostgreSQL one statement looks each id up and inserts the ones not found with a plain
+    INSERT (decision 0020): ON CONFLICT DO NOTHING inserts each row speculatively, at twice a
+    plain insert's cost in the server, which is the other half of a poll's time. The plain insert
+    meets an id another transaction recorded since the look-up (two instances during a
+    rebalance) as a unique violation: in a savepoint, so the ids are then recorded again with ON
+    CONFLICT DO NOTHING, which waits for the other transaction and says which ids it took. The
+    ids travel as one parameter (INSERT .. SELECT unnest): the statement is the same for every
+    batch, so it is prepared once, where a multi-row VALUES list is a new statement of two
+    parameters a row for each batch size (a tenth of the cost, measured in bench/scoring.py).
+    A row per event id stays: a producer may publish the same event twice at different offsets
+    (an outbox relay that crashed before marking what it sent), so an offset mark alone would
+    apply it twice.
     """
     if not ids:
         return set()
@@ -422,12 +427,18 @@ async def record_new(session: AsyncSession, table: Table, consumer: str, ids: Se
         # CPU, decision 0018). An event id never holds a line break (printable ASCII, codec.is_event_id);
         # a list with one, or with an empty id, goes as an array.
         lines = "\n".join(ids)
-        if lines.count("\n") == len(ids) - 1 and all(ids):
-            seen = (await session.execute(_record_statement(table.name, lines=True),
-                                          {"consumer": consumer, "ids": lines})).scalar_one()
-        else:
-            seen = (await session.execute(_record_statement(table.name, lines=False),
-                                          {"consumer": consumer, "ids": list(ids)})).scalar_one()
+        as_lines = lines.count("\n") == len(ids) - 1 and all(ids)
+        params = {"consumer": consumer, "ids": lines if as_lines else list(ids)}
+        try:
+            async with session.begin_nested():
+                seen = (await session.execute(_record_statement(table.name, lines=as_lines, plain=True),
+                                              params)).scalar_one()
+        except IntegrityError as exc:
+            # The savepoint held this statement alone, and it inserts only ids: any unique violation is one.
+            if not any(getattr(e, "sqlstate", None) == "23505" for e in _chain(exc.orig)):
+                raise
+            seen = (await session.execute(_record_statement(table.name, lines=as_lines, plain=False),
+                                          params)).scalar_one()
         return set(ids).difference(seen or ())
     insert = insert_for(session)
     stmt = insert(table).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(table.c.event_id)
@@ -440,17 +451,28 @@ async def forget(session: AsyncSession, table: Table, consumer: str, ids: Sequen
 
 
 @functools.lru_cache(maxsize=16)
-def _record_statement(table_name: str, *, lines: bool) -> TextClause:
+def _record_statement(table_name: str, *, lines: bool, plain: bool) -> TextClause:
     """record_new's PostgreSQL statement for a table, built once: text() parses its SQL on every call.
 
-    `lines`: the ids come as one text, a line each, instead of an array.
+    Either answers with the ids recorded before (an array, usually empty). `lines`: the ids come
+    as one text, a line each, instead of an array. `plain`: the ids not found are inserted with a
+    plain INSERT (a unique violation when another transaction recorded one meanwhile); else with
+    ON CONFLICT DO NOTHING, which waits for that transaction and skips what it recorded.
     """
     ids = "string_to_array(:ids, E'\\n')" if lines else ":ids"
-    return text(
-        f"WITH new AS (INSERT INTO {table_name} (consumer, event_id) SELECT :consumer, unnest({ids}) "
-        f"ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id) "
-        f"SELECT array_agg(i) FROM unnest({ids}) AS i WHERE i NOT IN (SELECT event_id FROM new)"
-    ).bindparams(bindparam("ids", type_=String if lines else ARRAY(String)), bindparam("consumer", type_=String))
+    if plain:
+        sql = (f"WITH ids AS (SELECT unnest({ids}) AS i), "
+               f"seen AS (SELECT i FROM ids WHERE EXISTS (SELECT FROM {table_name} p "
+               f"WHERE p.consumer = :consumer AND p.event_id = ids.i)), "
+               f"new AS (INSERT INTO {table_name} (consumer, event_id) "
+               f"SELECT :consumer, i FROM ids WHERE i NOT IN (SELECT i FROM seen)) "
+               f"SELECT array_agg(i) FROM seen")
+    else:
+        sql = (f"WITH new AS (INSERT INTO {table_name} (consumer, event_id) SELECT :consumer, unnest({ids}) "
+               f"ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id) "
+               f"SELECT array_agg(i) FROM unnest({ids}) AS i WHERE i NOT IN (SELECT event_id FROM new)")
+    return text(sql).bindparams(bindparam("ids", type_=String if lines else ARRAY(String)),
+                                bindparam("consumer", type_=String))
 
 
 # The CloudEvents headers decode_fast understands; a message with any other ce_ header takes the SDK's path.

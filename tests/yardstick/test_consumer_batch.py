@@ -300,6 +300,47 @@ async def test_ids_are_recorded_once_whatever_they_hold_and_the_new_ones_said(ba
     assert stored == {("c", i) for i in [*plain, *odd]} | {("other", i) for i in plain[:2]}
 
 
+async def test_an_id_given_twice_in_one_call_is_recorded_once(backend_database: Db) -> None:
+    """On PostgreSQL the plain insert meets the second copy as a unique violation: ON CONFLICT then takes it."""
+    async with db.transaction(backend_database.sessions) as session:
+        assert await record_new(session, processed, "c", ["a", "b", "a"]) == {"a", "b"}
+        assert await record_new(session, processed, "c", ["c", "c", "b"]) == {"c"}
+    assert await _processed_ids(backend_database) == {"a", "b", "c"}
+
+
+@pytest.fixture
+async def pg_database(scratch_engine: Any) -> AsyncIterator[Db]:
+    """A scratch PostgreSQL database; the tests using it are marked integration (not in `make unit`)."""
+    async with scratch_engine("postgresql", metadata, "yt_record") as engine:
+        yield Db(engine=engine, sessions=db.session_factory(engine))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("first_commits", [True, False])
+async def test_ids_another_transaction_records_meanwhile_are_new_to_one_of_them(
+        pg_database: Db, first_commits: bool) -> None:
+    """Two instances recording the same ids at once (a rebalance): the second one's look-up does not see the
+    first one's uncommitted ids, so its plain insert waits for them; once the first commits, they are the
+    first's alone (the second's insert fails on them and ON CONFLICT answers, in the same transaction); if it
+    rolls back, they are the second's."""
+    first_ids, second_ids = ["x-1", "x-2", "x-3"], ["x-2", "x-3", "y-1", "y-2"]
+    async with pg_database.sessions() as first, pg_database.sessions() as second:
+        await first.begin()
+        assert await record_new(first, processed, "c", first_ids) == set(first_ids)
+        await second.begin()
+        recording = asyncio.ensure_future(record_new(second, processed, "c", second_ids))
+        await asyncio.sleep(0.3)
+        assert not recording.done()  # waiting on the first transaction's rows
+        if first_commits:
+            await first.commit()
+        else:
+            await first.rollback()
+        new = await asyncio.wait_for(recording, 10)
+        assert new == ({"y-1", "y-2"} if first_commits else set(second_ids))
+        await second.commit()
+    assert await _processed_ids(pg_database) == set(first_ids if first_commits else []) | set(second_ids)
+
+
 async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:
     database = backend_database
     consumer = _consumer(database)
