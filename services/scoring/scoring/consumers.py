@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,46 @@ POLL_SIZE = 10_000
 RatingKey = tuple[str, str, date, int]
 # Each level's satisfaction (method step 1), looked up in the summing loop instead of computed.
 SATISFACTION = {level: satisfaction(level) for level in range(1, 6)}
+
+
+class LocalDays:
+    """The local date of moments in a time zone, remembered by the hour: a poll's events fall on a few hours.
+
+    `moment.astimezone(zone).date()` is a third of the summing loop's time; a look-up by the moment's
+    clock (its tzinfo, date and hour) is a fifth of that. An hour of a fixed-offset clock is one
+    hour of UTC: when the zone's offset at its first and last instants is the same, and so is the
+    local date, the whole hour falls on that date (a zone changes its offset at most once in an
+    hour, and a day starts once), and the date is kept for it. Any other moment (naive, on a
+    clock with daylight saving of its own, in an hour with a transition or a local midnight
+    inside) is converted on its own, every time.
+    """
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        # (tzinfo, date, hour) of a clock -> the local date of all its instants (summarise reads it inline)
+        self.hours: dict[tuple[tzinfo | None, date, int], date] = {}
+        self.mixed: set[tuple[tzinfo | None, date, int]] = set()  # hours converted moment by moment
+
+    def __call__(self, moment: datetime) -> date:
+        key = (moment.tzinfo, moment.date(), moment.hour)
+        day = self.hours.get(key)
+        if day is not None:
+            return day
+        day = moment.astimezone(self.zone).date()
+        if key not in self.mixed:
+            clock = moment.tzinfo
+            if clock is None or clock.utcoffset(None) is None:
+                self.mixed.add(key)  # naive, or a zone with transitions of its own
+            else:
+                # On a fixed-offset clock its own arithmetic is UTC's: the hour's first and last instants.
+                start = moment.replace(minute=0, second=0, microsecond=0)
+                first = start.astimezone(self.zone)
+                last = (start + timedelta(hours=1, microseconds=-1)).astimezone(self.zone)
+                if first.utcoffset() == last.utcoffset() and first.date() == last.date() == day:
+                    self.hours[key] = day
+                else:
+                    self.mixed.add(key)
+        return day
 
 
 class Ratings:
@@ -316,6 +356,8 @@ def summarise(envelopes: Sequence[Decoded], city: CityProfile, handled: Containe
     cells, weeks, months = summary.ratings.cells, summary.complaints.cells, summary.complaints.months
     late, others = summary.late, summary.others
     mondays: dict[date, date] = {}  # each day's week (a poll's events fall on a few days)
+    local_day = LocalDays(tz)
+    hours = local_day.hours
     for e in envelopes:
         kind = e.type
         if kind not in FEEDBACK_TYPES:
@@ -329,7 +371,8 @@ def summarise(envelopes: Sequence[Decoded], city: CityProfile, handled: Containe
             if strict:
                 raise NotFound(f"unit {unit_id!r} is not in the city profile")
             continue
-        day = data["occurred_at"].astimezone(tz).date()
+        moment = data["occurred_at"]
+        day = hours.get((moment.tzinfo, moment.date(), moment.hour)) or local_day(moment)
         level = data.get("level")
         year = data["year"]
         if kind == "feedback.reassigned":
