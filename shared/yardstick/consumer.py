@@ -211,7 +211,7 @@ class IdempotentConsumer(Generic[DecodedT]):
         """Apply a poll's messages in one transaction; returns the dead letters (message, reason).
 
         The new events' ids are recorded with one statement that also says which ones are new
-        (INSERT .. ON CONFLICT DO NOTHING RETURNING), and the batch handler (else each event's
+        (`record_new`), and the batch handler (else each event's
         handler, in order) applies them in the same transaction. A transient error raises: the
         bus retries the whole batch, and whatever had committed is skipped as seen. Any other
         error rolls the batch back and applies its events in halves, each in its own
