@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from yardstick import consumer as consumer_module
 from yardstick import db, events
 from yardstick.bus import DeadLetter, Message, Subscription, dlq_topic
 from yardstick.bus.codec import are_event_ids, decode, encode, is_event_id
@@ -27,6 +28,7 @@ from yardstick.consumer import (
     NotFound,
     Row,
     RowDecoder,
+    _record_statement,
     _split,
     decode_fast,
     processed_table,
@@ -284,7 +286,16 @@ async def test_a_transient_failure_of_a_large_poll_keeps_nothing_and_the_retry_a
     assert await consumer.batch(poll) == dead and flaky.calls == 2  # all seen; the dead letter again
 
 
-async def test_ids_are_recorded_once_whatever_they_hold_and_the_new_ones_said(backend_database: Db) -> None:
+@pytest.fixture(params=["plain insert", "on conflict"])
+def record_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """record_new's two ways on PostgreSQL, whatever the number of ids: looked up and inserted plainly, or by
+    ON CONFLICT DO NOTHING (fewer than PLAIN_INSERT_MIN)."""
+    monkeypatch.setattr(consumer_module, "PLAIN_INSERT_MIN", 1 if request.param == "plain insert" else 10**9)
+    return str(request.param)
+
+
+async def test_ids_are_recorded_once_whatever_they_hold_and_the_new_ones_said(backend_database: Db,
+                                                                              record_path: str) -> None:
     """record_new sends ids as lines of one text on PostgreSQL (an array when one holds a line break)."""
     plain = [f"id-{n}" for n in range(300)]
     odd = ["with\nbreak", "", " spaced ", "comma,id", "e'quote", "back\\slash"]
@@ -300,7 +311,7 @@ async def test_ids_are_recorded_once_whatever_they_hold_and_the_new_ones_said(ba
     assert stored == {("c", i) for i in [*plain, *odd]} | {("other", i) for i in plain[:2]}
 
 
-async def test_an_id_given_twice_in_one_call_is_recorded_once(backend_database: Db) -> None:
+async def test_an_id_given_twice_in_one_call_is_recorded_once(backend_database: Db, record_path: str) -> None:
     """On PostgreSQL the plain insert meets the second copy as a unique violation: ON CONFLICT then takes it."""
     async with db.transaction(backend_database.sessions) as session:
         assert await record_new(session, processed, "c", ["a", "b", "a"]) == {"a", "b"}
@@ -316,9 +327,41 @@ async def pg_database(scratch_engine: Any) -> AsyncIterator[Db]:
 
 
 @pytest.mark.integration
+async def test_the_ids_are_looked_up_one_by_one_in_the_index_whatever_the_statistics_say(pg_database: Db) -> None:
+    """A table that grew faster than autovacuum analyses it (a replay into an empty read model) is thought
+    empty by the planner, which would read all of it into a hash table for every poll: the look-up is a
+    subquery it cannot turn into a join (OFFSET 0), so each id is one probe of the primary key."""
+    async with pg_database.engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {processed.name} SET (autovacuum_enabled = false)"))
+        await conn.execute(text(f"INSERT INTO {processed.name} (consumer, event_id) "
+                                "SELECT 'c', 'old-' || n FROM generate_series(1, 50000) AS n"))
+        assert (await conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = :t"),
+                                   {"t": processed.name})).scalar_one() < 0  # never analysed
+    statement = _record_statement(processed.name, lines=True, plain=True)
+    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.text}").bindparams(
+        *statement._bindparams.values())  # the same statement, its parameters typed as record_new types them
+    ids = [f"new-{n}" for n in range(500)] + [f"old-{n}" for n in range(1, 6)]
+    async with pg_database.sessions() as session, session.begin():
+        plan = (await session.execute(explain, {"consumer": "c", "ids": "\n".join(ids)})).scalar_one()
+        await session.rollback()
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    reads = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == processed.name
+             and n["Node Type"] != "ModifyTable"]
+    assert [(n["Node Type"], n["Index Name"], n["Actual Loops"]) for n in reads] == [
+        ("Index Only Scan", f"{processed.name}_pkey", len(ids))]
+    assert not any(n["Node Type"] in {"Hash Join", "Merge Join", "Seq Scan", "Bitmap Heap Scan"}
+                   for n in nodes(plan[0]["Plan"]))
+    async with pg_database.sessions() as session, session.begin():
+        assert await record_new(session, processed, "c", ids) == set(ids[:500])
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("first_commits", [True, False])
 async def test_ids_another_transaction_records_meanwhile_are_new_to_one_of_them(
-        pg_database: Db, first_commits: bool) -> None:
+        pg_database: Db, first_commits: bool, record_path: str) -> None:
     """Two instances recording the same ids at once (a rebalance): the second one's look-up does not see the
     first one's uncommitted ids, so its plain insert waits for them; once the first commits, they are the
     first's alone (the second's insert fails on them and ON CONFLICT answers, in the same transaction); if it
