@@ -319,19 +319,14 @@ async def test_an_id_given_twice_in_one_call_is_recorded_once(backend_database: 
     assert await _processed_ids(backend_database) == {"a", "b", "c"}
 
 
-@pytest.fixture
-async def pg_database(scratch_engine: Any) -> AsyncIterator[Db]:
-    """A scratch PostgreSQL database; the tests using it are marked integration (not in `make unit`)."""
-    async with scratch_engine("postgresql", metadata, "yt_record") as engine:
-        yield Db(engine=engine, sessions=db.session_factory(engine))
-
-
 @pytest.mark.integration
-async def test_the_ids_are_looked_up_one_by_one_in_the_index_whatever_the_statistics_say(pg_database: Db) -> None:
+@pytest.mark.parametrize("backend", ["postgresql"])  # backend_database on PostgreSQL alone
+async def test_the_ids_are_looked_up_one_by_one_in_the_index_whatever_the_statistics_say(
+        backend_database: Db) -> None:
     """A table that grew faster than autovacuum analyses it (a replay into an empty read model) is thought
     empty by the planner, which would read all of it into a hash table for every poll: the look-up is a
     subquery it cannot turn into a join (OFFSET 0), so each id is one probe of the primary key."""
-    async with pg_database.engine.begin() as conn:
+    async with backend_database.engine.begin() as conn:
         await conn.execute(text(f"ALTER TABLE {processed.name} SET (autovacuum_enabled = false)"))
         await conn.execute(text(f"INSERT INTO {processed.name} (consumer, event_id) "
                                 "SELECT 'c', 'old-' || n FROM generate_series(1, 50000) AS n"))
@@ -341,7 +336,7 @@ async def test_the_ids_are_looked_up_one_by_one_in_the_index_whatever_the_statis
     explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.text}").bindparams(
         *statement._bindparams.values())  # the same statement, its parameters typed as record_new types them
     ids = [f"new-{n}" for n in range(500)] + [f"old-{n}" for n in range(1, 6)]
-    async with pg_database.sessions() as session, session.begin():
+    async with backend_database.sessions() as session, session.begin():
         plan = (await session.execute(explain, {"consumer": "c", "ids": "\n".join(ids)})).scalar_one()
         await session.rollback()
 
@@ -354,20 +349,21 @@ async def test_the_ids_are_looked_up_one_by_one_in_the_index_whatever_the_statis
         ("Index Only Scan", f"{processed.name}_pkey", len(ids))]
     assert not any(n["Node Type"] in {"Hash Join", "Merge Join", "Seq Scan", "Bitmap Heap Scan"}
                    for n in nodes(plan[0]["Plan"]))
-    async with pg_database.sessions() as session, session.begin():
+    async with backend_database.sessions() as session, session.begin():
         assert await record_new(session, processed, "c", ids) == set(ids[:500])
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("backend", ["postgresql"])
 @pytest.mark.parametrize("first_commits", [True, False])
 async def test_ids_another_transaction_records_meanwhile_are_new_to_one_of_them(
-        pg_database: Db, first_commits: bool, record_path: str) -> None:
+        backend_database: Db, first_commits: bool, record_path: str) -> None:
     """Two instances recording the same ids at once (a rebalance): the second one's look-up does not see the
     first one's uncommitted ids, so its plain insert waits for them; once the first commits, they are the
     first's alone (the second's insert fails on them and ON CONFLICT answers, in the same transaction); if it
     rolls back, they are the second's."""
     first_ids, second_ids = ["x-1", "x-2", "x-3"], ["x-2", "x-3", "y-1", "y-2"]
-    async with pg_database.sessions() as first, pg_database.sessions() as second:
+    async with backend_database.sessions() as first, backend_database.sessions() as second:
         await first.begin()
         assert await record_new(first, processed, "c", first_ids) == set(first_ids)
         await second.begin()
@@ -381,7 +377,7 @@ async def test_ids_another_transaction_records_meanwhile_are_new_to_one_of_them(
         new = await asyncio.wait_for(recording, 10)
         assert new == ({"y-1", "y-2"} if first_commits else set(second_ids))
         await second.commit()
-    assert await _processed_ids(pg_database) == set(first_ids if first_commits else []) | set(second_ids)
+    assert await _processed_ids(backend_database) == set(first_ids if first_commits else []) | set(second_ids)
 
 
 async def test_a_poison_event_in_a_large_poll_is_dead_lettered_alone(backend_database: Db) -> None:
