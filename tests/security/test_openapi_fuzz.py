@@ -31,16 +31,19 @@ CITY = load_city(default_city_path())
 UNIT = "health-commission"
 TOKENS = {"commission": issue(SECRET, role="commission", subject="fuzz")[0],
           "coordinator": issue(SECRET, role="coordinator", unit_id=UNIT, subject="fuzz")[0]}
-# Each service on SQLite and the in-process bus, in a folder of its own.
+# Each service on SQLite and the in-process bus, in a folder of its own (removed after the module's tests:
+# the apps are built when the module is collected, as schemathesis reads their documents then).
+_FOLDERS = {name: tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") for name in ("intake", "targets", "scoring",
+                                                                                   "notices")}
 _COMMON: dict[str, Any] = {"bus": "memory", "auth_secret": SECRET, "database_url": ""}
 APPS: dict[str, Any] = {
-    "intake": intake_app(IntakeSettings(data_dir=Path(tempfile.mkdtemp(prefix="fuzz-intake-")), **_COMMON,
+    "intake": intake_app(IntakeSettings(data_dir=Path(_FOLDERS["intake"].name), **_COMMON,
                                         rate_per_s=1e6, rate_burst=1e6, social_secrets={"weibo": "s"}), city=CITY),
-    "targets": targets_app(TargetsSettings(data_dir=Path(tempfile.mkdtemp(prefix="fuzz-targets-")), **_COMMON),
+    "targets": targets_app(TargetsSettings(data_dir=Path(_FOLDERS["targets"].name), **_COMMON),
                            city=CITY),
-    "scoring": scoring_app(ScoringSettings(data_dir=Path(tempfile.mkdtemp(prefix="fuzz-scoring-")), **_COMMON),
+    "scoring": scoring_app(ScoringSettings(data_dir=Path(_FOLDERS["scoring"].name), **_COMMON),
                            city=CITY),
-    "notices": notices_app(NoticesSettings(data_dir=Path(tempfile.mkdtemp(prefix="fuzz-notices-")), **_COMMON,
+    "notices": notices_app(NoticesSettings(data_dir=Path(_FOLDERS["notices"].name), **_COMMON,
                                            daily_sweep=False, live_evaluation=False), city=CITY),
 }
 
@@ -62,6 +65,8 @@ def clients() -> Iterator[dict[str, TestClient]]:
     finally:
         for client in running.values():
             client.__exit__(None, None, None)
+        for folder in _FOLDERS.values():
+            folder.cleanup()
 
 
 def fuzz(service: str, role: str, examples: int) -> Callable[..., None]:
@@ -80,6 +85,12 @@ def fuzz(service: str, role: str, examples: int) -> Callable[..., None]:
         kwargs = case.as_transport_kwargs(base_url="http://testserver")
         headers = dict(kwargs.pop("headers", None) or {})
         headers.setdefault("Authorization", f"Bearer {TOKENS[role]}")
+        # As the transport kwargs are meant, in the form the test client takes without deprecation warnings:
+        # no per-request cookies (no operation has any: the documents declare none), raw bytes as content.
+        cookies = kwargs.pop("cookies", None)
+        assert not cookies, f"{case.operation.label} sends cookies: set them on the client"
+        if isinstance(kwargs.get("data"), bytes | str):
+            kwargs["content"] = kwargs.pop("data")
         response = clients[service].request(headers=headers, **kwargs)
         assert response.status_code < 500, \
             f"{service}: {case.method} {case.formatted_path} as {role}: {response.text[:500]}"
