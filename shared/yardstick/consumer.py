@@ -63,6 +63,8 @@ OVERLAP_MIN = 64
 # From this many ids record_new looks them up and inserts the new ones plainly, in a savepoint (decision 0020);
 # fewer go by ON CONFLICT DO NOTHING, where the savepoint's round trips would cost more than the server saves.
 PLAIN_INSERT_MIN = 2_000
+
+
 class _Polled(NamedTuple, Generic[DecodedT]):
     """A decoded poll: dead letters with their reasons, events in order without a repeated id, the message of
     each event (in the same order), each id's place among the events, and what `prepare` made of the events
@@ -433,23 +435,26 @@ async def record_new(session: AsyncSession, table: Table, consumer: str, ids: Se
         lines = "\n".join(ids)
         as_lines = lines.count("\n") == len(ids) - 1 and all(ids)
         params = {"consumer": consumer, "ids": lines if as_lines else list(ids)}
+
+        async def seen_by(plain: bool) -> list[str] | None:
+            """The ids recorded before (an array, usually empty): by the plain path's statement or ON CONFLICT's."""
+            statement = _record_statement(table.name, lines=as_lines, plain=plain)
+            seen: list[str] | None = (await session.execute(statement, params)).scalar_one()
+            return seen
+
         if len(ids) < PLAIN_INSERT_MIN:
-            seen = (await session.execute(_record_statement(table.name, lines=as_lines, plain=False),
-                                          params)).scalar_one()
-            return set(ids).difference(seen or ())
+            return set(ids).difference(await seen_by(False) or ())
         # A savepoint of the driver's own (session.begin_nested costs as much Python as the statement).
         connection = await session.connection()
         await connection.exec_driver_sql("SAVEPOINT record_new")
         try:
-            seen = (await session.execute(_record_statement(table.name, lines=as_lines, plain=True),
-                                          params)).scalar_one()
+            seen = await seen_by(True)
         except IntegrityError as exc:
             # The savepoint held this statement alone, and it inserts only ids: any unique violation is one.
             if not any(getattr(e, "sqlstate", None) == "23505" for e in _chain(exc.orig)):
                 raise
             await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT record_new")
-            seen = (await session.execute(_record_statement(table.name, lines=as_lines, plain=False),
-                                          params)).scalar_one()
+            seen = await seen_by(False)
         else:
             await connection.exec_driver_sql("RELEASE SAVEPOINT record_new")
         return set(ids).difference(seen or ())
