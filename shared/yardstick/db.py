@@ -39,7 +39,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> AsyncEngine:
+    """The engine of a database URL. `immediate` (SQLite): its transactions begin IMMEDIATE, holding the
+    write lock from their first statement (writer_engine)."""
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -48,6 +50,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # SQLAlchemy begins the transactions itself (below), instead of the driver's legacy mode,
+            # which begins one only before the first write.
+            dbapi_conn.isolation_level = None
             # WAL lets the relay read while a request writes; busy_timeout rides out short locks.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -58,6 +63,12 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -82,6 +93,23 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             raise DisconnectionError("connection closed by the server")
 
     return engine
+
+
+def writer_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for units of work that write: on PostgreSQL the engine itself; on SQLite (decision 0021)
+    a second engine on the same file with a single connection, whose transactions begin IMMEDIATE.
+
+    Begun deferred, a SQLite transaction that has read is a reader on a snapshot, and its first write
+    fails at once with "database is locked" (busy_timeout does not apply) whenever another connection
+    committed since that snapshot, as the quick start's scoring loops did beside the consumers. Begun
+    IMMEDIATE, it holds the write lock from its first statement. With one connection, a process's
+    writers queue in the pool, a wait a cancelled task leaves at once, rather than in SQLite's busy
+    handler, whose wait a cancelled task's thread sits out (up to busy_timeout) and that no stopping
+    service should wait for. Reads stay on `engine`, deferred, beside the writer (WAL)."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return make_engine(engine.url.render_as_string(hide_password=False), immediate=True,
+                       pool_size=1, max_overflow=0)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

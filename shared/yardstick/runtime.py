@@ -32,6 +32,10 @@ from yardstick.tasks import stop_tasks
 log = logging.getLogger(__name__)
 
 
+# A consumer's poll on SQLite, at most (ServiceRuntime.consume).
+SQLITE_POLL_MAX = 500
+
+
 def make_bus(settings: ServiceSettings) -> Bus:
     if settings.bus == "kafka":
         from yardstick.bus.kafka import KafkaBus
@@ -61,10 +65,14 @@ class ServiceRuntime:
         self.outbox: Table = metadata.tables["outbox"] if "outbox" in metadata.tables else outbox_table(metadata)
         self.processed: Table = (metadata.tables["processed_events"] if "processed_events" in metadata.tables
                                  else processed_table(metadata))
-        self.engine = db.make_engine(settings.database_url, **(
-            {} if db.is_sqlite(settings.database_url)
-            else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
+        pool: dict[str, Any] = ({} if db.is_sqlite(settings.database_url)
+                                else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow})
+        self.engine = db.make_engine(settings.database_url, **pool)
         self.sessions: async_sessionmaker[AsyncSession] = db.session_factory(self.engine)
+        # Units of work that write (transaction(), the consumers): on SQLite through the writer engine,
+        # one connection whose transactions take the write lock when they begin (decision 0021).
+        self.writer = db.writer_engine(self.engine)
+        self.writing: async_sessionmaker[AsyncSession] = db.session_factory(self.writer)
         self.bus: Bus = bus if bus is not None else make_bus(settings)
         self.owns_bus = bus is None
         self.city = city or load_city(settings.city or default_city_path())
@@ -72,7 +80,7 @@ class ServiceRuntime:
                            interval_s=settings.relay_interval_s, retry_max_s=settings.retry_max_s)
         self.revoked: Table = (metadata.tables["revoked_tokens"] if "revoked_tokens" in metadata.tables
                                else revoked_table(metadata))
-        self.revocations = Revocations(self.sessions, self.revoked)
+        self.revocations = Revocations(self.writing, self.revoked)
         self.authenticator = Authenticator(settings.secret, self.revocations, audience=settings.auth_audience)
         self.consumers: list[IdempotentConsumer[Any]] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -102,8 +110,12 @@ class ServiceRuntime:
         `prepare` does a large poll's batch work in the decoding thread (IdempotentConsumer);
         `poll_size` caps a poll (the bus's default when None).
         """
+        if self.writer is not self.engine:
+            # SQLite has one writer: a poll's transaction holds it, and every request and loop that
+            # writes waits for it. Polls of at most SQLITE_POLL_MAX keep that wait short (decision 0021).
+            poll_size = min(poll_size or SQLITE_POLL_MAX, SQLITE_POLL_MAX)
         consumer: IdempotentConsumer[DecodedT] = IdempotentConsumer(
-            name=name, sessions=self.sessions, table=self.processed, handlers=handlers, after_commit=after_commit,
+            name=name, sessions=self.writing, table=self.processed, handlers=handlers, after_commit=after_commit,
             batch_handler=batch_handler, decode=decode, decode_batch=decode_batch, prepare=prepare)
         self.consumers.append(consumer)
         many = consumer.batch if batched or batch_handler is not None else None
@@ -162,8 +174,9 @@ class ServiceRuntime:
         and no ROLLBACK travel to the server (two of a one-query read's three round trips;
         0.6 ms a read for the session, 0.3 ms more for the round trips, in process). Nothing
         changes for the reads: under PostgreSQL's default READ COMMITTED each statement took its
-        own snapshot already. SQLite keeps its default (switching costs a trip to aiosqlite's
-        thread each time).
+        own snapshot already. SQLite keeps its transactions (switching costs a trip to aiosqlite's
+        thread each time), begun deferred: a reader beside the writer, not queued behind it
+        (decision 0021).
         """
         async with self.engine.connect() as connection:
             if self.engine.dialect.name == "postgresql":
@@ -172,7 +185,7 @@ class ServiceRuntime:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with db.transaction(self.sessions) as session:
+        async with db.transaction(self.writing) as session:
             yield session
         if session.info.get("outbox_added"):
             self.relay.wake()
@@ -211,6 +224,8 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.stop()
         await self.engine.dispose()
+        if self.writer is not self.engine:
+            await self.writer.dispose()
         log.info("service stopped", extra={"service": self.service})
 
     # the FastAPI side -------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import hmac
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
@@ -20,7 +22,7 @@ from aiosmtpd.controller import Controller
 
 from notices.app import create_app
 from notices.settings import NoticesSettings
-from yardstick import events
+from yardstick import db, events
 from yardstick.bus.codec import encode
 from yardstick.bus.memory import MemoryBus
 from yardstick.city import CityProfile
@@ -66,13 +68,21 @@ class Receiver:
 @pytest.fixture
 async def notices_app(tmp_path: Path, city: CityProfile, unused_tcp_port: int
                       ) -> AsyncIterator[tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver]]:
+    async with running_notices(tmp_path, city, unused_tcp_port) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_notices(tmp_path: Path, city: CityProfile, port: int, *, database_url: str = ""
+                          ) -> AsyncIterator[tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver]]:
+    """The notices app on the in-process bus, its database SQLite under tmp_path unless `database_url`."""
     inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=unused_tcp_port)
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
     smtp.start()
     receiver = Receiver()
-    settings = NoticesSettings(data_dir=tmp_path, bus="memory", auth_secret=SECRET, live_evaluation=False,
-                               daily_sweep=False, smtp_port=unused_tcp_port, delivery_interval_s=0.05,
-                               delivery_backoff_s=0.05, webhook_allow_private=True)
+    settings = NoticesSettings(data_dir=tmp_path, database_url=database_url, bus="memory", auth_secret=SECRET,
+                               live_evaluation=False, daily_sweep=False, smtp_port=port,
+                               delivery_interval_s=0.05, delivery_backoff_s=0.05, webhook_allow_private=True)
     bus = MemoryBus(retry_s=0.02)
     app = create_app(settings, bus=bus, city=city)
     original = httpx.AsyncClient
@@ -274,12 +284,26 @@ async def test_live_evaluation_runs_while_events_never_pause(tmp_path: Path, cit
 
 
 async def test_evaluations_racing_on_one_cell_issue_one_notice(
-        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
-    """The commission's run and the service's own sweep at the same moment: one notice, and neither fails
-    (on SQLite no sweep lock serialises them; the cell's open key does)."""
+        backend: str, tmp_path: Path, city: CityProfile, unused_tcp_port: int, token: Any, eventually: Any) -> None:
+    """The commission's run and the service's own sweep at the same moment: one notice, and neither fails.
+
+    On PostgreSQL both may read "no notice open" before either writes (forced here): the cell's open
+    key makes the second's insert do nothing. On SQLite the writers take turns on one connection that
+    holds the write lock from a transaction's start (db.writer_engine), so the second evaluation waits
+    for the first and finds its notice open.
+    """
     from notices import service
 
-    client, app, bus, _inbox, _receiver = notices_app
+    async with contextlib.AsyncExitStack() as stack:
+        url = ("" if backend == "sqlite" else await stack.enter_async_context(
+            db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_notices_race")))
+        client, app, bus, _inbox, _receiver = await stack.enter_async_context(
+            running_notices(tmp_path, city, unused_tcp_port, database_url=url))
+        await _race_one_cell(client, app, bus, service, token, eventually, interleave=backend != "sqlite")
+
+
+async def _race_one_cell(client: httpx.AsyncClient, app: Any, bus: MemoryBus, service: Any, token: Any,
+                         eventually: Any, *, interleave: bool) -> None:
     commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
     day = date(2026, 4, 15)
     envelopes = [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=d), d)
@@ -290,7 +314,7 @@ async def test_evaluations_racing_on_one_cell_issue_one_notice(
     consumer = app.state.runtime.consumers[0]
     await eventually(lambda: consumer.applied == len(envelopes))
     runtime, calendar = app.state.runtime, app.state.calendar
-    # Both evaluations have read "no notice open" before either writes: the state the race leaves.
+    # Interleaved, both evaluations have read "no notice open" before either writes: the state the race leaves.
     looked = asyncio.Barrier(2)
     original = service.repository.open_notice
 
@@ -304,11 +328,12 @@ async def test_evaluations_racing_on_one_cell_issue_one_notice(
             return await service.evaluate(session, city=runtime.city, calendar=calendar, today=day,
                                           now=datetime.now(UTC))
 
-    service.repository.open_notice = open_notice_then_wait  # type: ignore[assignment]
+    if interleave:
+        service.repository.open_notice = open_notice_then_wait
     try:
         results = await asyncio.wait_for(asyncio.gather(evaluate(), evaluate()), timeout=30)
     finally:
-        service.repository.open_notice = original  # type: ignore[assignment]
+        service.repository.open_notice = original
     assert sorted(len(r.issued) for r in results) == [0, 1]
     listed = (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=commission)).json()
     assert len(listed["items"]) == 1

@@ -26,6 +26,7 @@ from yardstick.bus import DeadLetter, Message
 from yardstick.bus.codec import encode, encode_stored
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import Decoded, Row
+from yardstick.runtime import SQLITE_POLL_MAX
 
 _text = st.text(max_size=12)
 _moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
@@ -274,15 +275,23 @@ def test_a_message_the_sdk_encoded_decodes_the_same(fast_calls: list[Message]) -
     assert consumer.decode_lean(message) == envelope == consumer.decode_fast(message)
 
 
-def test_scorings_consumer_decodes_with_the_lean_path_and_its_polls_as_rows(tmp_path: Any) -> None:
-    settings_ = ScoringSettings(data_dir=tmp_path, bus="memory", auth_secret="test",
-                                database_url=f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}")
+@pytest.mark.parametrize(("url", "poll_size"), [
+    # Nothing connects here: the app is only built.
+    ("postgresql+asyncpg://u:p@127.0.0.1:1/scoring", 10_000),
+    # SQLite's one writer is held for a poll at a time: shorter ones there (decision 0021).
+    ("sqlite", SQLITE_POLL_MAX),
+])
+def test_scorings_consumer_decodes_with_the_lean_path_and_its_polls_as_rows(tmp_path: Any, url: str,
+                                                                            poll_size: int) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}" if url == "sqlite" else url
+    settings_ = ScoringSettings(data_dir=tmp_path, bus="memory", auth_secret="test", database_url=url)
     app: FastAPI = create_app(settings_, bus=MemoryBus())
     [scoring] = [c for c in app.state.runtime.consumers if c.name == consumers.CONSUMER]
     assert scoring.decode is consumer.decode_lean is consumers.DECODE
     assert scoring.decode_batch is consumers.DECODE_BATCH
     [subscription] = [s for s in app.state.runtime.bus._subs if s.group == consumers.CONSUMER]
-    assert subscription.poll_size == consumers.POLL_SIZE == 10_000
+    assert consumers.POLL_SIZE == 10_000 and SQLITE_POLL_MAX == 500
+    assert subscription.poll_size == poll_size
 
 
 @pytest.mark.parametrize("data", _OTHERS)

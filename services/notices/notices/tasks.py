@@ -82,7 +82,7 @@ class Evaluator:
         async with httpx.AsyncClient(timeout=self.settings.webhook_timeout_s) as client:
             while True:
                 try:
-                    await notify.deliver_due(self.runtime.sessions, self.settings, client)
+                    await notify.deliver_due(self.runtime.writing, self.settings, client)
                 except Exception:
                     log.exception("notification delivery pass failed")
                 await asyncio.sleep(self.settings.delivery_interval_s)
