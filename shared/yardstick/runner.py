@@ -11,7 +11,8 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable, Generator, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,40 @@ def serve(name: str) -> None:
     settings = spec.settings()
     configure_logging(settings.log_level)
     app = spec.create_app(settings)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve_all([_server(app, settings)], []))
+    run_to_exit(_serve_all([_server(app, settings)], []))
+
+
+# How long the event loop's last step (cancelling what is left) may take once the services stopped.
+EXIT_GRACE_S = 5.0
+
+
+def run_to_exit(main: Coroutine[Any, Any, None], *, grace_s: float = EXIT_GRACE_S) -> None:
+    """Run `main` on a new event loop, then close the loop; a close that hangs ends the process.
+
+    Closing cancels the tasks still running and waits for them without limit. With aiosqlite 0.22 one
+    may never end: SQLAlchemy closes a connection of a cancelled task in a shielded task that can
+    wait for ever on aiosqlite's worker thread once it has stopped (sqlalchemy/sqlalchemy#13039,
+    wapiti-scanner/wapiti#802); `make run` hung at its stop twice in fourteen runs. By then the services
+    have stopped and every transaction has committed or rolled back, so after `grace_s` the process
+    says so and exits (a watchdog thread), as the services' own stop would have.
+    """
+    runner = asyncio.Runner(loop_factory=_loop_factory())
+    try:
+        runner.run(main)
+    finally:
+        def give_up() -> None:
+            print(f"yardstick: tasks still running {grace_s:g} s after the services stopped (an aiosqlite "
+                  "connection close that never ends); exiting without waiting for them", file=sys.stderr,
+                  flush=True)
+            os._exit(0)
+
+        watchdog = threading.Timer(grace_s, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            runner.close()
+        finally:
+            watchdog.cancel()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -292,6 +325,5 @@ def run(*, city: Path | None, data_dir: Path, demo: bool, host: str = "127.0.0.1
     configure_logging("WARNING")
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_secret(data_dir)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host,
-                            days=days, scale=scale, seed_value=seed))
+    run_to_exit(_run_all(city_path=city or default_city_path(), data_dir=data_dir, demo=demo, host=host,
+                         days=days, scale=scale, seed_value=seed))
