@@ -162,17 +162,19 @@ def run_to_exit(main: Coroutine[Any, Any, None], *, grace_s: float = EXIT_GRACE_
     wait for ever on aiosqlite's worker thread once it has stopped (sqlalchemy/sqlalchemy#13039,
     wapiti-scanner/wapiti#802); `make run` hung at its stop twice in fourteen runs. By then the services
     have stopped and every transaction has committed or rolled back, so after `grace_s` the process
-    says so and exits (a watchdog thread), as the services' own stop would have.
+    says so and exits (a watchdog thread) with the status a normal end would have had.
     """
     runner = asyncio.Runner(loop_factory=_loop_factory())
+    status = 1  # what the process exits with if the watchdog ends it: 0 once `main` returned
     try:
         runner.run(main)
+        status = 0
     finally:
         def give_up() -> None:
             print(f"yardstick: tasks still running {grace_s:g} s after the services stopped (an aiosqlite "
                   "connection close that never ends); exiting without waiting for them", file=sys.stderr,
                   flush=True)
-            os._exit(0)
+            os._exit(status)
 
         watchdog = threading.Timer(grace_s, give_up)
         watchdog.daemon = True

@@ -22,24 +22,27 @@ _SCRIPT = textwrap.dedent("""
             await asyncio.get_running_loop().create_future()
 
     async def main() -> None:
-        if sys.argv[1] == "stuck":
+        if sys.argv[1] != "clean":
             asyncio.get_running_loop().create_task(stuck())
         await asyncio.sleep(0.1)
         print("main done", flush=True)
+        if sys.argv[1] == "stuck-failed":
+            raise RuntimeError("the services failed")
 
     run_to_exit(main(), grace_s=0.5)
     print("closed", flush=True)
 """)
 
 
-@pytest.mark.parametrize("mode", ["stuck", "clean"])
-def test_the_process_exits_when_a_leftover_task_never_ends(mode: str) -> None:
+@pytest.mark.parametrize(("mode", "status"), [("stuck", 0), ("stuck-failed", 1), ("clean", 0)])
+def test_the_process_exits_when_a_leftover_task_never_ends(mode: str, status: int) -> None:
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", _SCRIPT, mode], capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stderr
+    # The status a normal end would have had: 0, or 1 when the main coroutine failed.
+    assert done.returncode == status, done.stderr
     assert "main done" in done.stdout
-    if mode == "stuck":
+    if mode != "clean":
         # The loop's close never returned: the watchdog ended the process after grace_s.
         assert "closed" not in done.stdout
         assert "tasks still running 0.5 s after the services stopped" in done.stderr
