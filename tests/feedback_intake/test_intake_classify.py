@@ -96,6 +96,34 @@ def test_the_fast_probabilities_equal_sklearns_on_any_text(trained: Classifier, 
     assert max(abs(fast[c] - reference[c]) for c in fast) < 1e-12
 
 
+def every_keyword_hit(classifier: Classifier, text: str) -> dict[str, int]:
+    """The reference: every keyword of every category searched for in the text."""
+    folded = text.casefold()
+    hits: dict[str, int] = {}
+    for category_id, words in classifier.keywords.items():
+        for word in words:
+            if word in folded:
+                hits[category_id] = hits.get(category_id, 0) + 1
+    return hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(_TEXT, st.sampled_from(["下水道", "公交", "BUS", "Hospital", "ß", "挂号", "垃圾"])),
+                       max_size=6))
+def test_keyword_hits_are_every_keyword_the_text_contains(trained: Classifier, pieces: list[str]) -> None:
+    """keyword_hits looks only at keywords starting with one of the text's characters; the same counts
+    as searching for every keyword, also for the profile's own keywords glued into any text."""
+    words = [w for ws in trained.keywords.values() for w in ws]
+    text = "".join(pieces) + "".join(words[len(pieces) * 37 % len(words):][:len(pieces)])
+    assert trained.keyword_hits(text) == every_keyword_hit(trained, text)
+
+
+def test_keyword_hits_count_each_category_s_keywords_in_a_labelled_text(trained: Classifier) -> None:
+    for _, text in labelled():
+        assert trained.keyword_hits(text) == every_keyword_hit(trained, text), text
+    assert sum(bool(trained.keyword_hits(text)) for _, text in labelled()) > 100  # keywords do hit
+
+
 @pytest.fixture(scope="module")
 def trained(city: CityProfile) -> Classifier:
     """Trained once for the module (hypothesis runs a test's body hundreds of times)."""
