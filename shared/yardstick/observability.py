@@ -90,6 +90,9 @@ class RequestMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # The histogram's child a (method, route, status), looked up once: `labels()` takes a lock and
+        # checks its arguments every time. Routes are the app's templates, so the keys are few.
+        self._timers: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,8 +114,10 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            REQUESTS.labels(service=self.service, method=scope.get("method", ""),
-                            route=getattr(route, "path", "unmatched"), status=str(status)).observe(
-                time.perf_counter() - start)
+            key = (scope.get("method", ""), getattr(scope.get("route"), "path", "unmatched"), status)
+            timer = self._timers.get(key)
+            if timer is None:
+                timer = self._timers[key] = REQUESTS.labels(service=self.service, method=key[0], route=key[1],
+                                                            status=str(status))
+            timer.observe(time.perf_counter() - start)
             request_id.reset(token)
