@@ -32,15 +32,23 @@ import json
 import os
 import secrets
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from feedback_intake.schemas import FeedbackIn
+
+# bench/ is not on the path (`make bench` runs each script with -P): the end-to-end bench's topic helper
+# is taken from beside this file.
+sys.path.append(str(Path(__file__).resolve().parent))
+from e2e import topics
 
 ADMIN = os.environ.get("YARDSTICK_TEST_PG_ADMIN_URL",
                        "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/postgres")
@@ -92,75 +100,113 @@ def patched(target: Any, name: str, value: Any) -> Iterator[None]:
 
 
 async def bench(posts: int, rounds: int, concurrency: int) -> None:
-    from feedback_intake import service
     from feedback_intake.app import create_app
-    from feedback_intake.classify import Classification
     from feedback_intake.settings import IntakeSettings
     from yardstick import db
 
+    prefix = f"bench{secrets.token_hex(3)}."
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     async with db.scratch_database(ADMIN, "bench_post_cost") as url:
-        os.environ.update({
-            "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
-            "YARDSTICK_AUTH_SECRET": secrets.token_urlsafe(32), "YARDSTICK_LOG_LEVEL": "WARNING",
-            "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:", "YARDSTICK_INTAKE_DATABASE_URL": url,
-            # One client: the per-client limits would measure themselves.
-            "YARDSTICK_INTAKE_RATE_PER_S": "1000000", "YARDSTICK_INTAKE_RATE_BURST": "1000000"})
-        app = create_app(IntakeSettings())
-        bare = bare_app()
-        async with app.router.lifespan_context(app):
-            intake = app.state.intake
-            units = [u.id for u in intake.city.units]
-            category = intake.city.categories[0].id
+        with settings_from({
+                "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "YARDSTICK_AUTH_SECRET": secrets.token_urlsafe(32), "YARDSTICK_LOG_LEVEL": "WARNING",
+                "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:", "YARDSTICK_INTAKE_DATABASE_URL": url,
+                # One client: the per-client limits would measure themselves.
+                "YARDSTICK_INTAKE_RATE_PER_S": "1000000", "YARDSTICK_INTAKE_RATE_BURST": "1000000"}):
+            try:
+                await measure(create_app(IntakeSettings()), bare_app(), posts, rounds, concurrency)
+            finally:
+                await topics(bootstrap, delete_prefix=prefix)  # the run's topics: nothing else reads them
 
-            async def answered(*_: Any, **__: Any) -> bool:
-                return True
 
-            async def received(_: Any, item: Any, **__: Any) -> tuple[dict[str, Any], bool]:
-                return {"id": "x", "tracking_code": "ABCDEFGHJKMN", "unit_id": item.unit_id,
-                        "category_id": category, "status": "received"}, True
+@contextmanager
+def settings_from(values: dict[str, str]) -> Iterator[None]:
+    """The service's settings from these alone (not from the caller's other YARDSTICK_ variables, as
+    bench/intake.py gives its process), the caller's environment back afterwards."""
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("YARDSTICK_")]:
+        del os.environ[name]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
-            def decided(_: str) -> Classification:
-                return Classification(category, "keyword", None)
 
-            variants: dict[str, Callable[[], Any]] = {
-                "as served": lambda: _nothing(),
-                "without classification": lambda: patched(intake.classifier, "classify", decided),
-                "without the store": lambda: patched(intake.writer, "insert", answered),
-                "route only": lambda: patched(service, "create_feedback", received),
-                "bare FastAPI": lambda: _nothing(),
-            }
+async def measure(app: Any, bare: FastAPI, posts: int, rounds: int, concurrency: int) -> None:
+    from feedback_intake import service
+    from feedback_intake.classify import Classification
 
-            async def load(name: str, target: Any, n: int) -> tuple[float, float]:
-                bodies = iter([json.dumps({"channel": "web", "text": TEXT, "level": 2,
-                                           "unit_id": units[i % len(units)],
-                                           "client_id": str(uuid.uuid4())}).encode() for i in range(n)])
-                bad: list[int] = []
+    async with app.router.lifespan_context(app):
+        intake = app.state.intake
+        runtime = intake.runtime
+        units = [u.id for u in intake.city.units]
+        category = intake.city.categories[0].id
 
-                async def client() -> None:
-                    for body in bodies:
-                        status = await call(target, b"/v1/feedback", body)
-                        if status != 201:
-                            bad.append(status)
+        async def answered(*_: Any, **__: Any) -> bool:
+            return True
 
-                c0, t0 = time.process_time(), time.perf_counter()
-                await asyncio.gather(*(client() for _ in range(concurrency)))
-                cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-                if bad:
-                    raise SystemExit(f"{name}: {len(bad)} posts were not answered 201 (first: {bad[0]}): see the "
-                                     "service's log above; is PostgreSQL or Kafka down?")
-                return cpu / n * 1000, n / wall
+        async def received(_: Any, item: Any, **__: Any) -> tuple[dict[str, Any], bool]:
+            return {"id": "x", "tracking_code": "ABCDEFGHJKMN", "unit_id": item.unit_id,
+                    "category_id": category, "status": "received"}, True
 
-            cpu: dict[str, list[float]] = {name: [] for name in variants}
-            rate: dict[str, list[float]] = {name: [] for name in variants}
-            await load("warm-up", app, min(posts, 500))  # warm: statements prepared, topics made, producer connected
-            names = list(variants)
-            for r in range(rounds):
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    with variants[name]():
-                        c, q = await load(name, bare if name == "bare FastAPI" else app, posts)
-                    cpu[name].append(c)
-                    rate[name].append(q)
-                print(f"  round {r + 1}/{rounds} done", flush=True)
+        def decided(_: str) -> Classification:
+            return Classification(category, "keyword", None)
+
+        variants: dict[str, Callable[[], Any]] = {
+            "as served": lambda: _nothing(),
+            "without classification": lambda: patched(intake.classifier, "classify", decided),
+            "without the store": lambda: patched(intake.writer, "insert", answered),
+            "route only": lambda: patched(service, "create_feedback", received),
+            "bare FastAPI": lambda: _nothing(),
+        }
+
+        async def drained() -> None:
+            """Until the relay has published every event of the load: its work is part of the variant's
+            cost, not of the next one's."""
+            pending = select(func.count()).select_from(runtime.outbox)
+            while True:
+                async with runtime.reading() as connection:
+                    if not (await connection.execute(pending)).scalar():
+                        return
+                await asyncio.sleep(0.01)
+
+        async def load(name: str, target: Any, n: int) -> tuple[float, float]:
+            bodies = iter([json.dumps({"channel": "web", "text": TEXT, "level": 2,
+                                       "unit_id": units[i % len(units)],
+                                       "client_id": str(uuid.uuid4())}).encode() for i in range(n)])
+            bad: list[int] = []
+
+            async def client() -> None:
+                for body in bodies:
+                    status = await call(target, b"/v1/feedback", body)
+                    if status != 201:
+                        bad.append(status)
+
+            c0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            wall = time.perf_counter() - t0
+            await drained()
+            cpu = time.process_time() - c0
+            if bad:
+                raise SystemExit(f"{name}: {len(bad)} posts were not answered 201 (first: {bad[0]}): see the "
+                                 "service's log above; is PostgreSQL or Kafka down?")
+            return cpu / n * 1000, n / wall
+
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        rate: dict[str, list[float]] = {name: [] for name in variants}
+        # Warm: statements prepared, topics made, the producer connected, both apps' first calls made.
+        await load("warm-up", app, min(posts, 500))
+        await load("warm-up", bare, min(posts, 500))
+        names = list(variants)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                with variants[name]():
+                    c, q = await load(name, bare if name == "bare FastAPI" else app, posts)
+                cpu[name].append(c)
+                rate[name].append(q)
+            print(f"  round {r + 1}/{rounds} done", flush=True)
     report(posts, rounds, concurrency, cpu, rate)
 
 

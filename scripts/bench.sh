@@ -73,7 +73,7 @@ echo
 echo "== summary$( ((quick)) && echo ' (quick mode: smoke test, not figures)')"
 failed=0
 for name in "${names[@]}"; do
-  printf '%-8s %-6s %4ss   log %s\n' "$name" "${status[$name]}" "${seconds[$name]}" "$logs/$name.log"
+  printf '%-11s %-6s %4ss   log %s\n' "$name" "${status[$name]}" "${seconds[$name]}" "$logs/$name.log"
   [[ "${status[$name]}" == ok ]] || failed=$((failed + 1))
   # The lines that carry an aim, a ratio or the e2e summary.
   grep -E 'aim|ratio|^summary:' "$logs/$name.log" | sed 's/^/    /' || true

@@ -17,8 +17,8 @@ async def test_every_answer_carries_a_request_id_and_a_given_one_is_kept(system:
     assert missing.status_code == 401 and missing.headers["x-request-id"]
 
 
-def request_count(metrics: str, route: str, status: int) -> float:
-    series = (f'yardstick_http_request_seconds_count{{method="GET",route="{route}",service="notices",'
+def request_count(metrics: str, route: str, status: int, method: str = "GET") -> float:
+    series = (f'yardstick_http_request_seconds_count{{method="{method}",route="{route}",service="notices",'
               f'status="{status}"}} ')
     return next((float(line.removeprefix(series)) for line in metrics.splitlines() if line.startswith(series)), 0.0)
 
@@ -33,14 +33,16 @@ async def test_request_times_are_recorded_per_route_and_status(system: Any, toke
     for _ in range(2):
         assert (await system.notices.get("/v1/notices", headers=commission)).status_code == 200
     assert (await system.notices.get("/no/such/route")).status_code == 404
+    for _ in range(2):  # the same route and status by another method: a series of its own
+        assert (await system.notices.post("/no/such/route")).status_code == 404
     after = (await system.notices.get("/metrics")).text
 
-    def counted(route: str, status: int) -> float:
-        return request_count(after, route, status) - request_count(before, route, status)
+    def counted(route: str, status: int, method: str = "GET") -> float:
+        return request_count(after, route, status, method) - request_count(before, route, status, method)
 
     assert counted("/healthz", 200) == 3
     assert counted("/v1/notices", 401) == 1 and counted("/v1/notices", 200) == 2
-    assert counted("unmatched", 404) == 1
+    assert counted("unmatched", 404) == 1 and counted("unmatched", 404, "POST") == 2
 
 
 def test_every_key_the_code_logs_is_on_the_allow_list() -> None:
