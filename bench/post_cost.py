@@ -18,10 +18,11 @@ takes one part away, and the differences to the whole say what that part costs:
   body's validation, the rate limit and the receipt);
 - bare FastAPI: an app of one route with the same body model and nothing else: the framework's floor.
 
-Not counted: uvicorn and the socket (about a quarter of a millisecond a post over HTTP on the
+Not counted: uvicorn and the socket (a quarter to half a millisecond a post over HTTP on the
 reference machine, `bench/intake.py` against this), and PostgreSQL's and Kafka's own processes.
-The variants' order rotates from round to round, so a loaded machine weighs on each alike; the
-figures are medians over the rounds.
+A variant's CPU is counted until the relay has published the last event of its posts, so its work
+does not fall into the next variant's. The variants' order rotates from round to round, so a loaded
+machine weighs on each alike; the figures are medians over the rounds.
 """
 
 from __future__ import annotations
