@@ -37,9 +37,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -88,16 +89,6 @@ def bare_app() -> FastAPI:
         return {"id": "x", "tracking_code": "ABCDEFGHJKMN", "status": "received"}
 
     return app
-
-
-@contextmanager
-def patched(target: Any, name: str, value: Any) -> Iterator[None]:
-    saved = getattr(target, name)
-    setattr(target, name, value)
-    try:
-        yield
-    finally:
-        setattr(target, name, saved)
 
 
 async def bench(posts: int, rounds: int, concurrency: int) -> None:
@@ -156,11 +147,11 @@ async def measure(app: Any, bare: FastAPI, posts: int, rounds: int, concurrency:
             return Classification(category, "keyword", None)
 
         variants: dict[str, Callable[[], Any]] = {
-            "as served": lambda: _nothing(),
-            "without classification": lambda: patched(intake.classifier, "classify", decided),
-            "without the store": lambda: patched(intake.writer, "insert", answered),
-            "route only": lambda: patched(service, "create_feedback", received),
-            "bare FastAPI": lambda: _nothing(),
+            "as served": nullcontext,
+            "without classification": lambda: patch.object(intake.classifier, "classify", decided),
+            "without the store": lambda: patch.object(intake.writer, "insert", answered),
+            "route only": lambda: patch.object(service, "create_feedback", received),
+            "bare FastAPI": nullcontext,
         }
 
         async def drained() -> None:
@@ -209,11 +200,6 @@ async def measure(app: Any, bare: FastAPI, posts: int, rounds: int, concurrency:
                 rate[name].append(q)
             print(f"  round {r + 1}/{rounds} done", flush=True)
     report(posts, rounds, concurrency, cpu, rate)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def report(posts: int, rounds: int, concurrency: int, cpu: dict[str, list[float]],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -147,12 +146,7 @@ def char_wb_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
             if length <= n:
                 grams.append(padded)
                 break
-            # The n-grams made in C (the characters; pairs and longer joined from shifted copies)
-            # rather than by a slice a gram in Python.
-            if n == 1:
-                grams += padded
-            elif n == 2:
-                grams += map(operator.add, padded, padded[1:])
-            else:
-                grams += map("".join, zip(*[padded[i:] for i in range(n)], strict=False))  # to the shortest
+            # The n-grams made in C (the characters; longer ones joined from shifted copies, zipped
+            # to the shortest) rather than by a slice a gram in Python.
+            grams += padded if n == 1 else map("".join, zip(*[padded[i:] for i in range(n)], strict=False))
     return grams
