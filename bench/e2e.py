@@ -488,8 +488,8 @@ def start(run: Run, tmp: Path) -> None:
     commands = {svc: [str(BIN / "yardstick"), "serve", svc] for svc in SERVICES} | {
         "bare": [str(BIN / "uvicorn"), "--app-dir", str(tmp), "bench_e2e_bare:app", "--port", str(run.port("bare")),
                  "--log-level", "warning", "--no-access-log",
-                 # as `yardstick serve`: asyncio's own loop (it runs uvicorn inside asyncio.run), httptools
-                 "--loop", "asyncio", "--http", "httptools"]}
+                 # as `yardstick serve`: uvloop (runner._loop_factory), httptools
+                 "--loop", "uvloop", "--http", "httptools"]}
     for name, command in commands.items():
         log = open(tmp / f"{name}.log", "ab")  # the process writes it until it stops
         run.procs[name] = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log)

@@ -129,6 +129,7 @@ def settings_from(values: dict[str, str]) -> Iterator[None]:
 async def measure(app: Any, bare: FastAPI, posts: int, rounds: int, concurrency: int) -> None:
     from feedback_intake import service
     from feedback_intake.classify import Classification
+    from yardstick.runner import tune_gc
 
     async with app.router.lifespan_context(app):
         intake = app.state.intake
@@ -188,6 +189,7 @@ async def measure(app: Any, bare: FastAPI, posts: int, rounds: int, concurrency:
 
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         rate: dict[str, list[float]] = {name: [] for name in variants}
+        tune_gc()  # as a serving process does once it listens (runner.py)
         # Warm: statements prepared, topics made, the producer connected, both apps' first calls made.
         await load("warm-up", app, min(posts, 500))
         await load("warm-up", bare, min(posts, 500))
