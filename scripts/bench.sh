@@ -31,6 +31,7 @@ done
 # Quick mode: each benchmark's own knobs turned down so the whole suite runs in a few minutes.
 declare -A QUICK=(
   [intake]="--seconds 2 --concurrency 8 --households 300"
+  [bulk_insert]="--batches 20 --rounds 1"
   [post_cost]="--posts 300 --rounds 1"
   [targets]="--database sqlite --single-days 1 --reads 50"
   [scoring]="--events 40000 --reads 100"
