@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from feedback_intake import repository, service
 from feedback_intake.deadlines import add_working_days
 from feedback_intake.limits import RateLimiter
 from feedback_intake.models import feedback
+from feedback_intake.service import NewFeedback
 from yardstick.city import UNCATEGORISED
+from yardstick.errors import ApiError
 from yardstick.events import NoticeIssued
 
 INTAKE = "feedback-intake"
@@ -200,6 +203,54 @@ async def test_reassign_moves_the_item_and_is_audited(system: Any, token: Any) -
     assert [(e["unit_id"], e["revision"]) for e in events] == [("xihu-district", 1), ("tax", 2)]
 
 
+async def stale_reads(system: Any, monkeypatch: pytest.MonkeyPatch, feedback_id: str) -> None:
+    """The next reads of the item answer what it is now, whatever commits meanwhile: the READ
+    COMMITTED interleaving of PostgreSQL (read, another transaction commits, update), which
+    SQLite's one writer at a time never produces on its own."""
+    async with system.runtime(INTAKE).transaction() as session:
+        stale = await repository.feedback_where(session, feedback.c.id == feedback_id)
+
+    async def read_before_the_commit(session: Any, unit_id: str | None, wanted: str) -> Any:
+        return stale
+
+    monkeypatch.setattr(service, "_unit_item", read_before_the_commit)
+
+
+async def test_a_response_committed_during_a_reassign_keeps_the_item(system: Any, token: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    created = (await post(system, {"channel": "web", "unit_id": "tax", "level": 2, "text": "办税大厅排队太久"})).json()
+    path = f"/v1/units/tax/feedback/{created['id']}"
+    await stale_reads(system, monkeypatch, created["id"])  # the reassign reads first ...
+    answer = await system.intake.post(f"{path}/response", headers=bearer(token("coordinator", unit_id="tax")),
+                                      json={"text": "已增开窗口"})  # ... the response commits ...
+    assert answer.status_code == 200, answer.text
+    moved = await system.intake.post(f"{path}/reassign", headers=bearer(token("commission")),
+                                     json={"unit_id": "finance", "reason": "wrong unit"})  # ... then it updates
+    assert moved.status_code == 409, moved.text
+    assert moved.json()["error"]["message"] == "a responded item stays with the unit that responded"
+    monkeypatch.undo()
+    status = (await system.intake.get(f"/v1/feedback/{created['tracking_code']}")).json()
+    assert status["unit_id"] == "tax" and status["status"] == "responded"
+    assert not [p for p in await outbox_payloads(system, "feedback.reassigned") if p["feedback_id"] == created["id"]]
+
+
+async def test_a_response_that_loses_to_a_reassign_is_told_the_item_moved(system: Any, token: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    created = (await post(system, {"channel": "web", "unit_id": "tax", "level": 2, "text": "办税大厅排队太久"})).json()
+    path = f"/v1/units/tax/feedback/{created['id']}"
+    await stale_reads(system, monkeypatch, created["id"])  # the response reads first ...
+    moved = await system.intake.post(f"{path}/reassign", headers=bearer(token("commission")),
+                                     json={"unit_id": "finance", "reason": "wrong unit"})  # ... the move commits
+    assert moved.status_code == 200, moved.text
+    answer = await system.intake.post(f"{path}/response", headers=bearer(token("coordinator", unit_id="tax")),
+                                      json={"text": "已增开窗口"})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["message"] == "the feedback was moved to another unit meanwhile; reload it"
+    monkeypatch.undo()
+    status = (await system.intake.get(f"/v1/feedback/{created['tracking_code']}")).json()
+    assert status["unit_id"] == "finance" and status["status"] == "routed"
+
+
 async def test_a_notice_links_the_feedback_it_names(system: Any, eventually: Any) -> None:
     created = (await post(system, {"channel": "web", "text": "工地夜间施工噪音", "level": 1})).json()
     runtime = system.runtime(INTAKE)
@@ -242,6 +293,113 @@ async def test_social_items_are_signed_idempotent_and_complaints(system: Any) ->
     events = [p for p in await outbox_payloads(system, "feedback.received") if p["feedback_id"] == first.json()["id"]]
     assert len(events) == 1 and events[0]["channel"] == "social" and events[0]["level"] is None
     assert "abc" not in json.dumps(events)
+
+
+async def test_a_social_body_nested_too_deeply_is_a_bad_signature(system: Any) -> None:
+    system.apps[INTAKE].state.settings.social_secrets = {"weibo": "weibo-secret"}
+    deep = b"[" * 200_000 + b"]" * 200_000  # RecursionError in json.loads, before any signature check
+    response = await system.intake.post("/v1/social/items", content=deep, headers={"X-Signature": "sha256=00"})
+    assert response.status_code == 401 and response.json()["error"]["message"] == "bad or missing signature"
+
+
+async def test_a_redelivered_social_post_with_edited_text_answers_the_stored_receipt(system: Any) -> None:
+    system.apps[INTAKE].state.settings.social_secrets = {"weibo": "weibo-secret"}
+    item = {"platform": "weibo", "post_id": "p-edited", "text": "地铁早高峰太挤了",
+            "posted_at": datetime.now(UTC).isoformat()}
+    raw = json.dumps(item, ensure_ascii=False).encode()
+    first = await system.intake.post("/v1/social/items", content=raw,
+                                     headers={"X-Signature": sign("weibo-secret", raw)})
+    edited = json.dumps({**item, "text": "地铁早高峰太挤了（已编辑）"}, ensure_ascii=False).encode()
+    again = await system.intake.post("/v1/social/items", content=edited,
+                                     headers={"X-Signature": sign("weibo-secret", edited)})
+    assert first.status_code == 201 and again.status_code == 200, again.text
+    assert again.json() == first.json()
+    async with system.runtime(INTAKE).transaction() as session:
+        stored = await repository.feedback_where(session, feedback.c.id == first.json()["id"])
+    assert stored.text == "地铁早高峰太挤了"  # the first delivery stands
+    events = [p for p in await outbox_payloads(system, "feedback.received") if p["feedback_id"] == first.json()["id"]]
+    assert len(events) == 1
+
+
+async def test_a_retry_after_the_horizon_answers_the_stored_receipt(system: Any) -> None:
+    """As a kiosk's rating id: a stored item's retry is a retry whatever its age."""
+    intake = system.apps[INTAKE].state.intake
+    now = datetime.now(UTC)
+    at = now - timedelta(days=29, hours=23)
+    later = now + timedelta(hours=2)  # `at` is past the 30-day horizon by then
+    web = NewFeedback(channel="web", unit_id="tax", level=2, text="窗口太少", client_id=str(uuid.uuid4()),
+                      submitted_at=at)
+    social = NewFeedback(channel="social", text="地铁早高峰太挤了", platform="weibo", post_id="p-old", submitted_at=at)
+    for item in (web, social):
+        first, created = await service.create_feedback(intake, item, now=now)
+        again, created_again = await service.create_feedback(intake, item, now=later)
+        assert created and not created_again and again == first
+    # Not a retry: a new item, or another body under the used client_id, still meets the bound.
+    for item in (NewFeedback(channel="web", unit_id="tax", level=2, client_id=str(uuid.uuid4()), submitted_at=at),
+                 NewFeedback(channel="web", unit_id="tax", level=5, client_id=web.client_id, submitted_at=at)):
+        with pytest.raises(ApiError) as refused:
+            await service.create_feedback(intake, item, now=later)
+        assert refused.value.status == 422 and "30-day horizon" in refused.value.message
+
+
+NUL, SURROGATE = "\x00", "\ud800"  # PostgreSQL text cannot hold NUL (SQLSTATE 22021); a surrogate has no UTF-8
+
+
+async def stored_feedback(system: Any) -> list[Any]:
+    async with system.runtime(INTAKE).transaction() as session:
+        return list((await session.execute(feedback.select())).all())
+
+
+def names(error: dict[str, Any], field: str) -> bool:
+    return field in error["message"] and field.split(".")[-1] in json.dumps(error["details"])
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+async def test_feedback_the_database_cannot_hold_is_422_naming_the_field(system: Any, bad: str) -> None:
+    changes: list[tuple[str, dict[str, Any]]] = [
+        ("text", {"text": f"窗口{bad}太少"}), ("unit_id", {"unit_id": f"ta{bad}x"}),
+        ("contact.phone", {"contact": {"phone": f"138{bad}"}})]
+    for field, change in changes:
+        body = json.dumps({"channel": "web", "level": 2, "unit_id": "tax", **change})  # ASCII: \u0000, \ud800
+        response = await system.intake.post("/v1/feedback", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and names(response.json()["error"], field), response.text
+    assert await stored_feedback(system) == []
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+async def test_a_response_or_reason_the_database_cannot_hold_is_422(system: Any, token: Any, bad: str) -> None:
+    created = (await post(system, {"channel": "web", "unit_id": "tax", "level": 2})).json()
+    path = f"/v1/units/tax/feedback/{created['id']}"
+    headers = {**bearer(token("coordinator", unit_id="tax")), "Content-Type": "application/json"}
+    answer = await system.intake.post(f"{path}/response", headers=headers, content=json.dumps({"text": f"已{bad}处理"}))
+    assert answer.status_code == 422 and names(answer.json()["error"], "text"), answer.text
+    moved = await system.intake.post(f"{path}/reassign", headers=headers,
+                                     content=json.dumps({"unit_id": "finance", "reason": f"wrong{bad}"}))
+    assert moved.status_code == 422 and names(moved.json()["error"], "reason"), moved.text
+    [row] = await stored_feedback(system)
+    assert row.unit_id == "tax" and row.response_text is None
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+async def test_a_social_item_the_database_cannot_hold_is_422(system: Any, bad: str) -> None:
+    system.apps[INTAKE].state.settings.social_secrets = {"weibo": "weibo-secret"}
+    for field in ("text", "post_id", "url"):
+        item = {"platform": "weibo", "post_id": "p-1", "text": "地铁太挤", "posted_at": datetime.now(UTC).isoformat()}
+        raw = json.dumps({**item, field: f"{item.get(field, 'https://weibo.example/p-1')}{bad}"}).encode()
+        response = await system.intake.post("/v1/social/items", content=raw,
+                                            headers={"X-Signature": sign("weibo-secret", raw)})
+        assert response.status_code == 422 and names(response.json()["error"], field), response.text
+    assert await stored_feedback(system) == []
+
+
+async def test_an_open311_field_with_nul_is_422(system: Any, token: Any) -> None:
+    """%00 decodes to NUL; an encoded surrogate cannot arrive (the form is decoded as strict UTF-8)."""
+    for field in ("description", "phone"):
+        form = {"api_key": token("citizen"), "service_code": "noise", "description": "Loud music every night"}
+        form[field] = form.get(field, "138") + NUL
+        response = await system.intake.post("/open311/v2/requests.json", data=form)
+        assert response.status_code == 422 and names(response.json()["error"], field), response.text
+    assert await stored_feedback(system) == []
 
 
 async def test_open311_round_trip(system: Any, token: Any) -> None:

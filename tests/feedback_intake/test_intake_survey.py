@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 STRATA = [{"id": "urban", "population": 900000}, {"id": "rural", "population": 300000}]
 
 
@@ -87,3 +89,65 @@ async def test_upload_needs_a_known_survey_and_media_type(system: Any, token: An
     wrong = await system.intake.post(f"/v1/surveys/{survey_id}/responses", content="{}",
                                      headers={**commission, "Content-Type": "application/json"})
     assert wrong.status_code == 415
+
+
+def ndjson(respondent_id: str, level: str) -> str:
+    """A line written by hand: the level is JSON text as given (a 5,000-digit number, a quoted "³")."""
+    return '{"respondent_id": "' + respondent_id + '", "stratum": "urban", "ratings": {"tax": ' + level + "}}"
+
+
+@pytest.mark.parametrize(("csv_format", "bad_row", "message"), [
+    (False, ndjson("b", '"³"'), "got '³'"),  # str.isdigit() is true, int() refuses it
+    (False, "[" * 100_000, "nested too deeply"),  # RecursionError in json.loads
+    (False, ndjson("b", "4" * 5000), "a number over 4,300 digits long"),
+    (False, ndjson("b\\ud800", "4"), "surrogate"),  # valid JSON, no UTF-8 form
+    (False, ndjson("b\\u0000", "4"), "NUL"),  # PostgreSQL text cannot hold it
+    (True, "b,urban,²", "got '²'"),
+    (True, "x" * 140_000 + ",urban,5", "field larger than field limit"),  # csv's 131,072 characters
+    (True, "b\x00,urban,4", "NUL"),
+], ids=["superscript", "deep", "huge-int", "surrogate", "nul", "csv-superscript", "csv-long-field", "csv-nul"])
+async def test_a_row_the_parsers_refuse_is_rejected_alone_and_the_others_stored(
+        system: Any, token: Any, csv_format: bool, bad_row: str, message: str) -> None:
+    """Each of these was a plain 500 that lost the rows read before it (up to a chunk, uncommitted)."""
+    commission = {"Authorization": f"Bearer {token('commission')}"}
+    survey_id = (await define(system, commission)).json()["id"]
+    if csv_format:
+        lines = ["respondent_id,stratum,tax", "a,urban,5", bad_row, "c,rural,05"]
+    else:
+        lines = [ndjson("a", "5"), bad_row, '{"respondent_id": "c", "stratum": "rural", "ratings": {"tax": "05"}}']
+    response = await system.intake.post(
+        f"/v1/surveys/{survey_id}/responses", content=("\n".join(lines) + "\n").encode(),
+        headers={**commission, "Content-Type": "text/csv" if csv_format else "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 2 and body["duplicates"] == 0
+    [rejected] = body["rejected"]
+    assert rejected["row"] == lines.index(bad_row) + 1 and message in rejected["error"]["message"]
+    assert (await system.intake.get(f"/v1/surveys/{survey_id}", headers=commission)).json()["respondents"] == 2
+    responses = await survey_events(system, "survey.response")
+    assert sorted((r["respondent_id"], r["ratings"]["tax"]) for r in responses) == [("a", 5), ("c", 5)]
+
+
+async def test_a_csv_exported_with_a_byte_order_mark_is_read(system: Any, token: Any) -> None:
+    commission = {"Authorization": f"Bearer {token('commission')}"}
+    survey_id = (await define(system, commission)).json()["id"]
+    data = "\ufeffrespondent_id,stratum,tax\r\nb1,urban,4\r\n".encode()
+
+    async def chunks() -> Any:
+        yield data[:2]  # the mark split across network chunks
+        yield data[2:]
+
+    response = await system.intake.post(f"/v1/surveys/{survey_id}/responses", content=chunks(),
+                                        headers={**commission, "Content-Type": "text/csv"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+
+
+async def test_a_survey_definition_with_nul_is_422_naming_the_field(system: Any, token: Any) -> None:
+    commission = {"Authorization": f"Bearer {token('commission')}"}
+    for body, where in [({"year": 2026, "title": "Survey\x00", "strata": STRATA}, "title"),
+                        ({"year": 2026, "title": "Survey", "strata": [{"id": "ur\x00ban", "population": 1}]},
+                         "strata.0.id")]:
+        response = await system.intake.post("/v1/surveys", headers=commission, json=body)
+        assert response.status_code == 422, response.text
+        assert f"{where}: Value error, must not contain the NUL character" in response.json()["error"]["message"]

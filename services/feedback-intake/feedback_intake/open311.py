@@ -14,6 +14,7 @@ from feedback_intake.service import NewFeedback
 from yardstick.auth import authenticator
 from yardstick.db import as_utc
 from yardstick.errors import ApiError
+from yardstick.text import check_storable
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
@@ -26,8 +27,17 @@ async def services(request: Request) -> list[dict[str, Any]]:
 
 
 def _field(form: dict[str, list[str]], name: str) -> str | None:
+    """The field's first value, stripped, or None when empty; 422 for a value that cannot be stored
+    (%00 decodes to NUL; the form's strict UTF-8 decoding already refuses surrogates)."""
     values = form.get(name)
-    return values[0].strip() if values and values[0].strip() else None
+    value = values[0].strip() if values and values[0].strip() else None
+    if value is not None:
+        try:
+            check_storable(value)
+        except ValueError as exc:
+            message = f"{name} {exc}"
+            raise ApiError(422, message, details=[{"loc": ["body", name], "message": message}]) from None
+    return value
 
 
 @router.post("/requests.json", status_code=201, openapi_extra={"requestBody": {"content": {

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
+from yardstick.text import STORABLE
+
 
 class RatingItem(BaseModel):
     """One kiosk press; validated item by item so one bad item never rejects the batch."""
@@ -40,13 +42,13 @@ class RatingResult(BaseModel):
 # feedback ------------------------------------------------------------------------------
 
 FeedbackChannel = Literal["web", "mobile", "hotline", "face_to_face", "exhibit_hall"]
-Slug = Annotated[str, Field(min_length=1, max_length=100)]
+Slug = Annotated[str, Field(min_length=1, max_length=100), STORABLE]
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=254)
+    phone: Annotated[str, Field(max_length=40), STORABLE] | None = None
+    email: Annotated[str, Field(max_length=254), STORABLE] | None = None
 
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -58,7 +60,7 @@ class FeedbackIn(BaseModel):
     unit_id: Slug | None = None
     window_id: Slug | None = None
     level: StrictInt | None = Field(default=None, ge=1, le=5)
-    text: str | None = Field(default=None, max_length=4000)
+    text: Annotated[str, Field(max_length=4000), STORABLE] | None = None
     category_id: Slug | None = None
     district_id: Slug | None = None
     contact: Contact | None = None
@@ -133,13 +135,13 @@ class FeedbackPage(BaseModel):
 
 class ResponseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=4000)
+    text: Annotated[str, Field(min_length=1, max_length=4000), STORABLE]
 
 
 class ReassignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: Slug
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Annotated[str, Field(min_length=1, max_length=1000), STORABLE]
 
 
 class ContactOut(BaseModel):
@@ -153,12 +155,12 @@ class ContactOut(BaseModel):
 
 class SocialItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    platform: str = Field(min_length=1, max_length=50)
-    post_id: str = Field(min_length=1, max_length=200)
-    text: str = Field(min_length=1, max_length=4000)
+    platform: Annotated[str, Field(min_length=1, max_length=50), STORABLE]
+    post_id: Annotated[str, Field(min_length=1, max_length=200), STORABLE]
+    text: Annotated[str, Field(min_length=1, max_length=4000), STORABLE]
     posted_at: AwareDatetime
-    author_hash: str | None = Field(default=None, max_length=200)
-    url: str | None = Field(default=None, max_length=2000)
+    author_hash: Annotated[str, Field(max_length=200), STORABLE] | None = None
+    url: Annotated[str, Field(max_length=2000), STORABLE] | None = None
 
 
 # survey ----------------------------------------------------------------------------------
@@ -166,14 +168,14 @@ class SocialItem(BaseModel):
 
 class StratumIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=100)
+    id: Slug
     population: StrictInt = Field(gt=0)
 
 
 class SurveyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     year: StrictInt = Field(ge=2000, le=2100)
-    title: str = Field(min_length=1, max_length=300)
+    title: Annotated[str, Field(min_length=1, max_length=300), STORABLE]
     strata: list[StratumIn] = Field(min_length=1, max_length=1000)
 
 

@@ -313,7 +313,19 @@ async def create_feedback(intake: Intake, item: NewFeedback, *, now: datetime | 
         raise _invalid("a level or a text is required", "text")
     named_unit = _check_references(city, item)
     submitted_at = item.submitted_at or now
-    check_moment(intake.settings, submitted_at, now, "submitted_at" if item.channel != "social" else "posted_at")
+    try:
+        check_moment(intake.settings, submitted_at, now, "submitted_at" if item.channel != "social" else "posted_at")
+    except ApiError:
+        # A retry of a stored item answers as a retry whatever its age: a client that retries (or a
+        # bridge that re-delivers) after the moment passed the horizon learns it was stored, as a
+        # kiosk does (_count_stored_rejects_as_duplicates). Looked up only here, off the hot path.
+        if item.client_id is None and item.post_id is None:
+            raise
+        async with intake.runtime.transaction() as session:
+            earlier = await _stored_retry(session, item)
+        if earlier is None or not _is_retry(earlier, item, text_):
+            raise  # not stored, or another item under a used id: the bound is the answer
+        return receipt(earlier), False
     if item.category_id is not None:
         category_id, method, confidence = item.category_id, "caller", None
     elif text_ is not None:
@@ -343,7 +355,7 @@ async def create_feedback(intake: Intake, item: NewFeedback, *, now: datetime | 
         async with intake.runtime.transaction() as session:
             earlier = await _stored_retry(session, item)
         if earlier is not None:
-            if (earlier.channel, earlier.level, earlier.text) != (item.channel, item.level, text_):
+            if not _is_retry(earlier, item, text_):
                 # Not a retry: someone else's id, or a client reusing ids. Never hand out the
                 # stored item's receipt (its tracking code opens the unit's response).
                 raise ApiError(409, "client_id was used before for a different item; send a new UUID")
@@ -438,6 +450,19 @@ def _settle(future: asyncio.Future[bool], outcome: bool | Exception) -> None:
 class _Row:
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
+
+
+def _is_retry(earlier: Any, item: NewFeedback, text_: str | None) -> bool:
+    """Whether item, which found `earlier` stored under its client_id or (platform, post_id), repeats it.
+
+    A social post is the same post by (platform, post_id) whatever its text now (edited on the
+    platform): the first delivery stands, and its receipt goes only to the bridge that signed for
+    that platform. A client_id proves nothing: with another body it is someone else's id or a
+    client reusing ids, and the stored item's receipt must not be handed out.
+    """
+    if item.channel == "social":
+        return True
+    return bool((earlier.channel, earlier.level, earlier.text) == (item.channel, item.level, text_))
 
 
 async def _stored_retry(session: AsyncSession, item: NewFeedback) -> Any:
@@ -535,6 +560,10 @@ async def respond(intake: Intake, principal: Principal, unit_id: str, feedback_i
         row = await _unit_item(session, unit_id, feedback_id)
         if not await repository.update_feedback(session, row.id, {"response_text": text_, "responded_at": now},
                                                 f.responded_at.is_(None), f.unit_id == unit_id):
+            # A concurrent change won: read it (READ COMMITTED sees it now) to say which.
+            current = await repository.feedback_where(session, f.id == row.id)
+            if current is not None and current.unit_id != unit_id:
+                raise ApiError(409, "the feedback was moved to another unit meanwhile; reload it")
             raise ApiError(409, "this feedback already has a response")
         due = row.due or due_date(intake, now)
         await intake.runtime.emit(session, [events.Envelope.of(
@@ -564,9 +593,14 @@ async def reassign(intake: Intake, principal: Principal, unit_id: str | None, fe
         if row.responded_at is not None:
             raise ApiError(409, "a responded item stays with the unit that responded")
         held = f.unit_id == unit_id if unit_id is not None else f.unit_id.is_(None)
-        # The new unit gets its full response time; a notice of the old unit no longer applies.
+        # The new unit gets its full response time; a notice of the old unit no longer applies. Not
+        # responded, in the update too: a response committed since the read above must keep the item.
         if not await repository.update_feedback(session, row.id, {"unit_id": to_unit, "due": due_date(intake, now),
-                                                                  "notice_id": None}, held):
+                                                                  "notice_id": None}, held,
+                                                f.responded_at.is_(None)):
+            current = await repository.feedback_where(session, f.id == row.id)
+            if current is not None and current.responded_at is not None:
+                raise ApiError(409, "a responded item stays with the unit that responded")
             raise ApiError(409, "the feedback was moved meanwhile; reload it")
         await repository.add_audit(session, feedback_id=row.id, action="reassign" if unit_id else "route",
                                    actor=principal.token_id, role=principal.role, unit_id=to_unit,
@@ -616,7 +650,7 @@ def verify_social(settings: IntakeSettings, body: bytes, signature: str | None) 
     """401 unless X-Signature is the HMAC-SHA256 of the raw body with the named platform's secret."""
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply; still only a 401
         value = None
     platform = value.get("platform") if isinstance(value, dict) else None
     secret = settings.social_secrets.get(platform) if isinstance(platform, str) else None
