@@ -313,20 +313,69 @@ async def test_sweep_finds_stale_targets(system: Any, commission: Api, coordinat
     await coordinator.call("POST", "/v1/targets:sweep", 403)
 
 
-async def test_sweep_judges_milestones_after_their_due_date(system: Any, commission: Api, eventually: Any) -> None:
+async def test_sweep_judges_milestones_after_their_due_date(system: Any, commission: Api, coordinator: Api,
+                                                            eventually: Any) -> None:
     from target_tracker import service
+    from target_tracker.schemas import ProgressIn
+    from yardstick.auth import Principal
 
     runtime = system.runtime("target-tracker")
     settings = system.apps["target-tracker"].state.settings
     milestone = await commission.define(code="portal", kind="milestone", direction="increase", baseline=0, target=1,
                                         valid_range=None, due=date(PAST, 6, 30).isoformat())
-    await service.sweep(runtime=runtime, settings=settings, now=_noon(date(PAST, 6, 30)))
+    # Not done yet in May: on track until its due date (the first status announced, with the report).
+    reporter = Principal(token_id="t", role="coordinator", unit_id=UNIT, subject="coordinator-a")
+    not_yet = await service.report(runtime=runtime, settings=settings, principal=reporter, target_id=milestone["id"],
+                                   body=ProgressIn(date=date(PAST, 5, 1), value=0), now=_noon(date(PAST, 5, 2)))
+    assert not_yet.status == "on_track"
+    assert (await service.sweep(runtime=runtime, settings=settings, now=_noon(date(PAST, 6, 30))))["changed"] == 0
     assert (await commission.call("GET", f"/v1/targets/{milestone['id']}", 200))["status"] == "off_track"  # today
     swept = await service.sweep(runtime=runtime, settings=settings, now=_noon(date(PAST, 7, 1)))
     assert swept["changed"] == 1
     changed = await eventually(lambda: [e for e in events_of(system, "target.status_changed")
                                         if e.data.as_of == date(PAST, 7, 1)])
     assert [(e.data.previous, e.data.status) for e in changed] == [("on_track", "off_track")]
+
+
+async def test_sweep_marks_a_never_reported_target_no_data_once_its_first_report_is_overdue(
+        system: Any, commission: Api, coordinator: Api, eventually: Any) -> None:
+    """notices (target-off-track) fires on a target the tracker marked no_data: a unit that reports
+    nothing must get there too, once, when its first report is as overdue as a stale one, not the
+    day the target is defined."""
+    from target_tracker import service
+
+    runtime = system.runtime("target-tracker")
+    settings = system.apps["target-tracker"].state.settings
+    year = PAST + 2  # next year: its targets' clock starts on Jan 1, and the sweep can be run on any day of it
+    daily = await commission.define(year=year, code="daily")
+    monthly = await commission.define(year=year, code="monthly", cadence="monthly")
+    portal = await commission.define(year=year, code="portal", kind="milestone", direction="increase", baseline=0,
+                                     target=1, valid_range=None, due=date(year, 3, 31).isoformat())
+    proposal = await coordinator.define(year=year, code="proposed")
+    assert daily["status"] == "no_data"  # shown as it is: nothing reported
+    # A change before the first report is overdue announces no status either.
+    await commission.call("PATCH", f"/v1/targets/{daily['id']}", 200, json={"target": 15})
+
+    async def sweep(on: date) -> int:
+        return int((await service.sweep(runtime=runtime, settings=settings, now=_noon(on)))["changed"])
+
+    assert await sweep(date(year, 1, 11)) == 0  # 10 days: a daily target's stale limit not passed
+    assert await sweep(date(year, 1, 12)) == 1
+    assert await sweep(date(year, 1, 13)) == 0  # announced once, not on every sweep
+    assert await sweep(date(year, 1, 1) + timedelta(days=62)) == 0  # a monthly target's limit: 62 days
+    assert await sweep(date(year, 1, 1) + timedelta(days=63)) == 1
+    assert await sweep(date(year, 4, 1)) == 0  # the milestone's report for Mar 31 is on time through Apr 1
+    assert await sweep(date(year, 4, 2)) == 1
+    assert await sweep(date(year, 6, 1)) == 0
+    marked = await eventually(lambda: len(events_of(system, "target.status_changed")) == 3
+                              and events_of(system, "target.status_changed"))
+    assert [(e.data.target_id, e.data.previous, e.data.status, e.data.as_of) for e in marked] == [
+        (daily["id"], None, "no_data", date(year, 1, 12)),
+        (monthly["id"], None, "no_data", date(year, 1, 1) + timedelta(days=63)),
+        # A milestone never reported is not done once due (api.md): off_track, once its report is late.
+        (portal["id"], None, "off_track", date(year, 4, 2))]
+    assert proposal["id"] not in {e.data.target_id for e in marked}  # nothing is due before approval
+
 
 
 def _noon(on: date) -> datetime:

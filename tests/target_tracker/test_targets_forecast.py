@@ -208,7 +208,40 @@ def test_milestone_status() -> None:
     assert _status(MILESTONE, (date(2025, 3, 1), 0.0), None, before) == "on_track"
     assert _status(MILESTONE, (date(2025, 6, 20), 1.0), None, after) == "on_track"
     assert _status(MILESTONE, (date(2025, 6, 20), 0.0), None, after) == "off_track"
+    # Not reported by its due date: not done (api.md), not no_data (a milestone is never stale).
     assert _status(MILESTONE, None, None, after) == "off_track"
+    # Due Dec 31 (the default): past due once that day is over, though a past year is judged as of Dec 31.
+    year_end = Spec(kind="milestone", direction="increase", baseline=0, target=1, year=2025)
+    assert _status(year_end, (date(2025, 5, 1), 0.0), None, date(2025, 12, 31)) == "on_track"
+    assert _status(year_end, (date(2025, 5, 1), 0.0), None, date(2026, 1, 1)) == "off_track"
+
+
+def test_first_report_clock() -> None:
+    """When a target with no report at all is marked no_data (and notices hears of it)."""
+
+    def overdue(today: date, *, kind: str = "numeric", cad: str = "daily", due: date | None = None,
+                approved_on: date | None = date(2024, 12, 1), stale_days: int = 10) -> bool:
+        return cadence.first_report_overdue(kind=kind, cadence=cad, year=2025, due=due, approved_on=approved_on,
+                                            today=today, stale_days=stale_days)
+
+    assert not overdue(date(2025, 1, 11)) and overdue(date(2025, 1, 12))
+    # Approved in the year: the clock starts on the day of approval.
+    assert not overdue(date(2025, 3, 20), approved_on=date(2025, 3, 10))
+    assert overdue(date(2025, 3, 21), approved_on=date(2025, 3, 10))
+    assert not overdue(date(2025, 12, 1), approved_on=None)  # a proposal owes nothing
+    # A past year is judged on Dec 31; a target approved after its year ended owed nothing in it.
+    assert not overdue(date(2026, 3, 1), approved_on=date(2025, 12, 25))
+    assert not overdue(date(2026, 3, 1), approved_on=date(2026, 1, 5))
+    # A milestone: once its due date's report is late (monthly: through the 5th of the next month).
+    june = date(2025, 6, 30)
+    assert not overdue(date(2025, 7, 1), kind="milestone", due=june)
+    assert overdue(date(2025, 7, 2), kind="milestone", due=june)
+    assert not overdue(date(2025, 7, 5), kind="milestone", cad="monthly", due=june)
+    assert overdue(date(2025, 7, 6), kind="milestone", cad="monthly", due=june)
+    assert overdue(date(2025, 8, 12), kind="milestone", due=june, approved_on=date(2025, 8, 10))
+    assert not overdue(date(2025, 8, 11), kind="milestone", due=june, approved_on=date(2025, 8, 10))
+    # Due Dec 31 (the default): late in the next year, when the sweep still looks at the past year.
+    assert not overdue(date(2026, 1, 1), kind="milestone") and overdue(date(2026, 1, 2), kind="milestone")
 
 
 @pytest.mark.parametrize(("cad", "on", "last_on_time"), [

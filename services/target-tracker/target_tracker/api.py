@@ -8,13 +8,21 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from target_tracker import service
-from target_tracker.schemas import ProgressBatchIn, ProgressBatchResult, ProgressIn, ReasonIn, TargetIn, TargetPatch
+from target_tracker.schemas import (
+    ProgressBatchIn,
+    ProgressBatchResult,
+    ProgressIn,
+    ReasonIn,
+    TargetIn,
+    TargetPatch,
+)
 from target_tracker.settings import TargetsSettings
 from yardstick.auth import Principal, require
 from yardstick.errors import ApiError
 from yardstick.responses import JSONBody
 from yardstick.runtime import runtime_of
 from yardstick.tables import csv_response, wants_csv
+from yardstick.text import StoredText
 
 router = APIRouter(prefix="/v1")
 
@@ -24,6 +32,7 @@ READERS = require("commission", "leader", "coordinator")
 LIMIT = Query(default=100, ge=1, le=1000)
 YEAR = Query(default=None, ge=2000, le=2100)
 # The audit's cursor is a row id; more digits than an INTEGER holds would be a database error.
+# Target ids and list cursors are StoredText: PostgreSQL refuses a NUL even in a lookup (a 500).
 AUDIT_CURSOR = Query(default=None, pattern=r"^\d{1,9}$")
 
 
@@ -62,32 +71,32 @@ async def _review(request: Request, principal: Principal, target_id: str, decisi
 
 
 @router.post("/targets/{target_id}:approve", tags=["targets"])
-async def approve(target_id: str, request: Request, body: ReasonIn | None = None,
+async def approve(target_id: StoredText, request: Request, body: ReasonIn | None = None,
                   principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await _review(request, principal, target_id, "approve", body)
 
 
 @router.post("/targets/{target_id}:reject", tags=["targets"])
-async def reject(target_id: str, request: Request, body: ReasonIn | None = None,
+async def reject(target_id: StoredText, request: Request, body: ReasonIn | None = None,
                  principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await _review(request, principal, target_id, "reject", body)
 
 
 @router.post("/targets/{target_id}:withdraw", tags=["targets"])
-async def withdraw(target_id: str, request: Request, body: ReasonIn | None = None,
+async def withdraw(target_id: StoredText, request: Request, body: ReasonIn | None = None,
                    principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await _review(request, principal, target_id, "withdraw", body)
 
 
 @router.patch("/targets/{target_id}", tags=["targets"])
-async def change_target(target_id: str, body: TargetPatch, request: Request,
+async def change_target(target_id: StoredText, body: TargetPatch, request: Request,
                         principal: Principal = Depends(COMMISSION)) -> dict[str, Any]:
     return await service.change(runtime=runtime_of(request), settings=settings_of(request), principal=principal,
                                 target_id=target_id, body=body)
 
 
 @router.post("/targets/{target_id}/progress", status_code=201, tags=["progress"])
-async def report_progress(target_id: str, body: ProgressIn, request: Request,
+async def report_progress(target_id: StoredText, body: ProgressIn, request: Request,
                           principal: Principal = Depends(WRITERS)) -> dict[str, Any]:
     outcome = await service.report(runtime=runtime_of(request), settings=settings_of(request),
                                    principal=principal, target_id=target_id, body=body)
@@ -113,13 +122,13 @@ async def report_progress_batch(unit_id: str, body: ProgressBatchIn, request: Re
 
 # The reads answer with JSONBody (yardstick.responses): encoded in one pass, not walked by FastAPI first.
 @router.get("/targets/{target_id}", tags=["targets"], response_class=JSONBody, response_model=None)
-async def get_target(target_id: str, request: Request, principal: Principal = Depends(READERS)) -> JSONBody:
+async def get_target(target_id: StoredText, request: Request, principal: Principal = Depends(READERS)) -> JSONBody:
     return JSONBody(await service.get(runtime=runtime_of(request), settings=settings_of(request),
                                       principal=principal, target_id=target_id))
 
 
 @router.get("/targets/{target_id}/audit", tags=["targets"], response_class=JSONBody, response_model=None)
-async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
+async def get_audit(target_id: StoredText, request: Request, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
                     principal: Principal = Depends(READERS)) -> JSONBody:
     return JSONBody(await service.audit_list(runtime=runtime_of(request), principal=principal,
                                              target_id=target_id, cursor=cursor, limit=limit))
@@ -127,7 +136,7 @@ async def get_audit(target_id: str, request: Request, limit: int = LIMIT, cursor
 
 @router.get("/units/{unit_id}/targets", tags=["targets"], response_class=JSONBody, response_model=None)
 async def unit_targets(unit_id: str, request: Request, year: int | None = YEAR, limit: int = LIMIT,
-                       cursor: str | None = None, principal: Principal = Depends(READERS)) -> JSONBody:
+                       cursor: StoredText | None = None, principal: Principal = Depends(READERS)) -> JSONBody:
     return JSONBody(await service.unit_list(runtime=runtime_of(request), settings=settings_of(request),
                                             principal=principal, unit_id=unit_id, year=year, cursor=cursor,
                                             limit=limit))
@@ -139,7 +148,7 @@ PUBLIC_CSV = ("id", "unit_id", "year", "code", "title", "unit_of_measure", "dire
 
 @router.get("/public/targets", tags=["public"], response_class=JSONBody, response_model=None)
 async def public_targets(request: Request, year: int | None = YEAR, limit: int = LIMIT,
-                         cursor: str | None = None) -> Response:
+                         cursor: StoredText | None = None) -> Response:
     page = await service.public_list(runtime=runtime_of(request), settings=settings_of(request), year=year,
                                      cursor=cursor, limit=limit)
     if not wants_csv(request):

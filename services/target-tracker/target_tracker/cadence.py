@@ -32,3 +32,25 @@ def is_late(cadence: str, on: date, received: date) -> bool:
 def stale_days(cadence: str, limits: dict[str, int]) -> int:
     """No report within this many days of the as-of date makes a numeric target no_data."""
     return limits.get(cadence, limits.get("daily", 10))
+
+
+def first_report_overdue(*, kind: str, cadence: str, year: int, due: date | None, approved_on: date | None,
+                         today: date, stale_days: int) -> bool:
+    """Whether a target with no report at all has been silent long enough to be marked no_data.
+
+    The clock starts on the first day the target could be reported on: Jan 1 of its year, or the
+    day it was approved if later (a proposal's is not running: nothing is due before approval).
+    A numeric target is then judged as if it had a report on that day: more than its stale limit
+    later, as of today or Dec 31 for a past year. A milestone, never stale, once the report for its
+    due date (or its approval, if later) is late. A target approved after its year ended owed
+    nothing in it. (docs/decisions/targets-tracker.md)
+    """
+    if approved_on is None:
+        return False
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    start = max(first, approved_on)
+    if start > last:
+        return False
+    if kind == "milestone":
+        return today > deadline(cadence, max(due or last, start))
+    return (min(today, last) - start).days > stale_days

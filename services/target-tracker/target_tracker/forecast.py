@@ -277,8 +277,10 @@ def status(spec: Spec, *, latest: tuple[date, float] | None, projection: Project
     as_of = as_of_date(spec.year, today)
     if spec.kind == "milestone":
         due = spec.due or year_end(spec.year)
-        if as_of <= due:
+        # Today, not as_of: a past year's milestone due Dec 31 is past due once that day is over.
+        if today <= due:
             return "on_track"
+        # api.md: then on_track if done and off_track if not; a milestone never reported was not done.
         return "on_track" if latest is not None and latest[1] >= 1 else "off_track"
     if latest is None or (as_of - latest[0]).days > stale_days or projection.value is None:
         return "no_data"

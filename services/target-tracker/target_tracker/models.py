@@ -55,8 +55,9 @@ targets = Table(
     Column("latest_date", Date, nullable=True),
     Column("latest_value", Float, nullable=True),
     Column("attainment", Float, nullable=False, server_default=text("0")),
-    # The last status announced in an event: the sweep and reports compare against it.
-    Column("status", String(10), nullable=False, server_default="no_data"),
+    # The last status announced in an event: the sweep and reports compare against it. NULL until the
+    # first announcement: a report, or the sweep once a target's first report is overdue (0005).
+    Column("status", String(10), nullable=True),
     Column("projection_value", Float, nullable=True),
     Column("projection_low", Float, nullable=True),
     Column("projection_high", Float, nullable=True),
@@ -65,6 +66,8 @@ targets = Table(
     Column("holt_beta", Float, nullable=True),
     Column("holt_phi", Float, nullable=True),
     Column("holt_fitted_at", Integer, nullable=True),
+    # 0005: the day (city time) the target was approved: its first report's clock starts then at the earliest.
+    Column("approved_on", Date, nullable=True),
     UniqueConstraint("unit_id", "year", "code"),
     Index("ix_targets_year_public", "year", "public_commitment"),
 )

@@ -65,7 +65,7 @@ async def set_status_if_unchanged(session: AsyncSession, row: RowMapping, status
     """The sweep's write: only if no report changed the target since the sweep read it."""
     c = targets.c
     result = await session.execute(
-        update(targets).where(c.id == row["id"], c.status == row["status"],
+        update(targets).where(c.id == row["id"], c.status.is_not_distinct_from(row["status"]),
                               c.latest_date.is_not_distinct_from(row["latest_date"]),
                               c.latest_value.is_not_distinct_from(row["latest_value"]))
         .values(status=status))
@@ -164,7 +164,9 @@ async def history(session: Reader, target_id: str) -> Sequence[RowMapping]:
 
 
 async def add_audit(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await session.execute(audit.insert(), list(rows))
+    # None at all (a batch whose every item was rejected): an empty list would insert one empty row.
+    if rows:
+        await session.execute(audit.insert(), list(rows))
 
 
 async def audit_trail(session: Reader, target_id: str, *, after: int | None,

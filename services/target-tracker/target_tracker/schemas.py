@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from yardstick.text import STORABLE, StoredText
+
+# Every string this service stores, looks up or puts in an event comes in as StoredText (yardstick.text).
+
+# Every body with numbers refuses NaN and Infinity (JSON extensions Python's parser accepts): the
+# reads could not encode them (a 500 for every reader of the lists) and they break the method's math.
+FINITE = ConfigDict(extra="forbid", allow_inf_nan=False)
+# A finite number can still overflow in the projection (squares and sums of 1e308 are Infinity), with
+# the same 500 on the reads: every number a target or a report holds is within +-1e15 (more than any
+# city indicator needs; its squares over a year stay far from overflow).
+Number = Annotated[float, Field(ge=-1e15, le=1e15)]
 
 
 class TargetIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    unit_id: str
+    model_config = FINITE
+    unit_id: StoredText
     year: int = Field(ge=2000, le=2100)
-    code: str = Field(min_length=1, max_length=100)
-    title: str = Field(min_length=1, max_length=500)
-    unit_of_measure: str = Field(min_length=1, max_length=100)
+    code: StoredText = Field(min_length=1, max_length=100)
+    title: StoredText = Field(min_length=1, max_length=500)
+    unit_of_measure: StoredText = Field(min_length=1, max_length=100)
     direction: Literal["increase", "decrease"]
     kind: Literal["numeric", "milestone"] = "numeric"
-    baseline: float
-    target: float
-    weight: float = Field(gt=0)
+    baseline: Number
+    target: Number
+    weight: Number = Field(gt=0)
     cadence: Literal["daily", "weekly", "monthly"] = "daily"
     due: date | None = None
-    valid_range: tuple[float, float] | None = None
+    valid_range: tuple[Number, Number] | None = None
     public_commitment: bool = False
-    milestones: list[float] | None = Field(
+    milestones: list[Number] | None = Field(
         default=None, min_length=12, max_length=12,
         description="expected value at the end of each month, January to December (the trajectory)")
 
@@ -32,39 +44,50 @@ class TargetIn(BaseModel):
 class TargetPatch(BaseModel):
     """What the commission may change; the unit, year, code and kind identify the target and stay."""
 
-    model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, min_length=1, max_length=500)
-    unit_of_measure: str | None = Field(default=None, min_length=1, max_length=100)
+    model_config = FINITE
+    title: Annotated[str, Field(min_length=1, max_length=500), STORABLE] | None = None
+    unit_of_measure: Annotated[str, Field(min_length=1, max_length=100), STORABLE] | None = None
     direction: Literal["increase", "decrease"] | None = None
-    baseline: float | None = None
-    target: float | None = None
-    weight: float | None = Field(default=None, gt=0)
+    baseline: Number | None = None
+    target: Number | None = None
+    weight: Annotated[Number, Field(gt=0)] | None = None
     cadence: Literal["daily", "weekly", "monthly"] | None = None
     due: date | None = None
-    valid_range: tuple[float, float] | None = None
+    valid_range: tuple[Number, Number] | None = None
     public_commitment: bool | None = None
-    milestones: list[float] | None = Field(default=None, min_length=12, max_length=12)
-    reason: str | None = Field(default=None, max_length=2000)
+    milestones: list[Number] | None = Field(default=None, min_length=12, max_length=12)
+    reason: Annotated[str, Field(max_length=2000), STORABLE] | None = None
+
+    @field_validator("title", "unit_of_measure", "direction", "baseline", "target", "weight", "cadence",
+                     "public_commitment", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs only on fields sent: an omitted field stays None and unchanged, an explicit null
+        # would clear a column that cannot be empty. (due, valid_range and milestones may be null:
+        # the default due, no range, the linear trajectory.)
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
+        return value
 
 
 class ReasonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Annotated[str, Field(max_length=2000), STORABLE] | None = None
 
 
 class ProgressIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE
     date: date
-    value: float
-    note: str | None = Field(default=None, max_length=2000)
-    evidence_url: str | None = Field(default=None, max_length=2000)
-    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+    value: Number
+    note: Annotated[str, Field(max_length=2000), STORABLE] | None = None
+    evidence_url: Annotated[str, Field(max_length=2000), STORABLE] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=2000), STORABLE] | None = None
 
 
 class BatchReportIn(ProgressIn):
     """One item of a progress batch: a report as on the single route, naming its target."""
 
-    target_id: str = Field(min_length=1, max_length=64)
+    target_id: StoredText = Field(min_length=1, max_length=64)
 
 
 class ProgressBatchIn(BaseModel):

@@ -71,15 +71,15 @@ def target_problems(fields: Row) -> list[str]:
     return problems
 
 
-def _row_for(body: TargetIn, principal: Principal, settings: TargetsSettings, today: date) -> dict[str, Any]:
+def _row_for(body: TargetIn, principal: Principal, today: date) -> dict[str, Any]:
     row = body.model_dump()
     row["valid_range"] = list(body.valid_range) if body.valid_range else None
-    row.update(id=uuid.uuid4().hex, approved=principal.is_commission(), created_by=actor(principal),
-               created_at=datetime.now(UTC))
-    # Its status before any report (a milestone is on track until due), so the first change announced is real.
-    row["status"] = forecast.status(spec_of(row), latest=None, projection=forecast.NO_PROJECTION, today=today,
-                                    stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
-                                    thresholds=settings.thresholds_for(row["year"]))
+    approved = principal.is_commission()
+    row.update(id=uuid.uuid4().hex, approved=approved, approved_on=today if approved else None,
+               created_by=actor(principal), created_at=datetime.now(UTC))
+    # No status announced yet (target.defined carries none): the first comes with the first report, or
+    # from the sweep once that report is overdue (_to_announce).
+    row["status"] = None
     return row
 
 
@@ -122,7 +122,7 @@ async def define(*, runtime: ServiceRuntime, principal: Principal, body: TargetI
     problems = _check_new(runtime, body)
     if problems:
         raise ApiError(422, "; ".join(problems), details=problems)
-    row = _row_for(body, principal, _settings(runtime), today_in(runtime))
+    row = _row_for(body, principal, today_in(runtime))
     try:
         async with runtime.transaction() as session:
             await repository.insert_targets(session, [row])
@@ -131,8 +131,18 @@ async def define(*, runtime: ServiceRuntime, principal: Principal, body: TargetI
             if row["approved"]:
                 await runtime.emit(session, [_defined(runtime, row)])
     except IntegrityError as exc:
+        if not _duplicate(exc):
+            raise  # another constraint: a bug, not the client's conflict
         raise ApiError(409, f"unit {body.unit_id} already has a target {body.code!r} in {body.year}") from exc
     return await get(runtime=runtime, settings=_settings(runtime), principal=principal, target_id=row["id"])
+
+
+def _duplicate(exc: IntegrityError) -> bool:
+    """Whether a unique key refused the row: (unit, year, code) is taken."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # PostgreSQL (asyncpg)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return getattr(exc.orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
 
 
 def _settings(runtime: ServiceRuntime) -> TargetsSettings:
@@ -165,8 +175,10 @@ async def review(*, runtime: ServiceRuntime, principal: Principal, target_id: st
         if decision == "approve":
             if state not in ("proposed", "rejected"):
                 raise ApiError(409, f"target {target_id} is {state}; only a proposal can be approved")
-            row.update(approved=True, rejected=False)
-            await repository.update_target(session, target_id, {"approved": True, "rejected": False})
+            # The clock of the first report starts now: nothing could be reported on a proposal.
+            approval = {"approved": True, "rejected": False, "approved_on": today_in(runtime)}
+            row.update(approval)
+            await repository.update_target(session, target_id, approval)
             await runtime.emit(session, [_defined(runtime, row)])
         elif decision == "reject":
             if state != "proposed":
@@ -255,20 +267,40 @@ def _csv_fields(raw: Mapping[str, str | None], year: int) -> dict[str, Any]:
     return fields
 
 
+def _unreadable(exc: csv.Error) -> str:
+    # Mostly a cell over csv's field size limit (131,072 characters; the body may hold 1 MiB).
+    return f"the CSV cannot be read here ({exc}): no cell may be that long; fix the line and send the file again"
+
+
 def parse_import(text: str, *, year: int, unit_ids: frozenset[str],
                  existing: set[tuple[str, str]]) -> tuple[list[TargetIn], list[dict[str, Any]]]:
     """Every row of a year's CSV, validated: the targets, or every bad row with its line number."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        return [], [{"row": 1, "error": _unreadable(exc)}]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         return [], [{"row": 1, "error": f"missing column(s): {', '.join(missing)}"}]
-    unknown = [c for c in reader.fieldnames or [] if c not in (*CSV_COLUMNS, "year")]
+    unknown = [c for c in columns if c not in (*CSV_COLUMNS, "year")]
     if unknown:
         return [], [{"row": 1, "error": f"unknown column(s): {', '.join(unknown)}"}]
     bodies: list[TargetIn] = []
     errors: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], int] = {}
-    for raw in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            raw = next(rows, None)
+        except csv.Error as exc:
+            # The reader is lost past a line it could not read: that line is the last one reported. (The
+            # DictReader counts only the lines of rows it returned; its csv reader counts every line read.)
+            errors.append({"row": reader.reader.line_num,
+                           "error": _unreadable(exc) + " (the lines after it were not read)"})
+            break
+        if raw is None:
+            break
         line = reader.line_num
         if None in raw:
             errors.append({"row": line, "error": "more cells than columns"})
@@ -308,8 +340,8 @@ async def import_year(*, runtime: ServiceRuntime, principal: Principal, year: in
         bodies, errors = parse_import(text, year=year, unit_ids=runtime.city.unit_ids, existing=existing)
         if errors:
             raise ApiError(422, f"{len(errors)} bad row(s); nothing was imported", details=errors)
-        settings, today = _settings(runtime), today_in(runtime)
-        rows = [_row_for(body, principal, settings, today) for body in bodies]
+        today = today_in(runtime)
+        rows = [_row_for(body, principal, today) for body in bodies]
         await repository.insert_targets(session, rows)
         await repository.add_audit(session, [_audit(r["id"], principal, "defined", reason="import")
                                              for r in rows])
@@ -338,6 +370,22 @@ def live_status(row: Row, settings: TargetsSettings, today: date) -> str:
     return forecast.status(spec_of(row), latest=latest, projection=_cached_projection(row), today=today,
                            stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
                            thresholds=settings.thresholds_for(row["year"]))
+
+
+def _to_announce(row: Row, status: str, settings: TargetsSettings, today: date, *, reported: bool) -> str | None:
+    """The status to announce (and keep as announced): `status`, or None for a target never reported
+    and never announced until its first report is overdue (cadence.first_report_overdue).
+
+    Such a target is no_data from the start, but announcing that at once would raise a notice
+    (notices.md, target-off-track) on every target the day it is defined. Once the first report is
+    overdue, the unit has been as silent as a reported target that went stale, and the sweep says so.
+    """
+    if reported or row["status"] is not None:
+        return status
+    overdue = cadence.first_report_overdue(
+        kind=row["kind"], cadence=row["cadence"], year=row["year"], due=row["due"], approved_on=row["approved_on"],
+        today=today, stale_days=cadence.stale_days(row["cadence"], settings.stale_days))
+    return status if overdue else None
 
 
 def _holt_params(row: Row) -> forecast.HoltParams | None:
@@ -404,9 +452,10 @@ async def _judge(tracked: _Tracked, settings: TargetsSettings, today: date, *, r
         attainment=forecast.attainment(spec, latest[1] if latest else None),
         projection_value=projection.value, projection_low=projection.low, projection_high=projection.high,
         projection_method=projection.method,
-        status=forecast.status(spec, latest=latest, projection=projection, today=today,
-                               stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
-                               thresholds=settings.thresholds_for(row["year"])))
+        status=_to_announce(row, forecast.status(spec, latest=latest, projection=projection, today=today,
+                                                 stale_days=cadence.stale_days(row["cadence"], settings.stale_days),
+                                                 thresholds=settings.thresholds_for(row["year"])),
+                            settings, today, reported=latest is not None))
     return values
 
 
@@ -601,7 +650,7 @@ async def report_batch(*, runtime: ServiceRuntime, settings: TargetsSettings, pr
                         for r in touched]}
 
 
-def _status_changed(runtime: ServiceRuntime, row: Row, previous: str, status: str, today: date, *,
+def _status_changed(runtime: ServiceRuntime, row: Row, previous: str | None, status: str, today: date, *,
                     time: str | None = None) -> events.Prepared:
     return events.prepare(
         events.TargetStatusChanged, source=runtime.service, key=row["unit_id"],
@@ -614,7 +663,8 @@ def _status_changed(runtime: ServiceRuntime, row: Row, previous: str, status: st
 
 async def sweep(*, runtime: ServiceRuntime, settings: TargetsSettings, now: datetime | None = None
                 ) -> dict[str, Any]:
-    """Re-judge every live target as of today; announce each status that changed (stale, milestone due)."""
+    """Re-judge every live target as of today; announce each status that changed (stale, milestone due,
+    first report overdue)."""
     today = today_in(runtime, now)
     async with runtime.transaction() as session:
         if not await repository.try_sweep_lock(session):
@@ -622,9 +672,12 @@ async def sweep(*, runtime: ServiceRuntime, settings: TargetsSettings, now: date
         rows = await repository.live_targets(session, since_year=today.year - 1)
         envelopes = []
         for row in rows:
-            status = live_status(row, settings, today)
+            status = _to_announce(row, live_status(row, settings, today), settings, today,
+                                  reported=row["latest_date"] is not None)
+            if status is None or status == row["status"]:
+                continue  # nothing to announce (yet)
             # A report committed since the read has judged the target itself: leave it be.
-            if status != row["status"] and await repository.set_status_if_unchanged(session, row, status):
+            if await repository.set_status_if_unchanged(session, row, status):
                 envelopes.append(_status_changed(runtime, row, row["status"], status, today))
         await runtime.emit(session, envelopes)
     log.info("target sweep", extra={"service": runtime.service, "checked": len(rows), "changed": len(envelopes)})
