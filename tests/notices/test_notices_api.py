@@ -151,6 +151,14 @@ async def test_events_to_notice_lifecycle_and_notifications(
     listed = (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=health)).json()
     notice = listed["items"][0]
     assert notice["evidence"]["window_count"] == 10 and notice["status"] == "issued"
+    # Evaluated for an April day but issued now: the evidence keeps its day, the unit gets its working
+    # day to acknowledge from today (notices.md: deadlines count from the day after the step), so the
+    # sweep right after does not call it overdue.
+    issued_on = datetime.now(UTC).astimezone(app.state.runtime.city.timezone).date()
+    assert notice["evidence"]["day"] == day.isoformat() and notice["issued_on"] == issued_on.isoformat()
+    assert notice["deadline"] == app.state.calendar.add(issued_on, 1).isoformat() and notice["overdue"] is False
+    assert (await client.post("/v1/rules:evaluate", headers=commission)).status_code == 200
+    assert (await client.get(f"/v1/notices/{notice['id']}", headers=health)).json()["overdue"] is False
     assert set(notice["feedback_ids"]) <= {e.data.feedback_id for e in envelopes}  # type: ignore[attr-defined]
     assert (await client.get("/v1/notices", params={"unit_id": "health-commission"}, headers=other)
             ).status_code == 403
@@ -168,9 +176,10 @@ async def test_events_to_notice_lifecycle_and_notifications(
     r = await client.post(f"/v1/notices/{nid}/verify", headers=commission)
     assert r.status_code == 200, r.text
     detail = (await client.get(f"/v1/notices/{nid}", headers=commission)).json()
-    # Evaluated in April, looked at today: the acknowledge deadline had passed, so it was marked overdue.
-    assert [h["action"] for h in detail["history"]] == ["issue", "overdue", "acknowledge", "plan", "resolve",
-                                                        "verify"]
+    # Acknowledged on the day it was issued: nothing was overdue.
+    assert [h["action"] for h in detail["history"]] == ["issue", "acknowledge", "plan", "resolve", "verify"]
+    # The effect's "before" is the span before the evidence's April day, not before the issue.
+    assert detail["effect"]["before"]["last"] == (day - timedelta(days=1)).isoformat()
     assert detail["effect"]["before"]["negative"] > 0
     as_csv = await client.get("/v1/public/notices", headers={"Accept": "text/csv"})
     assert as_csv.headers["content-type"].startswith("text/csv")
@@ -179,6 +188,7 @@ async def test_events_to_notice_lifecycle_and_notifications(
     assert json.loads(csv_rows[0]["plan"]) == ["evening clinics"] and "feedback_ids" not in as_csv.text
     public = (await client.get("/v1/public/notices")).json()["items"][0]
     assert public["outcome"] == "verified" and public["plan"] == ["evening clinics"]
+    assert public["evidence"]["day"] == day.isoformat() and public["issued_on"] == issued_on.isoformat()
     assert "feedback_ids" not in public and "actor" not in json.dumps(public)
     # Rules: readable, editable (audited), effective at once.
     r = await client.put("/v1/rules/complaint-recurrence", json={"min_count": 50}, headers=commission)
@@ -188,13 +198,14 @@ async def test_events_to_notice_lifecycle_and_notifications(
     assert (await client.get("/v1/rules/complaint-recurrence", headers=commission)).json()["audit"][0]["after"][
         "min_count"] == 50
     assert (await client.get("/v1/rules", headers=health)).status_code == 403
-    # Notifications: issue, overdue and four transitions, by signed webhook (after one failure) and e-mail.
+    # Notifications: issue, the reminder of the acknowledge deadline (the next working day, as the sweep
+    # saw it) and four transitions, by signed webhook (after one failure) and e-mail; nothing overdue.
     await eventually(lambda: len(receiver.calls) == 6 and len(inbox.messages) == 6)
     for body, sig in receiver.calls:
         assert sig == "sha256=" + hmac.new(hook_secret.encode(), body, hashlib.sha256).hexdigest()
     kinds = [json.loads(body)["type"] for body, _ in receiver.calls]
     assert kinds.count("notice.issued") == 1 and kinds.count("notice.transitioned") == 4
-    assert kinds.count("notice.overdue") == 1
+    assert kinds.count("notice.deadline") == 1 and kinds.count("notice.overdue") == 0
     assert all(m["To"] == "coordinator@health.example" for m in inbox.messages)
 
 
@@ -343,3 +354,105 @@ async def _race_one_cell(client: httpx.AsyncClient, app: Any, bus: MemoryBus, se
         await asyncio.sleep(0.05)
     issued = [m for m in bus.logs.get(events.NOTICES, []) if m.header("ce_type") == b"notice.issued"]
     assert len(issued) == 1
+
+
+def _json(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "content-type": "application/json"}
+
+
+def _plan(due: str, *, actions: str = '["a"]', metric: str = '"m"', target: str = "2") -> str:
+    """A plan as raw JSON text: what a client may send that json.dumps would not write."""
+    return ('{"actions": ' + actions + ', "commitment": {"metric": ' + metric + ', "target": ' + target
+            + ', "due": "' + due + '"}}')
+
+
+async def _acknowledged_notice(client: httpx.AsyncClient, app: Any, bus: MemoryBus, eventually: Any,
+                               commission: dict[str, str], health: dict[str, str]) -> str:
+    day = date(2026, 4, 15)
+    envelopes = [complaint("health-commission", "seeing-a-doctor", day - timedelta(days=i % 5), i) for i in range(6)]
+    await bus.publish([encode(e) for e in envelopes])
+    consumer = app.state.runtime.consumers[0]
+    await eventually(lambda: consumer.applied == len(envelopes))
+    [nid] = (await client.post("/v1/rules:evaluate", json={"day": day.isoformat()}, headers=commission)
+             ).json()["issued"]
+    assert (await client.post(f"/v1/notices/{nid}/acknowledge", headers=health)).status_code == 200
+    return str(nid)
+
+
+async def test_a_day_before_2000_is_not_evaluated(
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any) -> None:
+    """The detectors look back up to 455 days: from year 1 the date arithmetic overflowed (a 500)."""
+    client = notices_app[0]
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    for day in ("0001-01-03", "1999-12-31"):
+        r = await client.post("/v1/rules:evaluate", json={"day": day}, headers=commission)
+        assert r.status_code == 422, r.text
+        assert "before 2000-01-01" in r.json()["error"]["message"]
+    assert (await client.post("/v1/rules:evaluate", json={"day": "2000-01-01"}, headers=commission)
+            ).status_code == 200
+
+
+async def test_nan_and_infinity_are_refused_and_the_register_keeps_answering(
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
+    """Python's JSON parser takes NaN and Infinity; a plan holding one made every page of the public
+    register that showed it a 500."""
+    client, app, bus, _inbox, _receiver = notices_app
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    health = {"Authorization": f"Bearer {token('coordinator', unit_id='health-commission', subject='c1')}"}
+    for value in ("NaN", "Infinity", "-Infinity"):
+        r = await client.put("/v1/rules/satisfaction-drop", content='{"drop": ' + value + "}",
+                             headers=_json(commission))
+        assert r.status_code == 422, r.text
+    nid = await _acknowledged_notice(client, app, bus, eventually, commission, health)
+    due = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    for target in ("NaN", "Infinity", "-Infinity", "1e999"):
+        r = await client.post(f"/v1/notices/{nid}/plan", content=_plan(due, target=target), headers=_json(health))
+        assert r.status_code == 422, (target, r.text)
+        assert "commitment.target" in r.json()["error"]["message"]
+    r = await client.post(f"/v1/notices/{nid}/plan", content=_plan(due, target="2.5"), headers=_json(health))
+    assert r.status_code == 200, r.text
+    r = await client.get("/v1/public/notices")
+    assert r.status_code == 200 and r.json()["items"][0]["commitment"]["target"] == 2.5
+
+
+async def test_nul_and_lone_surrogates_are_refused_naming_the_field(
+        backend: str, tmp_path: Path, city: CityProfile, unused_tcp_port: int, token: Any, eventually: Any) -> None:
+    """PostgreSQL text cannot hold NUL, and a lone surrogate has no UTF-8 form: either was a 500 there."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = ("" if backend == "sqlite" else await stack.enter_async_context(
+            db.scratch_database(os.environ["YARDSTICK_TEST_PG_ADMIN_URL"], "yt_notices_nul")))
+        client, app, bus, _inbox, _receiver = await stack.enter_async_context(
+            running_notices(tmp_path, city, unused_tcp_port, database_url=url))
+        await _refuses_unstorable_text(client, app, bus, token, eventually)
+
+
+async def _refuses_unstorable_text(client: httpx.AsyncClient, app: Any, bus: MemoryBus, token: Any,
+                                   eventually: Any) -> None:
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    health = {"Authorization": f"Bearer {token('coordinator', unit_id='health-commission', subject='c1')}"}
+    nid = await _acknowledged_notice(client, app, bus, eventually, commission, health)
+    due = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    for field, body in (("actions.0", _plan(due, actions='["a\\u0000b"]')),
+                        ("commitment.metric", _plan(due, metric='"\\ud800"')),
+                        ("commitment.target", _plan(due, target='"x\\u0000"'))):
+        r = await client.post(f"/v1/notices/{nid}/plan", content=body, headers=_json(health))
+        assert r.status_code == 422, r.text
+        assert field in r.json()["error"]["message"], r.text
+    assert (await client.post(f"/v1/notices/{nid}/plan", content=_plan(due), headers=_json(health))
+            ).status_code == 200
+    for path, body, field in ((f"/v1/notices/{nid}/resolve", '{"text": "done \\udc00"}', "text"),
+                              ("/v1/subscriptions", '{"email": "a\\u0000@example.org"}', "email"),
+                              ("/v1/subscriptions", '{"unit_id": "health\\u0000", "email": "a@example.org"}',
+                               "unit_id")):
+        r = await client.post(path, content=body, headers=_json(health))
+        assert r.status_code == 422 and field in r.json()["error"]["message"], r.text
+    r = await client.post(f"/v1/notices/{nid}/resolve", json={"text": "done"}, headers=health)
+    assert r.status_code == 200, r.text
+    # Path and query text reaches the database's queries too.
+    for path, params, field in ((f"/v1/notices/{nid}%00", {}, "notice_id"),
+                                ("/v1/notices", {"status": "x\x00"}, "status"),
+                                ("/v1/notices", {"unit_id": "x\x00"}, "unit_id")):
+        r = await client.get(path, params=params, headers=commission)
+        assert r.status_code == 422 and field in r.json()["error"]["message"], r.text
+    r = await client.post(f"/v1/notices/{nid}%00/verify", headers=commission)
+    assert r.status_code == 422 and "notice_id" in r.json()["error"]["message"], r.text

@@ -138,6 +138,21 @@ def test_target_off_track_boundaries() -> None:
     assert fires(["on_track"] + ["off_track"] * 7)
     assert fires([], latest="no_data")
     assert fires(["on_track"], latest="no_data")
+    # The run speaks for the target only while it is off_track now: the tracker may move it on track (or
+    # retire it) without a new report, and the same old reports must not raise a notice again.
+    assert not fires(["off_track"] * 7, latest="on_track")
+    assert not fires(["off_track"] * 7, latest="at_risk")
+    assert not fires(["off_track"] * 7, latest=detectors.WITHDRAWN)
+
+
+def test_satisfaction_recovers_only_on_as_many_ratings_as_firing_needs() -> None:
+    s = SatisfactionSettings()
+    # No ratings: the interval is (0, 1), but an empty window is no recovery.
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert not detectors.satisfaction_recovered(0, 0, s)
+    assert not detectors.satisfaction_recovered(29, 29, s)
+    assert detectors.satisfaction_recovered(30, 30, s)
+    assert not detectors.satisfaction_recovered(30, 15, s)
 
 
 def noise_year(seed: int, units: int = 53, categories: int = 22, days: int = 400) -> np.ndarray:

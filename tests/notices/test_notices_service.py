@@ -113,7 +113,7 @@ async def test_injected_recurrence_raises_exactly_one_notice_on_the_first_day_it
     assert expected is not None and start <= expected < start + 14
     assert (notice["unit_id"], notice["subject"], notice["rule"]) == ("health-commission", "seeing-a-doctor",
                                                                       "complaint-recurrence")
-    assert notice["issued_on"] == first + timedelta(days=expected)
+    assert notice["evidence"]["day"] == (first + timedelta(days=expected)).isoformat()
     ev = notice["evidence"]
     assert ev["window_count"] == int(counts[target, expected - 6:expected + 1].sum())
     assert ev["baseline_count"] == int(counts[target, expected - 34:expected - 6].sum())
@@ -356,3 +356,255 @@ async def test_a_reassigned_item_ends_with_its_last_unit_whatever_order_the_move
     assert [tuple(r) for r in rows] == [("shangcheng-district", 2)]
     # The counts are additive: they come out right in any order.
     assert {u: n for u, n in per_unit.items() if n} == {"shangcheng-district": 1}
+
+
+async def test_a_notice_raised_by_a_catch_up_sweep_gets_its_deadline_from_the_day_it_is_issued(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    """The service was down from Monday 2 March; back on Friday 20 March, its sweep evaluates the closed
+    days it missed. The notice for 2 March is issued on the 20th: one working day to acknowledge from then."""
+    from notices.models import notice_history
+
+    async with sessions() as session, session.begin():
+        await repository.add_negatives(session, [("health-commission", "seeing-a-doctor", date(2026, 3, 2), 6)])
+    back = datetime(2026, 3, 20, 2, 0, tzinfo=UTC)  # 10:00 in Hangzhou
+    async with sessions() as session, session.begin():
+        await service.sweep(session, city=city, calendar=CALENDAR, today=date(2026, 3, 20), now=back,
+                            catchup_days=400)
+    [notice] = await all_notices(sessions)
+    assert notice["evidence"]["day"] == "2026-03-02" and notice["year"] == 2026
+    assert notice["issued_on"] == date(2026, 3, 20) and notice["deadline"] == date(2026, 3, 23)
+    assert notice["overdue"] is False
+    async with sessions() as session:
+        kinds = [r[0] for r in (await session.execute(select(outbox.c.type))).all()]
+        actions = [r[0] for r in (await session.execute(select(notice_history.c.action))).all()]
+    assert "notice.overdue" not in kinds and actions == ["issue"]
+    # The deadline still bites when it passes.
+    await sweep_marks(sessions, date(2026, 3, 24))
+    async with sessions() as session:
+        assert (await repository.get_notice(session, notice["id"]))["overdue"] is True  # type: ignore[index]
+
+
+async def _verified_complaint_notice(sessions: async_sessionmaker[AsyncSession], city: CityProfile
+                                     ) -> str:
+    """Six complaints on Monday 2 March raise a notice that day; it is verified on 15 March."""
+    day = date(2026, 3, 2)
+    async with sessions() as session, session.begin():
+        await repository.add_negatives(session, [("health-commission", "seeing-a-doctor", day, 6)])
+        notice_id = (await service.evaluate(session, city=city, calendar=CALENDAR, today=day,
+                                            now=datetime(2026, 3, 2, 2, 0, tzinfo=UTC))).issued[0]
+    plan = PlanIn.model_validate({"actions": ["a"], "commitment": {"metric": "m", "target": 1, "due": "2026-03-20"}})
+    await step(sessions, notice_id, "acknowledge", HEALTH, day)
+    await step(sessions, notice_id, "plan", HEALTH, day, plan=plan)
+    await step(sessions, notice_id, "resolve", HEALTH, day, text="done")
+    await step(sessions, notice_id, "verify", COMMISSION, date(2026, 3, 15))
+    return notice_id
+
+
+async def test_re_evaluating_a_day_before_a_verification_neither_escalates_nor_reissues(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    first_id = await _verified_complaint_notice(sessions, city)
+    # 4 March: the notice was open on that day; the episode has been followed to its end.
+    async with sessions() as session, session.begin():
+        again = await service.evaluate(session, city=city, calendar=CALENDAR, today=date(2026, 3, 4),
+                                       now=at(date(2026, 3, 16)))
+    assert again.fired == 1 and again.issued == []
+    # A rise before that notice (2 February, found late) is a notice of its own, but no recurrence
+    # "after" a verification that came later.
+    async with sessions() as session, session.begin():
+        await repository.add_negatives(session, [("health-commission", "seeing-a-doctor", date(2026, 2, 2), 6)])
+        earlier = await service.evaluate(session, city=city, calendar=CALENDAR, today=date(2026, 2, 2),
+                                         now=at(date(2026, 3, 16)))
+    assert len(earlier.issued) == 1
+    async with sessions() as session:
+        notice = await repository.get_notice(session, earlier.issued[0])
+    assert notice is not None and notice["severity"] == "normal" and notice["linked_notice_id"] is None
+    assert "recurrence" not in notice["evidence"] and notice["id"] != first_id
+
+
+async def test_a_target_moved_on_track_without_a_report_is_not_raised_again_from_the_same_reports(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    from notices.consumers import handlers
+    from yardstick.events import Envelope, TargetProgress, TargetStatusChanged
+
+    on = handlers(city)
+
+    async def apply(data: TargetProgress | TargetStatusChanged) -> None:
+        async with sessions() as session, session.begin():
+            await on[data.__event_type__](session, Envelope.of(data, source="target-tracker", key=data.unit_id))
+
+    async def report(day: date) -> None:
+        await apply(TargetProgress(target_id="t1", unit_id="health-commission", year=2026, date=day, value=1.0,
+                                   attainment=0.1, status="off_track"))
+
+    async def status(status: str, as_of: date) -> None:
+        await apply(TargetStatusChanged(target_id="t1", unit_id="health-commission", year=2026, previous=None,
+                                        status=status, as_of=as_of))  # type: ignore[arg-type]
+
+    async def evaluate(day: date) -> list[str]:
+        async with sessions() as session, session.begin():
+            return (await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))).issued
+
+    start = date(2026, 3, 2)
+    for d in range(7):
+        await report(start + timedelta(days=d))
+    day = start + timedelta(days=6)
+    [first_id] = await evaluate(day)
+    plan = PlanIn.model_validate({"actions": ["a"], "commitment": {"metric": "m", "target": 1, "due": "2026-03-30"}})
+    await step(sessions, first_id, "acknowledge", HEALTH, day)
+    await step(sessions, first_id, "plan", HEALTH, day, plan=plan)
+    await step(sessions, first_id, "resolve", HEALTH, day, text="done")
+    # A commission PATCH: the tracker announces on_track with no new report; verify succeeds.
+    day += timedelta(days=1)
+    await status("on_track", day)
+    await step(sessions, first_id, "verify", COMMISSION, day)
+    assert await evaluate(day) == []
+    # Off track again without a report: the seven reports before the verification do not count again.
+    day += timedelta(days=1)
+    await status("off_track", day)
+    assert await evaluate(day) == []
+    # Seven new off_track reports after the verification: a recurrence, escalated and linked.
+    for d in range(1, 8):
+        await report(day + timedelta(days=d))
+    day += timedelta(days=7)
+    [second_id] = await evaluate(day)
+    async with sessions() as session:
+        second = await repository.get_notice(session, second_id)
+    assert second is not None and second["severity"] == "escalated" and second["linked_notice_id"] == first_id
+    assert second["evidence"]["off_track_in_a_row"] == 7
+    assert second["evidence"]["reports_after"] == (start + timedelta(days=7)).isoformat()
+
+
+async def test_satisfaction_is_not_verified_without_enough_ratings(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    unit = "health-commission"
+    day = date(2026, 3, 2)
+    async with sessions() as session, session.begin():
+        await session.execute(rating_days.insert(), [{"subject_kind": "unit", "subject_id": unit, "day": day,
+                                                      "unit_id": unit, "n": 40, "satisfied": 10}])
+        [notice_id] = (await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))).issued
+    plan = PlanIn.model_validate({"actions": ["a"], "commitment": {"metric": "m", "target": 1, "due": "2026-03-20"}})
+    await step(sessions, notice_id, "acknowledge", HEALTH, day)
+    await step(sessions, notice_id, "plan", HEALTH, day, plan=plan)
+    await step(sessions, notice_id, "resolve", HEALTH, day, text="done")
+    later = date(2026, 3, 20)  # the window ending today holds no rating at all
+    with pytest.raises(ApiError) as empty:
+        await step(sessions, notice_id, "verify", COMMISSION, later)
+    assert empty.value.status == 409 and "too few ratings" in empty.value.message
+    assert empty.value.details[0]["n"] == 0 and empty.value.details[0]["min_ratings"] == 30
+    async with sessions() as session, session.begin():
+        await session.execute(rating_days.insert(), [{"subject_kind": "unit", "subject_id": unit, "day": later,
+                                                      "unit_id": unit, "n": 29, "satisfied": 29}])
+    with pytest.raises(ApiError) as few:
+        await step(sessions, notice_id, "verify", COMMISSION, later)
+    assert few.value.status == 409 and "29 in the 14 days" in few.value.message
+    async with sessions() as session, session.begin():
+        await repository.add_ratings(session, [("unit", unit, later, unit, 1, 1)])
+    assert (await step(sessions, notice_id, "verify", COMMISSION, later))["status"] == "verified"
+
+
+async def test_follow_up_ratings_count_as_the_units_online_ratings_once_each(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    """scoring-method.md puts follow-up ratings in the online channel; satisfaction-drop reads a unit's
+    online ratings (notices.md), so thirty unhappy follow-ups raise a notice on the unit."""
+    from notices import consumers
+    from notices.models import negative_days, processed_events
+    from yardstick.bus.codec import encode
+    from yardstick.consumer import IdempotentConsumer
+    from yardstick.events import Envelope, FeedbackFollowUp
+
+    unit, day = "health-commission", date(2026, 3, 2)
+    moment = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    follow_ups = [Envelope.of(FeedbackFollowUp(feedback_id=f"f{i}", unit_id=unit, level=1 if i < 24 else 5,
+                                               occurred_at=moment, year=2026, category_id="seeing-a-doctor"),
+                              source="feedback-intake", key=unit) for i in range(30)]
+    messages = [encode(e) for e in follow_ups]
+    consumer = IdempotentConsumer(name="notices", sessions=sessions, table=processed_events,
+                                  handlers=consumers.handlers(city), batch_handler=consumers.batch_handler(city))
+    assert await consumer.batch(messages[:20]) == []
+    for message in messages[15:]:  # five redelivered, one at a time
+        await consumer(message)
+    assert (consumer.applied, consumer.skipped) == (30, 5)
+    async with sessions() as session:
+        assert await repository.rating_totals(session, "unit", unit) == (30, 6)
+        # A follow-up rates the unit's response: it is no new complaint in the category's cell.
+        assert (await session.execute(select(func.count()).select_from(negative_days))).scalar() == 0
+    async with sessions() as session, session.begin():
+        result = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
+    [notice] = await all_notices(sessions)
+    assert result.issued == [notice["id"]]
+    assert (notice["rule"], notice["subject"], notice["evidence"]["n"]) == ("satisfaction-drop", unit, 30)
+
+
+async def test_a_withdrawn_target_raises_nothing_and_its_open_notice_can_be_verified(
+        sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
+    from notices.consumers import handlers
+    from yardstick.events import Envelope, TargetChanged, TargetProgress
+
+    on = handlers(city)
+    day = date(2026, 7, 15)
+
+    def withdrawn(target_id: str, unit_id: str) -> TargetChanged:
+        return TargetChanged(target_id=target_id, unit_id=unit_id, year=2026, code=target_id, title="t",
+                             kind="numeric", direction="decrease", baseline=30, target=20, weight=1,
+                             cadence="daily", approved=True, withdrawn=True, changes=["withdrawn"])
+
+    async with sessions() as session, session.begin():
+        # t-open: no_data, and a notice raised on it; t-quiet: seven off_track reports, never evaluated.
+        await session.execute(target_states.insert(), [
+            {"target_id": "t-open", "unit_id": "health-commission", "status": "no_data", "as_of": day}])
+        [notice_id] = (await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))).issued
+        for d in range(7):
+            data = TargetProgress(target_id="t-quiet", unit_id="xihu-district", year=2026,
+                                  date=day - timedelta(days=d), value=1.0, attainment=0.1, status="off_track")
+            await on[data.__event_type__](session, Envelope.of(data, source="target-tracker", key=data.unit_id))
+        # A change that is no withdrawal says nothing about the status.
+        kept = withdrawn("t-quiet", "xihu-district").model_copy(update={"withdrawn": False, "changes": ["title"]})
+        await on["target.changed"](session, Envelope.of(kept, source="target-tracker", key="xihu-district"))
+        assert await repository.target_status(session, "t-quiet") == "off_track"
+        for target_id, unit_id in (("t-open", "health-commission"), ("t-quiet", "xihu-district")):
+            await on["target.changed"](session, Envelope.of(withdrawn(target_id, unit_id), source="target-tracker",
+                                                            key=unit_id))
+    async with sessions() as session, session.begin():
+        again = await service.evaluate(session, city=city, calendar=CALENDAR, today=day, now=at(day))
+        assert await repository.target_status(session, "t-quiet") == "withdrawn"
+    assert again.fired == 0 and again.issued == []
+    plan = PlanIn.model_validate({"actions": ["a"], "commitment": {"metric": "m", "target": 1, "due": "2026-08-01"}})
+    await step(sessions, notice_id, "acknowledge", HEALTH, day)
+    await step(sessions, notice_id, "plan", HEALTH, day, plan=plan)
+    await step(sessions, notice_id, "resolve", HEALTH, day, text="target withdrawn by the commission")
+    verified = await step(sessions, notice_id, "verify", COMMISSION, day + timedelta(days=1))
+    assert verified["status"] == "verified"
+
+
+async def test_a_refused_recipient_leaves_no_address_in_the_delivery(
+        sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch) -> None:
+    import smtplib
+
+    import httpx
+
+    from notices import notify
+    from notices.models import deliveries
+
+    address = "coordinator@health.example"
+    now = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        await repository.add_subscription(session, {"id": "s1", "unit_id": None, "webhook_url": None,
+                                                    "email": address, "secret": "k", "created_at": now})
+        await repository.add_delivery(session, {"subscription_id": "s1", "channel": "email",
+                                                "payload": {"type": "notice.issued"}, "attempts": 0,
+                                                "next_attempt_at": now})
+
+    def refuse(settings: NoticesSettings, to: str, payload: dict) -> None:  # type: ignore[type-arg]
+        raise smtplib.SMTPRecipientsRefused({to: (550, f"5.1.1 <{to}>: Recipient address rejected".encode())})
+
+    monkeypatch.setattr(notify, "send_email", refuse)
+    async with httpx.AsyncClient() as client:
+        assert await notify.deliver_due(sessions, NoticesSettings(auth_secret="x"), client, now=now) == 0
+    async with sessions() as session:
+        last_error = (await session.execute(select(deliveries.c.last_error))).scalar_one()
+    assert last_error == "SMTPRecipientsRefused: SMTP 550"
+    # Other SMTP errors keep their code, never the server's text (which may echo an address).
+    assert notify.failure_reason(smtplib.SMTPDataError(554, f"<{address}> rejected".encode())) == \
+        "SMTPDataError: SMTP 554"
+    assert notify.failure_reason(smtplib.SMTPSenderRefused(553, b"no", "notices@yardstick.invalid")) == \
+        "SMTPSenderRefused: SMTP 553"

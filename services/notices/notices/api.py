@@ -17,12 +17,18 @@ from yardstick.auth import Principal, ensure_unit, require
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime, runtime_of
 from yardstick.tables import csv_response, wants_csv
+from yardstick.text import StoredText
 
 router = APIRouter(prefix="/v1")
 public = APIRouter(prefix="/v1/public")
 READERS = ("commission", "leader", "coordinator")
 # A year filter the database can hold (an unbounded int overflows SQLite's INTEGER: a 500).
 Year = Annotated[int | None, Query(ge=2000, le=2100)]
+
+
+# The earliest day a re-evaluation takes: the detectors look back up to a year and more from it, and
+# far older days overflowed the date arithmetic (a 500); 2000 is also the earliest year the lists take.
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 class EvaluateIn(BaseModel):
@@ -76,7 +82,7 @@ def _item(n: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/notices", tags=["notices"])
 async def list_notices(request: Request, principal: Principal = Depends(require(*READERS)),
-                       unit_id: str | None = None, status: str | None = None, year: Year = None,
+                       unit_id: StoredText | None = None, status: StoredText | None = None, year: Year = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
                        ) -> dict[str, Any]:
     if principal.role == "coordinator":
@@ -90,7 +96,7 @@ async def list_notices(request: Request, principal: Principal = Depends(require(
 
 
 @router.get("/notices/{notice_id}", tags=["notices"])
-async def get_notice(notice_id: str, request: Request, principal: Principal = Depends(require(*READERS))
+async def get_notice(notice_id: StoredText, request: Request, principal: Principal = Depends(require(*READERS))
                      ) -> dict[str, Any]:
     async with runtime_of(request).sessions() as session:
         notice = await service.get(session, notice_id=notice_id, principal=principal)
@@ -120,31 +126,31 @@ async def _transition(request: Request, notice_id: str, action: str, principal: 
 
 
 @router.post("/notices/{notice_id}/acknowledge", tags=["notices"])
-async def acknowledge(notice_id: str, request: Request, principal: Principal = Depends(require("coordinator")),
+async def acknowledge(notice_id: StoredText, request: Request, principal: Principal = Depends(require("coordinator")),
                       body: OptionalTextIn | None = None) -> dict[str, Any]:
     return await _transition(request, notice_id, "acknowledge", principal, text=body.text if body else None)
 
 
 @router.post("/notices/{notice_id}/plan", tags=["notices"])
-async def submit_plan(notice_id: str, body: PlanIn, request: Request,
+async def submit_plan(notice_id: StoredText, body: PlanIn, request: Request,
                       principal: Principal = Depends(require("coordinator"))) -> dict[str, Any]:
     return await _transition(request, notice_id, "plan", principal, plan=body)
 
 
 @router.post("/notices/{notice_id}/resolve", tags=["notices"])
-async def resolve(notice_id: str, body: TextIn, request: Request,
+async def resolve(notice_id: StoredText, body: TextIn, request: Request,
                   principal: Principal = Depends(require("coordinator"))) -> dict[str, Any]:
     return await _transition(request, notice_id, "resolve", principal, text=body.text)
 
 
 @router.post("/notices/{notice_id}/verify", tags=["notices"])
-async def verify(notice_id: str, request: Request, principal: Principal = Depends(require("commission")),
+async def verify(notice_id: StoredText, request: Request, principal: Principal = Depends(require("commission")),
                  body: OptionalTextIn | None = None) -> dict[str, Any]:
     return await _transition(request, notice_id, "verify", principal, text=body.text if body else None)
 
 
 @router.post("/notices/{notice_id}/reopen", tags=["notices"])
-async def reopen(notice_id: str, request: Request, principal: Principal = Depends(require("commission")),
+async def reopen(notice_id: StoredText, request: Request, principal: Principal = Depends(require("commission")),
                  body: OptionalTextIn | None = None) -> dict[str, Any]:
     return await _transition(request, notice_id, "reopen", principal, text=body.text if body else None)
 
@@ -183,6 +189,9 @@ async def evaluate(request: Request, principal: Principal = Depends(require("com
         if body is not None and body.day is not None:
             if body.day > _today(request):
                 raise ApiError(422, "cannot evaluate a day in the future")
+            if body.day < EARLIEST_DAY:
+                raise ApiError(422, f"cannot evaluate a day before {EARLIEST_DAY.isoformat()}; give a later day",
+                               details=[{"day": body.day.isoformat()}])
             results = [await service.evaluate(session, city=runtime.city, calendar=_calendar(request),
                                               today=body.day, now=now)]
             await service.mark_deadlines(session, calendar=_calendar(request), today=_today(request), now=now)
@@ -251,7 +260,7 @@ async def subscribe(body: SubscriptionIn, request: Request,
 
 def _public_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
     keep = ("window_count", "baseline_count", "expected_count", "p_value", "q_value", "window", "n", "satisfied",
-            "share", "wilson_high", "previous_share", "latest_status", "off_track_in_a_row", "reason")
+            "share", "wilson_high", "previous_share", "latest_status", "off_track_in_a_row", "reason", "day")
     return {k: evidence[k] for k in keep if k in evidence}
 
 

@@ -8,14 +8,15 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notices import repository
+from notices import detectors, repository
 from yardstick import events
 from yardstick.city import CityProfile
 from yardstick.consumer import BatchHandler, EventHandler, NotFound
 from yardstick.events import Envelope
 
 ONLINE = {"web", "mobile", "hotline", "face_to_face", "exhibit_hall", "open311"}
-HANDLED = ("feedback.received", "feedback.reassigned", "target.progress", "target.status_changed")
+HANDLED = ("feedback.received", "feedback.reassigned", "feedback.follow_up", "target.progress",
+           "target.status_changed", "target.changed")
 
 
 @dataclass
@@ -109,12 +110,23 @@ def collecting(city: CityProfile) -> Callable[[Changes, Envelope], None]:
             if data.category_id:
                 changes.category_item(data.from_unit_id, data.category_id, day, -1)
                 changes.category_item(data.unit_id, data.category_id, day)
+        elif isinstance(data, events.FeedbackFollowUp):
+            # A follow-up rating is an online rating of the unit (scoring-method.md's online channel),
+            # not a new item: it enters the unit's ratings only, never the complaint cells.
+            if data.unit_id not in units:
+                raise NotFound(f"unit {data.unit_id!r} is not in the city profile")
+            day = data.occurred_at.astimezone(zone).date()
+            changes.rating("unit", data.unit_id, data.unit_id, day, data.level >= 4)
         elif isinstance(data, events.TargetProgress):
             # A correction replaces the status of that report date; the latest status follows the tracker.
             changes.target_reports[(data.target_id, data.date)] = data.status
             changes.target_states[data.target_id] = (data.unit_id, data.status, data.date)
         elif isinstance(data, events.TargetStatusChanged):
             changes.target_states[data.target_id] = (data.unit_id, data.status, data.as_of)
+        elif isinstance(data, events.TargetChanged) and data.withdrawn:
+            # The tracker stops judging a withdrawn target (and refuses its reports), so its last status
+            # would stand for ever: it is retired here instead, and no detector fires on it again.
+            changes.target_states[data.target_id] = (data.unit_id, detectors.WITHDRAWN, None)
 
     return collect
 

@@ -16,6 +16,8 @@ SATISFACTION = "satisfaction-drop"
 TARGET = "target-off-track"
 RECURRENCE = "recurrence-after-rectification"
 RULES = (COMPLAINT, SATISFACTION, TARGET, RECURRENCE)
+# A target's status here once target.changed says it was withdrawn (not a tracker status: it ends the target).
+WITHDRAWN = "withdrawn"
 
 
 @dataclass(frozen=True)
@@ -151,19 +153,27 @@ def satisfaction_drop(*, unit_id: str, subject: str, kind: str, n: int, satisfie
 
 
 def satisfaction_recovered(n: int, satisfied: int, settings: SatisfactionSettings) -> bool:
-    return wilson_interval(satisfied, n, settings.confidence)[1] > settings.threshold
+    """notices.md, verify: the Wilson upper bound above the threshold, on as many ratings as firing needs
+    (with none the interval is (0, 1), and its upper end would call any silence a recovery)."""
+    return n >= settings.min_ratings and wilson_interval(satisfied, n, settings.confidence)[1] > settings.threshold
 
 
 def target_off_track(*, unit_id: str, target_id: str, recent_statuses: Sequence[str], latest_status: str | None,
                      settings: TargetSettings) -> Finding:
-    """Detector 3: `consecutive_reports` off_track reports in a row (newest last), or marked no_data."""
+    """Detector 3: `consecutive_reports` off_track reports in a row (newest last), or marked no_data.
+
+    The run counts only while the target is off_track now: the tracker may move a target on track
+    without a new report (a change of its baseline or target), and the old reports then no longer
+    say what the target is.
+    """
     k = settings.consecutive_reports
     run = 0
     for status in reversed(recent_statuses):
         if status != "off_track":
             break
         run += 1
-    fires = run >= k or latest_status == "no_data"
-    return Finding(rule=TARGET, unit_id=unit_id, subject=target_id, fires=fires, evidence={
+    off_track = run >= k and latest_status == "off_track"
+    no_data = latest_status == "no_data"
+    return Finding(rule=TARGET, unit_id=unit_id, subject=target_id, fires=off_track or no_data, evidence={
         "latest_status": latest_status, "off_track_in_a_row": run, "consecutive_reports": k,
-        "reason": "no_data" if latest_status == "no_data" else ("off_track" if run >= k else None)})
+        "reason": "no_data" if no_data else ("off_track" if off_track else None)})

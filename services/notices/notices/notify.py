@@ -84,6 +84,21 @@ def send_email(settings: NoticesSettings, to: str, payload: dict[str, Any]) -> N
         smtp.send_message(message)
 
 
+def failure_reason(exc: Exception) -> str:
+    """What a failed delivery records in `last_error`: the exception's class, and the SMTP code for
+    an SMTP error, never its text. SMTPRecipientsRefused's text is the recipient's e-mail address,
+    and servers echo addresses in their replies; addresses stay in the subscriptions table only."""
+    name = type(exc).__name__
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({str(code) for code, _ in exc.recipients.values()})
+        return f"{name}: SMTP {', '.join(codes)}" if codes else name
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{name}: SMTP {exc.smtp_code}"
+    if isinstance(exc, smtplib.SMTPException):
+        return name
+    return f"{name}: {exc}"[:500]
+
+
 def backoff(settings: NoticesSettings, attempts: int) -> timedelta:
     return timedelta(seconds=min(settings.delivery_backoff_s * 2 ** (attempts - 1), settings.delivery_backoff_max_s))
 
@@ -123,7 +138,7 @@ async def deliver_due(sessions: async_sessionmaker[AsyncSession], settings: Noti
                         extra={"delivery": item["id"], "channel": item["channel"], "attempts": attempts,
                                "error": type(exc).__name__})
             outcome = {"attempts": attempts, "next_attempt_at": now + backoff(settings, attempts),
-                       "last_error": f"{type(exc).__name__}: {exc}"[:500]}
+                       "last_error": failure_reason(exc)}
         else:
             outcome = {"attempts": attempts, "delivered_at": now}
             delivered += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -179,17 +179,19 @@ async def sample_feedback_ids(session: AsyncSession, *, unit_id: str, category_i
     return [r[0] for r in (await session.execute(q)).all()]
 
 
-async def target_statuses(session: AsyncSession, *, today: date, limit: int
+async def target_statuses(session: AsyncSession, *, today: date, limit: int, after: Mapping[str, date]
                           ) -> list[tuple[str, str, str, list[str]]]:
-    """(target, unit, latest status, statuses of its last `limit` reports up to today, oldest first)."""
+    """(target, unit, latest status, statuses of its last `limit` reports up to today, oldest first);
+    a target in `after` counts only its reports dated after that day."""
     states = (await session.execute(select(target_states.c.target_id, target_states.c.unit_id,
                                            target_states.c.status))).all()
     out = []
     for target_id, unit_id, status in states:
-        rows = (await session.execute(
-            select(target_reports.c.status).where(target_reports.c.target_id == target_id,
+        q = select(target_reports.c.status).where(target_reports.c.target_id == target_id,
                                                   target_reports.c.day <= today)
-            .order_by(target_reports.c.day.desc()).limit(limit))).all()
+        if target_id in after:
+            q = q.where(target_reports.c.day > after[target_id])
+        rows = (await session.execute(q.order_by(target_reports.c.day.desc()).limit(limit))).all()
         out.append((target_id, unit_id, status, [r[0] for r in reversed(rows)]))
     return out
 
@@ -245,6 +247,14 @@ async def last_verified(session: AsyncSession, *, unit_id: str, rule: str, subje
                               notices.c.status == "verified")
         .order_by(notices.c.verified_at.desc()).limit(1))).mappings().first()
     return None if row is None else dict(row)
+
+
+async def last_verified_days(session: AsyncSession, *, rule: str, today: date) -> dict[str, date]:
+    """subject -> the last day a notice of `rule` on it was verified, on or before `today`."""
+    q = (select(notices.c.subject, func.max(notices.c.verified_on))
+         .where(notices.c.rule == rule, notices.c.status == "verified", notices.c.verified_on <= today)
+         .group_by(notices.c.subject))
+    return {r[0]: r[1] for r in (await session.execute(q)).all()}
 
 
 async def insert_notice(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag
 
 from notices import detectors
+from yardstick.text import StoredText
+
+# Every string this service stores (or publishes in an event) comes in as StoredText (yardstick.text).
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and Infinity are valid to Python's JSON parser but not JSON: stored in a plan they made every
+    # page of the public register that shows it a 500. Every float input is finite.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComplaintRule(_Strict):
@@ -44,29 +49,39 @@ RULE_MODELS: dict[str, type[_Strict]] = {
 }
 
 
+def _text_or_number(value: Any) -> str:
+    return "text" if isinstance(value, str) else "number"
+
+
+# A text or a number, judged by what was sent: the error then names one (`target.number: Input should be
+# a finite number`), not both members of the union.
+TextOrNumber = Annotated[Annotated[StoredText, Tag("text")] | Annotated[float, Tag("number")],
+                         Discriminator(_text_or_number)]
+
+
 class Commitment(_Strict):
-    metric: str = Field(min_length=1, max_length=500)
-    target: str | float = Field(description="the value the unit commits to, publicly")
+    metric: StoredText = Field(min_length=1, max_length=500)
+    target: TextOrNumber = Field(description="the value the unit commits to, publicly")
     due: date
 
 
 class PlanIn(_Strict):
-    actions: list[str] = Field(min_length=1, max_length=50)
+    actions: list[StoredText] = Field(min_length=1, max_length=50)
     commitment: Commitment
 
 
 class TextIn(_Strict):
-    text: str = Field(min_length=1, max_length=4000)
+    text: StoredText = Field(min_length=1, max_length=4000)
 
 
 class OptionalTextIn(_Strict):
-    text: str | None = Field(default=None, max_length=4000)
+    text: StoredText | None = Field(default=None, max_length=4000)
 
 
 class SubscriptionIn(_Strict):
-    unit_id: str | None = None
+    unit_id: StoredText | None = None
     webhook_url: HttpUrl | None = None
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: StoredText | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
 def rule_settings(rule_id: str, stored: dict[str, Any] | None) -> BaseModel:

@@ -82,10 +82,21 @@ async def detect(session: AsyncSession, *, rules: Rules, today: date) -> list[Fi
                                               previous_n=pn, previous_satisfied=psat, settings=s)
         finding.evidence["window"] = [s_start.isoformat(), today.isoformat()]
         findings.append(finding)
+    # A verified notice closed the run of reports it was about: the reports up to its verification day
+    # do not count again (the tracker may call a target on_track without a new report, and verify
+    # then succeeds while the last reports are still the off_track ones).
+    verified = await repository.last_verified_days(session, rule=detectors.TARGET, today=today)
     for target_id, unit_id, status, recent in await repository.target_statuses(
-            session, today=today, limit=rules.target.consecutive_reports):
-        findings.append(detectors.target_off_track(unit_id=unit_id, target_id=target_id, recent_statuses=recent,
-                                                   latest_status=status, settings=rules.target))
+            session, today=today, limit=rules.target.consecutive_reports, after=verified):
+        finding = detectors.target_off_track(unit_id=unit_id, target_id=target_id, recent_statuses=recent,
+                                             latest_status=status, settings=rules.target)
+        if target_id in verified:
+            finding.evidence["reports_after"] = verified[target_id].isoformat()
+        findings.append(finding)
+    for finding in findings:
+        # The day evaluated: the evidence's own day, which a notice keeps when it is issued later
+        # (by a catch-up sweep or a re-evaluation) and gets its deadlines from the day it is issued.
+        finding.evidence["day"] = today.isoformat()
     return findings
 
 
@@ -114,23 +125,40 @@ async def evaluate(session: AsyncSession, *, city: CityProfile, calendar: WorkCa
                 updated.append(current["id"])
             continue
         notice_id = await _issue(session, finding=finding, key=key, rules=rules, calendar=calendar, today=today,
-                                 now=now)
+                                 now=now, issue_day=max(today, now.astimezone(city.timezone).date()))
         if notice_id is not None:
             issued.append(notice_id)
     return Evaluation(day=today, issued=issued, updated=updated, fired=len(findings))
 
 
 def _comparable(evidence: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in evidence.items() if k not in {"history_days", "window"}}
+    return {k: v for k, v in evidence.items() if k not in {"history_days", "window", "day"}}
+
+
+def evidence_day(notice: dict[str, Any]) -> date:
+    """The day whose evaluation raised the notice (notices issued before it was recorded: the issue day)."""
+    day = notice["evidence"].get("day")
+    issued_on: date = notice["issued_on"]
+    return date.fromisoformat(day) if isinstance(day, str) else issued_on
 
 
 async def _issue(session: AsyncSession, *, finding: Finding, key: str, rules: Rules, calendar: WorkCalendar,
-                 today: date, now: datetime) -> str | None:
-    """The new notice's id, or None when one was opened on the cell meanwhile (it stands; nothing is sent)."""
+                 today: date, now: datetime, issue_day: date) -> str | None:
+    """The new notice's id, or None when it would not be a new notice: one was opened on the cell
+    meanwhile (it stands; nothing is sent), or the day evaluated lies in the span a notice since
+    verified was open on the cell (a re-evaluation of a past episode, already followed to its end).
+
+    `today` is the day evaluated and `issue_day` the local day the notice is issued (later than
+    `today` in a catch-up sweep or a re-evaluation): the acknowledge deadline counts from the
+    issue, so a notice is never overdue the moment it is created.
+    """
     earlier = await repository.last_verified(session, unit_id=finding.unit_id, rule=finding.rule,
                                              subject=finding.subject)
-    escalated = (earlier is not None and earlier["verified_on"] is not None
-                 and (today - earlier["verified_on"]).days <= rules.recurrence.recurrence_days)
+    gap = (today - earlier["verified_on"]).days if earlier is not None and earlier["verified_on"] else None
+    if earlier is not None and gap is not None and gap < 0 and evidence_day(earlier) <= today:
+        return None
+    # Recurrence counts from a verification on or before the day evaluated, never from a later one.
+    escalated = gap is not None and 0 <= gap <= rules.recurrence.recurrence_days
     notice_id = str(uuid.uuid4())
     evidence = dict(finding.evidence)
     feedback_ids = list(evidence.pop("sample_feedback_ids", []))
@@ -141,12 +169,14 @@ async def _issue(session: AsyncSession, *, finding: Finding, key: str, rules: Ru
                                   "recurrence_days": rules.recurrence.recurrence_days}
     severity = "escalated" if escalated else "normal"
     linked = earlier["id"] if escalated and earlier is not None else None
+    deadline = calendar.add(issue_day, ACK_DAYS)
     if not await repository.insert_notice(session, {
         "id": notice_id, "unit_id": finding.unit_id, "rule": finding.rule, "subject": finding.subject,
         "open_key": key, "status": "issued", "severity": severity, "overdue": False, "issued_at": now,
-        "issued_on": today, "year": today.year, "evidence": evidence, "latest_evidence": None,
+        # The year stays the evidence's, so a replay keeps a notice in the year of its problem.
+        "issued_on": issue_day, "year": today.year, "evidence": evidence, "latest_evidence": None,
         "evidence_updates": 0, "feedback_ids": feedback_ids, "linked_notice_id": linked,
-        "step": "acknowledge", "deadline": calendar.add(today, ACK_DAYS)}):
+        "step": "acknowledge", "deadline": deadline}):
         return None
     await repository.add_history(session, {"notice_id": notice_id, "at": now, "action": "issue", "previous": None,
                                            "status": "issued", "actor_role": "system", "actor": None,
@@ -157,8 +187,8 @@ async def _issue(session: AsyncSession, *, finding: Finding, key: str, rules: Ru
     await _emit(session, data, finding.unit_id)
     await _notify(session, unit_id=finding.unit_id, now=now, payload={
         "type": "notice.issued", "notice_id": notice_id, "unit_id": finding.unit_id, "rule": finding.rule,
-        "subject": finding.subject, "severity": severity, "issued_on": today.isoformat(),
-        "deadline": calendar.add(today, ACK_DAYS).isoformat()})
+        "subject": finding.subject, "severity": severity, "issued_on": issue_day.isoformat(),
+        "deadline": deadline.isoformat()})
     return notice_id
 
 
@@ -271,7 +301,8 @@ async def transition(session: AsyncSession, *, notice_id: str, action: str, prin
     elif action == "verify":
         recovered, figures = await current_figures(session, notice=notice, today=today)
         if not recovered:
-            raise ApiError(409, "the metric that fired is not back to normal yet", details=[figures])
+            raise ApiError(409, figures.pop("why", "the metric that fired is not back to normal yet"),
+                           details=[figures])
         values |= {"verified_at": now, "verified_on": today, "open_key": None, "step": None, "deadline": None}
         published = {"figures": {k: v for k, v in figures.items()
                                  if isinstance(v, int | float) and not isinstance(v, bool)}}
@@ -292,7 +323,8 @@ async def transition(session: AsyncSession, *, notice_id: str, action: str, prin
 
 async def current_figures(session: AsyncSession, *, notice: dict[str, Any], today: date
                           ) -> tuple[bool, dict[str, Any]]:
-    """Whether the metric that fired is back to normal, with the figures that say so."""
+    """Whether the metric that fired is back to normal, with the figures that say so (and, under
+    `why`, the 409's message when it is not for another reason than the metric itself)."""
     rules = await load_rules(session)
     rule, unit_id, subject = notice["rule"], notice["unit_id"], notice["subject"]
     if rule == detectors.COMPLAINT:
@@ -313,11 +345,17 @@ async def current_figures(session: AsyncSession, *, notice: dict[str, Any], toda
         start = today - timedelta(days=s.window_days - 1)
         n, sat = await repository.rating_span(session, kind=kind, subject_id=subject, first=start, last=today)
         low, high = detectors.wilson_interval(sat, n, s.confidence)
-        return detectors.satisfaction_recovered(n, sat, s), {
-            "n": n, "satisfied": sat, "wilson_low": low, "wilson_high": high, "threshold": s.threshold,
-            "window": [start.isoformat(), today.isoformat()]}
+        figures = {"n": n, "satisfied": sat, "wilson_low": low, "wilson_high": high, "threshold": s.threshold,
+                   "min_ratings": s.min_ratings, "window": [start.isoformat(), today.isoformat()]}
+        if n < s.min_ratings:
+            # With no ratings the interval is (0, 1): its upper end says nothing about a recovery.
+            figures["why"] = (f"too few ratings to verify: {n} in the {s.window_days} days ending today, "
+                              f"{s.min_ratings} needed (as to fire); verify once enough ratings have come in")
+        return detectors.satisfaction_recovered(n, sat, s), figures
     status = await repository.target_status(session, subject)
-    return status == "on_track", {"status": status}
+    # A withdrawn target can never be back on track: it is gone, and its notice may be verified
+    # once resolved (docs/decisions/notices-detection.md).
+    return status in {"on_track", detectors.WITHDRAWN}, {"status": status}
 
 
 async def effect(session: AsyncSession, *, notice: dict[str, Any], today: date, span_days: int
@@ -326,7 +364,10 @@ async def effect(session: AsyncSession, *, notice: dict[str, Any], today: date, 
     verified_on: date | None = notice["verified_on"]
     if verified_on is None:
         return None
-    before = (notice["issued_on"] - timedelta(days=span_days), notice["issued_on"] - timedelta(days=1))
+    # Before the evidence's day, not the issue day: a notice issued late by a catch-up sweep would
+    # otherwise count the very rise that raised it as "before".
+    first_day = evidence_day(notice)
+    before = (first_day - timedelta(days=span_days), first_day - timedelta(days=1))
     after_end = min(verified_on + timedelta(days=span_days), today)
     after = (verified_on + timedelta(days=1), after_end)
     out: dict[str, Any] = {"span_days": span_days, "complete": after_end - verified_on >= timedelta(days=span_days)}
