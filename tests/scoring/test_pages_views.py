@@ -269,3 +269,14 @@ async def test_a_reassigned_complaint_moves_its_cell(system: Any, eventually: An
     by_unit = {u: (t, n) for u, _c, _w, t, n in cells}
     assert by_unit[UNIT] == (1, 1) and by_unit[OTHER] == (0, 0)
     assert isinstance(cells[0][2], date)
+
+
+@pytest.mark.parametrize("raw", ["%C2%B2", "%D9%A2%D9%A0%D9%A2%D9%A6", "20x6", "12345"])
+async def test_a_year_that_is_not_four_ascii_digits_is_refused_like_any_bad_year(system: Any, token: Any,
+                                                                                 raw: str) -> None:
+    """"²" and Arabic-Indic digits pass str.isdigit() but not int(): the same 422 as any bad year, never a 500."""
+    signed_in = {"Authorization": f"Bearer {token('commission')}"}
+    for path, headers in ((f"/public?year={raw}", {}), (f"/public/units/{UNIT}?year={raw}", {}),
+                          (f"/dashboard?year={raw}", signed_in)):
+        r = await system.scoring.get(path, headers=headers)
+        assert r.status_code == 422, (path, r.status_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from typing import Any
 
@@ -261,3 +262,35 @@ def test_the_ranking_is_a_strict_total_order(rows: list[tuple[float, float, floa
     for before, after in itertools.pairwise(order):
         a, b = by_id[before], by_id[after]
         assert not b["total"] > a["total"] + 1e-9  # never a clearly larger total below a smaller one
+
+
+def test_a_setting_of_the_wrong_type_hides_no_other_problem() -> None:
+    problems = config_problems({"w_public": "x", "min_assessors": 1.5, "w_targets": -1, "excellent_share": 5,
+                                "objection_days": 366, "channel_weights": {"survey": 0}})
+    assert problems[:2] == ["w_public: must be a number", "min_assessors: must be an integer"]
+    text = "\n".join(problems)
+    for expected in ("w_targets: must not be negative", "excellent_share: must be between 0 and 1",
+                     "objection_days: must be between 0 and 365", "channel_weights.survey: must be a positive number",
+                     "channel_weights.window: missing"):
+        assert expected in text
+
+
+def test_objection_days_and_channel_weights_are_bounded() -> None:
+    assert config_problems({"objection_days": 365}) == []
+    assert config_problems({"objection_days": 10**12}) == ["objection_days: must be between 0 and 365"]
+    assert config_problems({"channel_weights": {"survey": 1000, "window": 1000, "online": 1000}}) == []
+    huge = config_problems({"channel_weights": {"survey": 1e308, "window": 1e308, "online": 1e308}})
+    assert len(huge) == 3 and all("at most 1000" in p for p in huge)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({c: st.floats(min_value=5e-324, max_value=1e308) for c in ("survey", "window", "online")}),
+       st.floats(0, 1), st.integers(1, 10_000))
+def test_every_accepted_channel_weighting_gives_a_finite_score(weights: dict[str, float], s: float, n: int) -> None:
+    from scoring.method import ChannelSums, public_evaluation
+
+    if config_problems({"channel_weights": weights}):
+        return
+    unit = {c: ChannelSums(n=n, sum_s=n * s, sum_s2=n * s * s, count=n) for c in ("window", "online")}
+    result = public_evaluation(unit, unit, channel_weights=weights)
+    assert math.isfinite(result.S) and 0 <= result.S <= 1 + 1e-9 and math.isfinite(result.points)

@@ -353,3 +353,120 @@ async def test_the_recompute_loop_runs_a_pass_as_soon_as_it_is_woken_and_rests_b
     rests = [(b[0] - a[1], 2 * (a[1] - a[0])) for a, b in itertools.pairwise(passes)]
     assert len(passes) >= 3 and all(r >= want - 0.01 for r, want in rests), rests  # twice as long as a pass
     assert all(r < want + 0.15 for r, want in rests), rests  # and no longer: the wake-up came during the rest
+
+
+async def test_a_publish_draft_that_fails_publishes_nothing(system: Any, token: Any, year: int) -> None:
+    """A stored objection period no date can hold (accepted before it was bounded): the draft stays unpublished."""
+    from scoring import repository
+
+    commission = auth(token("commission"))
+    assert (await system.scoring.put(f"/v1/config/{year}", json={"objection_days": 366},
+                                     headers=commission)).status_code == 422
+    async with system.runtime("scoring").transaction() as session:
+        await repository.put_config(session, year, {"objection_days": 10**9})
+    with pytest.raises(OverflowError):
+        await system.scoring.post(f"/v1/scorecards/{year}:publish-draft", headers=commission)
+    assert (await system.scoring.get(f"/v1/public/scorecards?year={year}")).status_code == 404
+    async with system.runtime("scoring").transaction() as session:
+        await repository.put_config(session, year, {"objection_days": 365})
+    retry = await system.scoring.post(f"/v1/scorecards/{year}:publish-draft", headers=commission)
+    assert retry.status_code == 200
+    assert retry.json()["objections_until"].startswith(str(int(retry.json()["draft_at"][:4]) + 1))
+
+
+async def test_the_public_scorecards_show_the_late_items_and_default_to_the_newest_published_year(
+        system: Any, token: Any, eventually: Any, year: int) -> None:
+    commission = auth(token("commission"))
+    assert (await system.scoring.get("/v1/public/scorecards")).status_code == 404  # nothing published yet
+    for y in (year - 1, year):
+        assert (await system.scoring.post(f"/v1/scorecards/{y}:finalize", json={"force": True},
+                                          headers=commission)).status_code == 200
+    moment = datetime.now(UTC) - timedelta(minutes=1)
+    await publish(system, *[events.FeedbackReceived(feedback_id=str(uuid.uuid4()), unit_id=UNIT, channel="web",
+                                                    occurred_at=moment, year=year, level=2) for _ in range(3)])
+
+    async def late() -> Any:
+        card = (await system.scoring.get(f"/v1/scorecards/{UNIT}?year={year}", headers=commission)).json()
+        return card if card["late_after_final"]["ratings"] == 3 else None
+
+    await eventually(late)
+    public = (await system.scoring.get("/v1/public/scorecards")).json()
+    assert public["year"] == year and public["final"] is True
+    mine = next(c for c in public["scorecards"] if c["unit_id"] == UNIT)
+    assert mine["late_after_final"] == {"ratings": 3}
+    page = await system.scoring.get(f"/public/units/{UNIT}?lang=en")
+    assert page.status_code == 200
+    older = (await system.scoring.get(f"/v1/public/scorecards?year={year - 1}")).json()
+    assert older["year"] == year - 1
+
+
+async def test_a_survey_defined_for_a_final_year_is_counted_late_and_changes_nothing(
+        system: Any, token: Any, eventually: Any, year: int) -> None:
+    from scoring import repository
+
+    commission = auth(token("commission"))
+    assert (await system.scoring.post(f"/v1/scorecards/{year}:finalize", json={"force": True},
+                                      headers=commission)).status_code == 200
+    await publish(system, events.SurveyDefined(survey_id="s-late", year=year, title="late",
+                                               strata=[events.Stratum(id="x", population=100)]), key="s-late")
+    await eventually(lambda: system.bus.lag("scoring") == 0)
+    async with system.runtime("scoring").sessions() as session:
+        assert await repository.survey_strata_of(session, year) == {}
+        assert await repository.late_counts(session, year) == {"": {"survey": 1}}
+    assert await service.verify(system.runtime("scoring"), year) == []
+
+
+async def test_a_changed_city_profile_is_scored_after_a_restart(tmp_path: Any, secret: str, city: Any,
+                                                                token: Any) -> None:
+    """A unit joins the profile and another changes group: the next start recomputes the live year's cards;
+    a final year keeps its frozen ones, and has no card of the new unit (404)."""
+    import httpx
+
+    from yardstick.bus.memory import MemoryBus
+    from yardstick.city import Unit
+    from yardstick.services import SERVICES
+
+    commission = auth(token("commission"))
+    live, final = 2030, 2029
+    spec = SERVICES["scoring"]
+
+    async def started(profile: Any, body: Any) -> None:
+        bus = MemoryBus(retry_s=0.02)
+        settings = spec.settings(data_dir=tmp_path, bus="memory", auth_secret=secret, database_url="")
+        app = spec.create_app(settings, bus=bus, city=profile)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            await bus.start()
+            try:
+                await body(client, app.state.runtime)
+            finally:
+                await bus.stop()
+
+    async def before(client: httpx.AsyncClient, runtime: Any) -> None:
+        await service.refresh(runtime)
+        for y in (live, final):
+            await client.put(f"/v1/config/{y}", json={}, headers=commission)  # the year's cards are stored
+        assert (await client.post(f"/v1/scorecards/{final}:finalize", json={"force": True},
+                                  headers=commission)).status_code == 200
+
+    await started(city, before)
+    moved = city.units[1]
+    other_group = next(g.id for g in city.groups if g.id != moved.group)
+    changed = type(city)(**{**{k: getattr(city, k) for k in type(city).model_fields}, "units": (
+        city.units[0], moved.model_copy(update={"group": other_group}), *city.units[2:],
+        Unit(id="new-bureau", name="New Bureau", name_zh="新局", group=city.units[0].group))})
+
+    async def after(client: httpx.AsyncClient, runtime: Any) -> None:
+        # Before any pass: the stored cards are of the old profile, so a read computes them.
+        card = await client.get(f"/v1/scorecards/new-bureau?year={live}", headers=commission)
+        assert card.status_code == 200 and card.json()["unit_id"] == "new-bureau"
+        await service.refresh(runtime)
+        rows = (await client.get(f"/v1/scorecards?year={live}", headers=commission)).json()["rows"]
+        assert {r["unit_id"]: r["group"] for r in rows} == {u.id: u.group for u in changed.units}
+        group = (await client.get(f"/v1/scorecards?year={live}&group={other_group}", headers=commission)).json()
+        assert moved.id in {r["unit_id"] for r in group["rows"]}
+        assert (await client.get(f"/v1/scorecards/new-bureau?year={final}", headers=commission)).status_code == 404
+        frozen = (await client.get(f"/v1/scorecards?year={final}", headers=commission)).json()["rows"]
+        assert "new-bureau" not in {r["unit_id"] for r in frozen}
+
+    await started(changed, after)

@@ -58,7 +58,8 @@ async def get_scorecard(unit_id: str, request: Request, year: int | None = YEAR_
 
 
 @router.get("/public/scorecards", tags=["public"], response_model=None)
-async def get_public_scorecards(request: Request, year: int = Query(ge=2000, le=2100)) -> dict[str, Any] | Response:
+async def get_public_scorecards(request: Request, year: int | None = YEAR_QUERY) -> dict[str, Any] | Response:
+    # No year: the newest published one, as the public pages choose.
     body = await service.public_scorecards(runtime=runtime_of(request), year=year)
     return _csv(body["rows"]) if wants_csv(request) else body
 

@@ -156,7 +156,11 @@ def handlers(city: CityProfile) -> dict[str, EventHandler]:
     async def survey_defined(session: AsyncSession, envelope: Envelope) -> None:
         data = envelope.data
         assert isinstance(data, events.SurveyDefined)
-        await repository.touch_year(session, data.year)
+        if await repository.touch_year(session, data.year) == "final":
+            # The strata are a final year's frozen inputs (its digest covers them): counted late instead,
+            # under no unit (a survey names none).
+            await repository.add_late(session, year=data.year, unit_id="", kind="survey")
+            return
         await repository.define_survey(session, survey_id=data.survey_id, year=data.year,
                                        strata={s.id: s.population for s in data.strata})
 

@@ -60,34 +60,43 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Upper bounds that keep every accepted config's arithmetic finite: an objection period a datetime can
+# hold (a year at most), and channel weights whose sums and squares stay far from overflowing.
+MAX_OBJECTION_DAYS = 365
+MAX_CHANNEL_WEIGHT = 1000.0
+
+
 def config_problems(body: Mapping[str, Any]) -> list[str]:
     """Every problem of a config body (missing keys take the defaults); empty when it is valid."""
     problems: list[str] = []
     known = set(Config().as_dict())
     problems += [f"{key}: unknown setting" for key in sorted(set(body) - known)]
     merged = Config().as_dict() | {k: v for k, v in body.items() if k in known}
+    # Each setting is checked on its own, so one of the wrong type hides none of the others' problems.
+    ok = set(merged)
     for key in _NUMBERS:
         if not _is_number(merged[key]):
             problems.append(f"{key}: must be a number")
+            ok.discard(key)
     for key in _INTEGERS:
         if not isinstance(merged[key], int) or isinstance(merged[key], bool):
             problems.append(f"{key}: must be an integer")
-    if problems:
-        return problems
+            ok.discard(key)
     for key in ("w_public", "w_targets", "w_leaders", "bonus_cap", "prior_strength", "pass_line"):
-        if merged[key] < 0:
+        if key in ok and merged[key] < 0:
             problems.append(f"{key}: must not be negative")
-    total = merged["w_public"] + merged["w_targets"] + merged["w_leaders"]
-    if abs(total - 100) > TIE:
-        problems.append(f"w_public + w_targets + w_leaders must equal 100, not {total:g}")
-    if merged["project_max"] <= 0:
+    if {"w_public", "w_targets", "w_leaders"} <= ok:
+        total = merged["w_public"] + merged["w_targets"] + merged["w_leaders"]
+        if abs(total - 100) > TIE:
+            problems.append(f"w_public + w_targets + w_leaders must equal 100, not {total:g}")
+    if "project_max" in ok and merged["project_max"] <= 0:
         problems.append("project_max: must be positive")
-    if merged["min_assessors"] < 1:
+    if "min_assessors" in ok and merged["min_assessors"] < 1:
         problems.append("min_assessors: must be at least 1")
-    if not 0 <= merged["excellent_share"] <= 1:
+    if "excellent_share" in ok and not 0 <= merged["excellent_share"] <= 1:
         problems.append("excellent_share: must be between 0 and 1")
-    if merged["objection_days"] < 0:
-        problems.append("objection_days: must not be negative")
+    if "objection_days" in ok and not 0 <= merged["objection_days"] <= MAX_OBJECTION_DAYS:
+        problems.append(f"objection_days: must be between 0 and {MAX_OBJECTION_DAYS}")
     weights = merged["channel_weights"]
     if not isinstance(weights, Mapping):
         problems.append("channel_weights: must be an object with survey, window and online")
@@ -97,8 +106,8 @@ def config_problems(body: Mapping[str, Any]) -> list[str]:
     for name in CHANNELS:
         if name not in weights:
             problems.append(f"channel_weights.{name}: missing")
-        elif not _is_number(weights[name]) or weights[name] <= 0:
-            problems.append(f"channel_weights.{name}: must be a positive number")
+        elif not _is_number(weights[name]) or not 0 < weights[name] <= MAX_CHANNEL_WEIGHT:
+            problems.append(f"channel_weights.{name}: must be a positive number, at most {MAX_CHANNEL_WEIGHT:g}")
     return problems
 
 

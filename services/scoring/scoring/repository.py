@@ -453,6 +453,13 @@ async def scorecards_of(session: AsyncSession, year: int, *, unit_id: str | None
     return {str(u): dict(b) for u, b in await session.execute(query)}
 
 
+async def scorecard_units(session: AsyncSession, year: int) -> dict[str, str]:
+    """The units (and their groups) the year's stored scorecards were computed for."""
+    c = scorecards.c
+    rows = await session.execute(select(c.unit_id, c.group_id).where(c.year == year))
+    return {str(u): str(g) for u, g in rows}
+
+
 async def emitted_of(session: AsyncSession, year: int) -> dict[str, tuple[float, dict[str, float], datetime]]:
     c = emitted.c
     rows = await session.execute(select(c.unit_id, c.total, c.components, c.at).where(c.year == year))

@@ -162,7 +162,9 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
         async with runtime.sessions() as reader:
             computed_cards = []
             for y, v, computed, status, on, inputs_version in await repository.compute_states(reader):
-                if status == "final" or (only is not None and y != only) or (v == computed and on == as_of):
+                if status == "final" or (only is not None and y != only):
+                    continue
+                if v == computed and on == as_of and await _same_units(runtime, reader, y, groups):
                     continue
                 # The versions are read before the inputs: what they hold is at least those versions.
                 # Only ratings moved since the other inputs were read: those are kept (one query of
@@ -177,9 +179,27 @@ async def refresh(runtime: ServiceRuntime, *, only: int | None = None, wait: boo
         for year, version, cards in computed_cards:
             await repository.put_scorecards(session, year, cards)
             await repository.set_year(session, year, computed_version=version, computed_on=as_of)
+            _PROFILE_CHECKED.setdefault(runtime, set()).add(year)
             done.append(year)
     return done
 
+
+async def _same_units(runtime: ServiceRuntime, session: AsyncSession, year: int, groups: dict[str, str]) -> bool:
+    """Whether the year's stored scorecards are of the city profile's units and groups.
+
+    The profile changes only with a restart: each year is checked once per runtime (after that a pass
+    stores every unit's card), not on every pass.
+    """
+    checked = _PROFILE_CHECKED.setdefault(runtime, set())
+    if year in checked:
+        return True
+    same = await repository.scorecard_units(session, year) == groups
+    if same:
+        checked.add(year)
+    return same
+
+
+_PROFILE_CHECKED: weakref.WeakKeyDictionary[ServiceRuntime, set[int]] = weakref.WeakKeyDictionary()
 
 # Per runtime and year, the inputs other than ratings a pass read: the (inputs version, day) they are
 # of, when they were read (time.monotonic) and the inputs.
@@ -267,24 +287,42 @@ async def _cards(runtime: ServiceRuntime, year: int, *, unit_id: str | None = No
         if hit.complete or (unit_id is not None and unit_id in hit.cards) \
                 or (group is not None and group in hit.groups):
             return hit.cards
+        groups = groups_of(runtime)
         if key[1] == "computed" and unit_id is not None:
-            hit.cards.update(await repository.scorecards_of(session, year, unit_id=unit_id))
-            return hit.cards
+            found = await repository.scorecards_of(session, year, unit_id=unit_id)
+            if _units(found) == {unit_id: groups.get(unit_id)}:
+                hit.cards.update(found)
+                return hit.cards
         if key[1] == "computed" and group is not None:
-            hit.cards.update(await repository.scorecards_of(session, year, group=group))
-            hit.groups.add(group)
-            return hit.cards
+            found = await repository.scorecards_of(session, year, group=group)
+            if _units(found) == {u: g for u, g in groups.items() if g == group}:
+                hit.cards.update(found)
+                hit.groups.add(group)
+                return hit.cards
         if key[1] == "final":
-            cards = await repository.published_of(session, year, "final")
-            late = await repository.late_counts(session, year)
-            for u, card in cards.items():
-                card["late_after_final"] = {"ratings": 0} | late.get(u, {})
+            cards = _with_late(await repository.published_of(session, year, "final"),
+                               await repository.late_counts(session, year))
         elif key[1] == "computed":
             cards = await repository.scorecards_of(session, year)
+            if _units(cards) != groups_of(runtime):
+                # Stored for another city profile (a restart with a changed one), until the next pass.
+                cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
         else:
             cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
     hit.cards, hit.complete = cards, True
     return cards
+
+
+def _with_late(cards: dict[str, dict[str, Any]], late: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """A final year's cards with the items of each unit that came after the finalize."""
+    for u, card in cards.items():
+        card["late_after_final"] = {"ratings": 0} | late.get(u, {})
+    return cards
+
+
+def _units(cards: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The units (and their groups) some stored cards were computed for."""
+    return {u: str(c["group"]) for u, c in cards.items()}
 
 
 async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, Any]]:
@@ -295,7 +333,10 @@ async def scorecards(runtime: ServiceRuntime, year: int) -> dict[str, dict[str, 
 async def scorecard(*, runtime: ServiceRuntime, unit_id: str, year: int) -> dict[str, Any]:
     if unit_id not in runtime.city.unit_ids:
         raise ApiError(404, f"unit {unit_id!r} is not in the city profile")
-    return (await _cards(runtime, year, unit_id=unit_id))[unit_id]
+    card = (await _cards(runtime, year, unit_id=unit_id)).get(unit_id)
+    if card is None:  # a final year's frozen cards, made before the unit joined the city profile
+        raise ApiError(404, f"{year} was finalized without a scorecard of {unit_id!r}")
+    return card
 
 
 def ranking_rows(cards: dict[str, dict[str, Any]], group: str | None) -> list[dict[str, Any]]:
@@ -311,14 +352,23 @@ async def ranking(*, runtime: ServiceRuntime, year: int, group: str | None) -> d
     return {"year": year, "group": group, "rows": ranking_rows(await _cards(runtime, year, group=group), group)}
 
 
-async def public_scorecards(*, runtime: ServiceRuntime, year: int) -> dict[str, Any]:
-    """Published results only: the final year, else a published draft marked as such."""
+async def public_scorecards(*, runtime: ServiceRuntime, year: int | None) -> dict[str, Any]:
+    """Published results only: the final year, else a published draft marked as such; no year asked, the
+    newest published one (as the public pages). A final year's cards show the items that came late, as the
+    commission's read does."""
     async with runtime.sessions() as session:
+        if year is None:
+            published = await repository.published_years(session)
+            if not published:
+                raise ApiError(404, "no results are published yet")
+            year = published[0][0]
         row = await repository.year_row(session, year)
         status = str(row["status"]) if row else "live"
         if status not in ("draft", "final"):
             raise ApiError(404, f"no results of {year} are published yet")
         cards = await repository.published_of(session, year, status)
+        if status == "final":
+            _with_late(cards, await repository.late_counts(session, year))
     return {"year": year, "draft": status == "draft", "final": status == "final",
             "rows": ranking_rows(cards, None), "scorecards": [cards[u] for u in sorted(cards)]}
 
@@ -470,13 +520,13 @@ async def publish_draft(*, runtime: ServiceRuntime, principal: Principal, year: 
             raise ApiError(409, f"{year} already has a published draft or is finalized")
         cards = compute(groups_of(runtime), await load_inputs(session, year, today(runtime)))
         at = now()
+        # Worked out before anything is written: the draft is published whole or not at all.
+        until = at + timedelta(days=(await config_of(session, year)).objection_days)
         await repository.put_published(session, year, "draft", cards)
         await repository.set_year(session, year, status="draft", draft_at=at)
         await _audit(session, principal, "publish_draft", year, None, {"units": len(cards)})
         await runtime.emit(session, _published_events(cards, year=year, draft=True))
-    config = await get_config(runtime=runtime, year=year)
-    return {"year": year, "status": "draft", "draft_at": at.isoformat(),
-            "objections_until": (at + timedelta(days=config["objection_days"])).isoformat()}
+    return {"year": year, "status": "draft", "draft_at": at.isoformat(), "objections_until": until.isoformat()}
 
 
 async def file_objection(*, runtime: ServiceRuntime, principal: Principal, unit_id: str, year: int,

@@ -56,7 +56,8 @@ def _year(request: Request, runtime: ServiceRuntime) -> int:
     raw = request.query_params.get("year")
     if raw is None:
         return service.current_year(runtime)
-    if not raw.isdigit() or not 1900 <= int(raw) <= 9999:
+    # ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1900 <= int(raw) <= 9999:
         raise ApiError(422, "year must be a four-digit year")
     return int(raw)
 
