@@ -283,6 +283,12 @@ def test_objection_days_and_channel_weights_are_bounded() -> None:
     assert len(huge) == 3 and all("at most 1000" in p for p in huge)
 
 
+def test_bonus_settings_are_points_on_the_card() -> None:
+    assert config_problems({"bonus_cap": 100, "project_max": 100}) == []
+    assert config_problems({"bonus_cap": 1e308, "project_max": 100.5}) == [
+        "bonus_cap: at most 100 points (the whole scorecard)", "project_max: at most 100 points (the whole scorecard)"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.fixed_dictionaries({c: st.floats(min_value=5e-324, max_value=1e308) for c in ("survey", "window", "online")}),
        st.floats(0, 1), st.integers(1, 10_000))

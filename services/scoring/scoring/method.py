@@ -64,6 +64,9 @@ def _is_number(value: Any) -> bool:
 # hold (a year at most), and channel weights whose sums and squares stay far from overflowing.
 MAX_OBJECTION_DAYS = 365
 MAX_CHANNEL_WEIGHT = 1000.0
+# Points on a 100-point scorecard: a project's bonus and the unit's cap are at most the whole card (a
+# project_max of 1e308 summed over a unit's projects overflowed to infinity).
+MAX_POINTS = 100.0
 
 
 def config_problems(body: Mapping[str, Any]) -> list[str]:
@@ -91,6 +94,9 @@ def config_problems(body: Mapping[str, Any]) -> list[str]:
             problems.append(f"w_public + w_targets + w_leaders must equal 100, not {total:g}")
     if "project_max" in ok and merged["project_max"] <= 0:
         problems.append("project_max: must be positive")
+    for key in ("bonus_cap", "project_max"):
+        if key in ok and merged[key] > MAX_POINTS:
+            problems.append(f"{key}: at most {MAX_POINTS:g} points (the whole scorecard)")
     if "min_assessors" in ok and merged["min_assessors"] < 1:
         problems.append("min_assessors: must be at least 1")
     if "excellent_share" in ok and not 0 <= merged["excellent_share"] <= 1:
