@@ -4,37 +4,18 @@ the same on PostgreSQL in test_targets_postgres.py)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
+from test_targets_api import PAST, UNIT, numeric
+from test_targets_api import Api as ApiCalls
 
-UNIT = "health-commission"
-PAST = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).year - 1
 JSON = {"Content-Type": "application/json"}
 CSV_HEADER = "unit_id,code,title,unit_of_measure,direction,baseline,target,weight\n"
 
 
-def numeric(**over: Any) -> dict[str, Any]:
-    body = {"unit_id": UNIT, "year": PAST, "code": "wait-minutes", "title": "Average wait at the windows",
-            "unit_of_measure": "minutes", "direction": "decrease", "kind": "numeric", "baseline": 30,
-            "target": 20, "weight": 2, "cadence": "daily", "valid_range": [0, 240], "public_commitment": True}
-    body.update(over)
-    return body
-
-
-class Api:
-    def __init__(self, client: httpx.AsyncClient, bearer: str) -> None:
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {bearer}"}
-
-    async def call(self, method: str, path: str, status: int, **kw: Any) -> Any:
-        response = await self.client.request(method, path, headers={**self.headers, **kw.pop("headers", {})}, **kw)
-        assert response.status_code == status, response.text
-        return response.json()
-
+class Api(ApiCalls):
     async def raw(self, method: str, path: str, status: int, text: str) -> Any:
         """A body as written: Python's json (and FastAPI's parser) read NaN, Infinity and lone surrogates."""
         return await self.call(method, path, status, content=text.encode("utf-8", "surrogatepass"), headers=JSON)
