@@ -67,8 +67,10 @@ class FeedbackReassigned(_Event):
     level: int | None = Field(default=None, ge=1, le=5)
     category_id: str | None = None
     revision: int = Field(default=1, ge=1, description=(
-        "how many times the item has been reassigned, this move included; each move is keyed by its "
-        "new unit, so two moves of one item can be read in either order: the higher revision wins"))
+        "how many times the item has been reassigned, this move included. A move is keyed by the unit "
+        "the item's feedback.received named, so it is read after the item and after earlier moves; moves "
+        "published before that rule were keyed by their new unit and can be read in any order: the higher "
+        "revision wins"))
 
 
 class FeedbackResponded(_Event):

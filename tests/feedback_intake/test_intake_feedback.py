@@ -32,6 +32,13 @@ async def outbox_payloads(system: Any, event_type: str) -> list[dict[str, Any]]:
     return await system.emitted(INTAKE, event_type)
 
 
+async def keys_of(system: Any, feedback_id: str) -> list[tuple[str, str]]:
+    """(type, Kafka key) of every event of the item on the bus, in order."""
+    await system.emitted(INTAKE, "feedback.received")  # the outbox published
+    return [(m.header("ce_type").decode(), m.key.decode()) for log in system.bus.logs.values() for m in log
+            if m.header("ce_source") == INTAKE.encode() and json.loads(m.value).get("feedback_id") == feedback_id]
+
+
 async def post(system: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
     return await system.intake.post("/v1/feedback", json=body, headers=headers or {})
 
@@ -129,6 +136,12 @@ async def test_unclear_text_goes_to_the_commission_queue_until_routed(system: An
     assert routed.status_code == 200 and routed.json()["unit_id"] == "letters-visits"
     events = [p for p in await outbox_payloads(system, "feedback.received") if p["feedback_id"] == body["id"]]
     assert len(events) == 1 and events[0]["unit_id"] == "letters-visits" and events[0]["category_id"] is None
+    # Moved on later: keyed by the unit it was routed to, as its feedback.received was.
+    moved = await system.intake.post(f"/v1/units/letters-visits/feedback/{body['id']}/reassign", headers=commission,
+                                      json={"unit_id": "tax", "reason": "a tax question"})
+    assert moved.status_code == 200, moved.text
+    assert await keys_of(system, body["id"]) == [("feedback.received", "letters-visits"),
+                                                 ("feedback.reassigned", "letters-visits")]
 
 
 async def test_unit_lists_responds_and_citizen_follows_up_once(system: Any, token: Any) -> None:
@@ -201,6 +214,10 @@ async def test_reassign_moves_the_item_and_is_audited(system: Any, token: Any) -
     assert again.status_code == 200
     events = [p for p in await outbox_payloads(system, "feedback.reassigned") if p["feedback_id"] == created["id"]]
     assert [(e["unit_id"], e["revision"]) for e in events] == [("xihu-district", 1), ("tax", 2)]
+    # Every move keyed by the unit the item was announced for: on the item's partition, a consumer
+    # reads the moves after the item and in order (a move keyed by its new unit could overtake it).
+    assert await keys_of(system, created["id"]) == [("feedback.received", unit), ("feedback.reassigned", unit),
+                                                    ("feedback.reassigned", unit)]
 
 
 async def stale_reads(system: Any, monkeypatch: pytest.MonkeyPatch, feedback_id: str) -> None:

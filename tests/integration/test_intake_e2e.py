@@ -133,6 +133,30 @@ def test_unit_response_and_follow_up(intake: System) -> None:
                       if e.feedback_id == created["id"] and e.level == 4], what="the follow-up event")
 
 
+def test_an_items_moves_share_its_partition_after_it(intake: System) -> None:
+    """A move is keyed by the unit the item was announced for: on Kafka the item and its moves sit
+    on one partition in order, so no consumer reads a move before its item or two moves swapped."""
+    created = intake.post(INTAKE, "/v1/feedback", json={"channel": "web", "text": "淳安县城道路坑洼",
+                                                        "unit_id": "chunan-county", "level": 2}).json()
+    commission = token(intake, "commission")
+    for from_unit, to_unit in (("chunan-county", "tonglu-county"), ("tonglu-county", "linan-district")):
+        moved = intake.post(INTAKE, f"/v1/units/{from_unit}/feedback/{created['id']}/reassign", commission,
+                            json={"unit_id": to_unit, "reason": "another unit's road"})
+        assert moved.status_code == 200, moved.text
+
+    def messages() -> list[Any]:
+        found = [m for m in asyncio.run(read_all(intake.prefix + events.FEEDBACK))
+                 if m.header("ce_source") == b"feedback-intake" and json.loads(m.value)["feedback_id"] == created["id"]]
+        return found if len(found) == 3 else []
+
+    found = wait_for(messages, what="the item and its two moves on Kafka")
+    assert {m.partition for m in found} == {found[0].partition}
+    ordered = sorted(found, key=lambda m: m.offset)
+    assert [(m.header("ce_type"), json.loads(m.value).get("revision")) for m in ordered] == [
+        (b"feedback.received", None), (b"feedback.reassigned", 1), (b"feedback.reassigned", 2)]
+    assert {m.key for m in ordered} == {b"chunan-county"}
+
+
 def test_survey_upload(intake: System) -> None:
     commission = token(intake, "commission")
     survey = intake.post(INTAKE, "/v1/surveys", commission, json={

@@ -333,7 +333,8 @@ async def test_delivery_holds_no_transaction_while_it_sends(
 
 async def test_a_reassigned_item_ends_with_its_last_unit_whatever_order_the_moves_arrive_in(
         sessions: async_sessionmaker[AsyncSession], city: CityProfile) -> None:
-    """Each move is keyed by its new unit, so it can overtake the item or an earlier move."""
+    """Moves published before they were keyed by the item's first unit were keyed by their new unit, and
+    a topic may still hold them: such a move can overtake the item or an earlier move."""
     from notices.consumers import handlers
     from notices.models import negative_items
     from yardstick.events import Envelope, FeedbackReassigned, FeedbackReceived

@@ -129,9 +129,19 @@ async def list_feedback(session: AsyncSession, *, unit_id: str | None, status: s
     return list(await session.execute(query.order_by(c.id).limit(limit)))
 
 
-async def count_reassignments(session: AsyncSession, feedback_id: str) -> int:
-    q = select(func.count()).select_from(audit).where(audit.c.feedback_id == feedback_id, audit.c.action == "reassign")
-    return int((await session.execute(q)).scalar_one())
+async def moves(session: AsyncSession, feedback_id: str) -> tuple[int, str]:
+    """How many times the item was reassigned (its audit's reassign rows), and the unit its
+    feedback.received named: the key of every move of the item, so that consumers read its moves
+    after the item and in order (docs/decisions/intake-feedback.md). Called after the move's audit row."""
+    q = (select(audit.c.action, audit.c.detail)
+         .where(audit.c.feedback_id == feedback_id, audit.c.action.in_(("route", "reassign")))
+         .order_by(audit.c.id))
+    rows = (await session.execute(q)).all()
+    first_action, first_detail = rows[0]
+    # Routed from the commission's queue: the item was announced for the unit it was routed to;
+    # else for the unit its first move took it from.
+    received_by = first_detail["to"] if first_action == "route" else first_detail["from"]
+    return sum(action == "reassign" for action, _ in rows), str(received_by)
 
 
 async def add_audit(session: AsyncSession, *, feedback_id: str, action: str, actor: str, role: str,

@@ -610,12 +610,14 @@ async def reassign(intake: Intake, principal: Principal, unit_id: str | None, fe
             envelope = _received_event(intake.runtime, moved._asdict())
         else:
             category = row.category_id if row.category_id != UNCATEGORISED else None
+            revision, received_by = await repository.moves(session, row.id)
+            # Keyed by the unit the item's feedback.received named, not the new unit: on the item's
+            # partition, every consumer reads the move after the item, and two moves in order.
             envelope = events.Envelope.of(
                 events.FeedbackReassigned(feedback_id=row.id, from_unit_id=unit_id, unit_id=to_unit,
                                           channel=row.channel, occurred_at=as_utc(row.submitted_at), year=row.year,
-                                          level=row.level, category_id=category,
-                                          revision=await repository.count_reassignments(session, row.id)),
-                source=intake.runtime.service, key=to_unit)
+                                          level=row.level, category_id=category, revision=revision),
+                source=intake.runtime.service, key=received_by)
         await intake.runtime.emit(session, [envelope])
         return moved
 
