@@ -392,6 +392,29 @@ async def test_a_day_before_2000_is_not_evaluated(
             ).status_code == 200
 
 
+async def test_a_plan_with_personal_contact_data_is_refused_and_nothing_published(
+        notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
+    """notices.md: the public register shows the plan and never any personal data (nor may events carry it)."""
+    client, app, bus, _inbox, _receiver = notices_app
+    commission = {"Authorization": f"Bearer {token('commission', subject='staff')}"}
+    health = {"Authorization": f"Bearer {token('coordinator', unit_id='health-commission', subject='c1')}"}
+    nid = await _acknowledged_notice(client, app, bus, eventually, commission, health)
+    due = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    for field, body in (("actions.1", _plan(due, actions='["evening clinics", "联系人王五 13900001111"]')),
+                        ("commitment.metric", _plan(due, metric='"complaints (ask wangwu@example.com)"')),
+                        ("commitment.target", _plan(due, target='"call +86 139-0000-1111"'))):
+        r = await client.post(f"/v1/notices/{nid}/plan", content=body, headers=_json(health))
+        assert r.status_code == 422, r.text
+        message = r.json()["error"]["message"]
+        assert field in message and "personal data" in message, message
+    [listed] = (await client.get("/v1/public/notices")).json()["items"]
+    assert listed["status"] == "acknowledged" and not listed.get("actions")
+    assert not [m for m in bus.logs.get(events.NOTICES, []) if b"13900001111" in m.value or b"wangwu" in m.value]
+    r = await client.post(f"/v1/notices/{nid}/plan", content=_plan(due, actions='["evening clinics, 12345 hotline"]'),
+                          headers=_json(health))
+    assert r.status_code == 200, r.text
+
+
 async def test_nan_and_infinity_are_refused_and_the_register_keeps_answering(
         notices_app: tuple[httpx.AsyncClient, Any, MemoryBus, Inbox, Receiver], token: Any, eventually: Any) -> None:
     """Python's JSON parser takes NaN and Infinity; a plan holding one made every page of the public

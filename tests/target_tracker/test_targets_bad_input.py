@@ -129,3 +129,21 @@ async def test_only_a_taken_code_is_a_conflict(system: Any) -> None:
     unstorable = TargetIn.model_construct(**{**numeric(code="other"), "baseline": float("nan"), "valid_range": None})
     with pytest.raises(IntegrityError):
         await service.define(runtime=runtime, principal=staff, body=unstorable)
+
+
+async def test_a_title_with_personal_contact_data_is_refused_before_it_is_published(system: Any,
+                                                                                     commission: Api) -> None:
+    """A target's title is on the public targets list and in target.defined: no phone or e-mail there."""
+    for title in ("Waits (contact Wang 13900001111)", "Waits: write to wang@example.com"):
+        message = named(await commission.call("POST", "/v1/targets", 422,
+                                              json=numeric(title=title, public_commitment=True)), "title")
+        assert "personal data" in message
+    assert (await system.targets.get("/v1/public/targets")).json()["items"] == []
+    target = await commission.call("POST", "/v1/targets", 201, json=numeric(title="Waits at the window"))
+    named(await commission.call("PATCH", f"/v1/targets/{target['id']}", 422, json={"title": "call 139 0000 1111"}),
+          "title")
+    assert (await commission.call("GET", f"/v1/targets/{target['id']}", 200))["title"] == "Waits at the window"
+    csv = CSV_HEADER + f"{UNIT},c2,ask wang@example.com,minutes,decrease,30,20,1\n"
+    failed = await commission.call("POST", f"/v1/targets:import?year={PAST}", 422, content=csv,
+                                   headers={"Content-Type": "text/csv"})
+    assert [d["row"] for d in failed["error"]["details"]] == [2] and "title" in failed["error"]["details"][0]["error"]

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag
 
 from notices import detectors
-from yardstick.text import StoredText
+from yardstick.text import PublicText, StoredText
 
-# Every string this service stores (or publishes in an event) comes in as StoredText (yardstick.text).
+# Every string this service stores comes in as StoredText (yardstick.text); a plan, which the public register
+# shows and notice.transitioned carries, as PublicText (no personal contact or identity data).
 
 
 class _Strict(BaseModel):
@@ -55,18 +56,18 @@ def _text_or_number(value: Any) -> str:
 
 # A text or a number, judged by what was sent: the error then names one (`target.number: Input should be
 # a finite number`), not both members of the union.
-TextOrNumber = Annotated[Annotated[StoredText, Tag("text")] | Annotated[float, Tag("number")],
+TextOrNumber = Annotated[Annotated[PublicText, Tag("text")] | Annotated[float, Tag("number")],
                          Discriminator(_text_or_number)]
 
 
 class Commitment(_Strict):
-    metric: StoredText = Field(min_length=1, max_length=500)
+    metric: PublicText = Field(min_length=1, max_length=500)
     target: TextOrNumber = Field(description="the value the unit commits to, publicly")
     due: date
 
 
 class PlanIn(_Strict):
-    actions: list[StoredText] = Field(min_length=1, max_length=50)
+    actions: list[PublicText] = Field(min_length=1, max_length=50)
     commitment: Commitment
 
 

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from yardstick.text import STORABLE, StoredText
+from yardstick.text import PUBLIC, STORABLE, PublicText, StoredText
 
-# Every string this service stores, looks up or puts in an event comes in as StoredText (yardstick.text).
+# Every string this service stores, looks up or puts in an event comes in as StoredText (yardstick.text); a
+# target's title, which the public targets list and target.defined show, as PublicText (no personal data).
 
 # Every body with numbers refuses NaN and Infinity (JSON extensions Python's parser accepts): the
 # reads could not encode them (a 500 for every reader of the lists) and they break the method's math.
@@ -25,7 +26,7 @@ class TargetIn(BaseModel):
     unit_id: StoredText
     year: int = Field(ge=2000, le=2100)
     code: StoredText = Field(min_length=1, max_length=100)
-    title: StoredText = Field(min_length=1, max_length=500)
+    title: PublicText = Field(min_length=1, max_length=500)
     unit_of_measure: StoredText = Field(min_length=1, max_length=100)
     direction: Literal["increase", "decrease"]
     kind: Literal["numeric", "milestone"] = "numeric"
@@ -45,7 +46,7 @@ class TargetPatch(BaseModel):
     """What the commission may change; the unit, year, code and kind identify the target and stay."""
 
     model_config = FINITE
-    title: Annotated[str, Field(min_length=1, max_length=500), STORABLE] | None = None
+    title: Annotated[str, Field(min_length=1, max_length=500), STORABLE, PUBLIC] | None = None
     unit_of_measure: Annotated[str, Field(min_length=1, max_length=100), STORABLE] | None = None
     direction: Literal["increase", "decrease"] | None = None
     baseline: Number | None = None
