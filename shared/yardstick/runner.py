@@ -268,7 +268,9 @@ async def _demo_child(bus: MemoryBus, *, city_path: Path, data_dir: Path, host: 
 async def _run_all(*, city_path: Path, data_dir: Path, demo: bool, host: str, days: int = 14,
                    scale: float = 1.0, seed_value: int = 7) -> None:
     city = load_city(city_path)
-    bus = MemoryBus()
+    # Publishes acknowledged once applied: what the relays had not seen applied stays in their outbox
+    # across a stop or crash (the in-process log does not outlive the process; decision 0027).
+    bus = MemoryBus(ack_when_applied=True)
     common: dict[str, Any] = {"data_dir": data_dir, "bus": "memory", "city": city_path}
     social_secret = secrets.token_urlsafe(24)
     overrides = demo_overrides(datetime.now(UTC).astimezone(city.timezone).date(), social_secret) \

@@ -22,11 +22,17 @@ class MemoryBus:
     Groups keep one offset per topic; a handler that raises DeadLetter sends the message
     to the topic's dead-letter log, any other exception is retried after a pause (the
     in-process stand-in for an unreachable database).
+
+    The log lives in memory only. With `ack_when_applied` (the one-process mode, `yardstick run`),
+    a publish returns once every group that reads the topic has applied its messages, so a relay
+    deletes its outbox rows only then: a stop or crash before that leaves them in the outbox, the
+    next start publishes them again, and the consumers skip what they had applied by event id
+    (decision 0027). Unit tests keep the default: a publish returns once the messages are logged.
     """
 
     backend = "memory"
 
-    def __init__(self, retry_s: float = 0.2, batch: int = 500) -> None:
+    def __init__(self, retry_s: float = 0.2, batch: int = 500, *, ack_when_applied: bool = False) -> None:
         self.logs: dict[str, list[Message]] = defaultdict(list)
         self._offsets: dict[tuple[str, str], int] = defaultdict(int)
         self._subs: list[Subscription] = []
@@ -35,6 +41,7 @@ class MemoryBus:
         self._retry_s = retry_s
         self.batch = batch  # messages per call of a batch handler
         self._running = False
+        self._ack_when_applied = ack_when_applied
 
     async def start(self) -> None:
         self._running = True
@@ -51,11 +58,26 @@ class MemoryBus:
 
     async def publish(self, messages: Sequence[Message]) -> None:
         async with self._changed:
+            ends: dict[str, int] = {}
             for m in messages:
                 log_ = self.logs[m.topic]
                 log_.append(replace(m, partition=0, offset=len(log_)))
+                ends[m.topic] = len(log_)
                 PUBLISHED.labels(topic=m.topic).inc()
             self._changed.notify_all()
+            if self._ack_when_applied:
+                # The condition's lock is let go while waiting; consumers notify as they move on.
+                await self._changed.wait_for(lambda: self._applied(ends))
+
+    def _applied(self, ends: dict[str, int]) -> bool:
+        """Every group reading one of these topics is past its end offset there."""
+        return all(self._offsets[(sub.group, topic)] >= end
+                   for sub in self._subs for topic, end in ends.items() if topic in sub.topics)
+
+    async def _moved_on(self) -> None:
+        if self._ack_when_applied:
+            async with self._changed:
+                self._changed.notify_all()
 
     def subscribe(self, subscription: Subscription) -> None:
         self._subs.append(subscription)
@@ -90,10 +112,12 @@ class MemoryBus:
                     if chunk:
                         await self._deliver_batch(sub, chunk)
                         self._offsets[(sub.group, topic)] = offset + len(chunk)
+                        await self._moved_on()
                 continue
             for topic, message in pending:
                 await self._deliver(sub, message)
                 self._offsets[(sub.group, topic)] += 1
+                await self._moved_on()
 
     async def _deliver_batch(self, sub: Subscription, messages: list[Message]) -> None:
         assert sub.batch_handler is not None
