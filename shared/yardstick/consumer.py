@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, NamedTuple, NotRequired, Required, T
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
@@ -93,17 +93,27 @@ def processed_table(metadata: MetaData) -> Table:
     )
 
 
-# SQLSTATE classes that say "try again" rather than "this event is wrong": connection exceptions,
-# transaction rollbacks (deadlock, serialization), insufficient resources (too many connections),
-# operator intervention (shutdown, "starting up", cancelled), system errors; and lock_not_available.
-_TRANSIENT_SQLSTATE_CLASSES = {"08", "40", "53", "57", "58"}
-_TRANSIENT_SQLSTATES = {"55P03"}
+# SQLSTATE classes of an error in the message's own data: a value the column cannot hold (22: out of range,
+# not a number, too long) or a constraint it breaks (23). Every other refusal is the environment's and
+# passes, or an operator ends it, and the same event then applies: a schema in the middle of a migration
+# (42P01, 42703; 0A000, a prepared statement another pod's ALTER made stale), a privilege (42501), the
+# server's state (25, 55, 57) or resources (53). Dead-lettered, such an event would never be applied.
+_MESSAGE_SQLSTATE_CLASSES = {"22", "23"}
+# The database unreachable or busy: connection exceptions, transaction rollbacks (deadlock, serialization),
+# insufficient resources, operator intervention (shutdown, "starting up", cancelled), system errors; and
+# lock_not_available. Retried without a word of ours (the bus logs the retry): nothing to fix.
+_BUSY_SQLSTATE_CLASSES = {"08", "40", "53", "57", "58"}
+_BUSY_SQLSTATES = {"55P03"}
 _TRANSIENT_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
                             "ConnectionFailureError", "PostgresConnectionError", "InternalClientError"}
+# SQLite's refusals of a schema it does not (yet) have: a migration running beside the consumer.
+_SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Database or network unreachable or busy: retry. Everything else is the message's fault."""
+    """A failure of the environment (the database unreachable, busy, or refusing what it would take
+    after a migration or a grant): retry. Only an error in the message's own data (SQLSTATE classes 22
+    and 23; SQLite's IntegrityError and DataError) and failures outside the database are the message's."""
     # PoolTimeout: every connection of the pool busy for pool_timeout; the database is overloaded.
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError | PoolTimeout):
         return True
@@ -112,8 +122,52 @@ def is_transient(exc: BaseException) -> bool:
             return True
         # SQLAlchemy wraps most asyncpg server errors in a plain DBAPIError: judge by the
         # driver's error (its SQLSTATE, or the connection error that caused it).
-        return any(_transient_driver_error(e) for e in _chain(exc.orig))
-    return _transient_driver_error(exc)
+        chain = _chain(exc.orig)
+        if any(_transient_driver_error(e) for e in chain):
+            return True
+        code = _sqlstate(chain)
+        if code is not None:
+            return code[:2] not in _MESSAGE_SQLSTATE_CLASSES
+        # No SQLSTATE (SQLite): its IntegrityError and DataError are the data's; the others (a
+        # database it cannot open, a closed connection, ...) the environment's.
+        return not isinstance(exc, IntegrityError | DataError)
+    if _transient_driver_error(exc):
+        return True
+    # The driver's own error outside SQLAlchemy (asyncpg's, raised by a handler's raw query).
+    code = _sqlstate([exc])
+    return code is not None and code[:2] not in _MESSAGE_SQLSTATE_CLASSES
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """What to check when the database refused a statement for a reason of its own (its schema, a
+    privilege, its state); None when it was unreachable or busy, or the message is at fault."""
+    if not is_transient(exc):
+        return None
+    chain = _chain(exc.orig if isinstance(exc, DBAPIError) else exc)
+    if any(_transient_driver_error(e) for e in chain):
+        return None
+    code = _sqlstate(chain)
+    if code is None:
+        text_ = str(exc).lower()
+        return "check migrations" if any(s in text_ for s in _SQLITE_SCHEMA_ERRORS) else None
+    if code[:2] in _BUSY_SQLSTATE_CLASSES or code in _BUSY_SQLSTATES:
+        return None
+    if code == "42501":
+        return "check the service's database privileges"
+    if code == "0A000":
+        return "a migration changed a table under a prepared statement; the retry prepares it again"
+    if code[:2] == "42":
+        return "check that the database's migrations match this release"
+    return "check migrations/privileges and the database's state"
+
+
+def _log_refusal(consumer: str, exc: BaseException) -> None:
+    """A warning saying what to check when the database refused (see `_refusal`); the bus retries."""
+    advice = _refusal(exc)
+    if advice is not None:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        log.warning("the database refused: %s; retrying; %s", first[:300], advice,
+                    extra={"consumer": consumer, "error": repr(exc)[:500]})
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
@@ -124,13 +178,23 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return seen
 
 
+def _sqlstate(chain: Sequence[BaseException]) -> str | None:
+    """The first SQLSTATE the chain's errors carry (asyncpg's `sqlstate`, psycopg's `pgcode`)."""
+    for e in chain:
+        code = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+    return None
+
+
 def _transient_driver_error(exc: BaseException) -> bool:
+    """The database unreachable or busy (see _BUSY_SQLSTATE_CLASSES), by the driver's error."""
     if isinstance(exc, ConnectionError | OSError | TimeoutError):
         return True
     if type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS:
         return True
     code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    return isinstance(code, str) and (code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES)
+    return isinstance(code, str) and (code[:2] in _BUSY_SQLSTATE_CLASSES or code in _BUSY_SQLSTATES)
 
 
 class IdempotentConsumer(Generic[DecodedT]):
@@ -201,6 +265,7 @@ class IdempotentConsumer(Generic[DecodedT]):
             raise DeadLetter(f"{envelope.type} {envelope.id}: {exc}") from exc
         except Exception as exc:
             if is_transient(exc):
+                _log_refusal(self.name, exc)
                 raise
             # An integrity error from a concurrent duplicate is a duplicate, not a poison message.
             if _is_duplicate_key(exc):
@@ -244,6 +309,7 @@ class IdempotentConsumer(Generic[DecodedT]):
                 fresh, polled = await self._apply_overlapped(early, decoding)
         except Exception as exc:
             if is_transient(exc):
+                _log_refusal(self.name, exc)
                 if decoding is not None:
                     # The session may have failed before the decoding was awaited: let the thread finish
                     # first (a retry decodes again, never beside it); its outcome is the retry's business.
@@ -274,6 +340,7 @@ class IdempotentConsumer(Generic[DecodedT]):
                 fresh = await self._apply_together(events_)
             except Exception as exc:
                 if is_transient(exc):
+                    _log_refusal(self.name, exc)
                     raise
                 for half in _halves(events_):
                     await self._apply_apart(half, polled, dead)

@@ -63,6 +63,10 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+# The most rows one delete of the relay names on SQLite: two parameters a row, and SQLite takes at most
+# 32,766 a statement.
+SQLITE_DELETE_ROWS = 8_000
+
 # The most events one row holds: a kiosk's batch of 500 is five rows, and a row stays a few
 # tens of kilobytes (the relay reads a thousand events a round).
 ROW_EVENTS = 100
@@ -222,6 +226,26 @@ class Relay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
 
+    async def publish_waiting(self, *, wait_s: float = 2.0) -> bool:
+        """Publish what waits in the outbox now, as its one relay, and let go: False when another relay
+        kept the lock for `wait_s` (a running service's relay, which publishes it within its interval).
+
+        For a one-shot publisher beside the services (`yardstick token`): without the lock it would
+        publish beside their relays.
+        """
+        deadline = asyncio.get_running_loop().time() + wait_s
+        try:
+            while not await self._acquire_lock():
+                if asyncio.get_running_loop().time() >= deadline:
+                    return False
+                await asyncio.sleep(0.1)
+            self.holds_lock = True
+            while await self.publish_once():
+                pass
+            return True
+        finally:
+            await self._release_lock()
+
     async def publish_once(self) -> bool:
         """Publish one batch; True when a full batch went out (there may be more).
 
@@ -292,8 +316,16 @@ class Relay:
                                {"ids": ids})
         else:
             # By id list, not id range: a row inside the range may have been uncommitted when
-            # we read, and must not be removed before it is published.
-            await conn.execute(delete(t).where(t.c.id.in_(ids)))
+            # we read, and must not be removed before it is published. And only if it still holds
+            # the event we published first: SQLite gives the id of a deleted row to the next one
+            # once the table is empty (INTEGER PRIMARY KEY without AUTOINCREMENT), and with no lock
+            # there another relay of the same outbox (the token registry's: every service's and
+            # `yardstick token`'s) may have published and deleted our rows meanwhile, so an id read
+            # here may now name a new row, not yet published (decision 0026).
+            for i in range(0, len(rows), SQLITE_DELETE_ROWS):
+                part = rows[i:i + SQLITE_DELETE_ROWS]
+                await conn.execute(delete(t).where(t.c.id.in_([r[0] for r in part]),
+                                                   t.c.event_id.in_([r[1] for r in part])))
         await conn.commit()
         self.published += len(messages)
         self.round = min(limit * 2, self.max_batch) if more else self.batch
