@@ -502,3 +502,101 @@ def test_the_public_unit_page_and_report_on_a_phone(browser: Any, stack: Stack, 
     for secret in (PHONE, EMAIL, "example.cn", COMPLAINT, *seeded["codes"]):
         assert secret not in html
     context.close()
+
+
+# --- after the review in a browser: fonts, icon, errors as pages, charts, the live refresh ------------------
+
+
+def test_the_font_list_applies_and_a_first_load_logs_no_error(browser: Any, stack: Stack,
+                                                              seeded: dict[str, Any]) -> None:
+    """Autoescaped quotes (&#34;) in <style> dropped the whole font declaration; a page without an icon
+    link makes the browser ask for /favicon.ico, a 404 in the console on every first load."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{stack.url('scoring')}/public?year={seeded['year'] - 1}&lang=zh")
+    page.wait_for_load_state("networkidle")
+    assert "PingFang SC" in page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert page.evaluate("getComputedStyle(document.body).fontSize") == "16px"
+    assert errors == []
+    assert page.locator('nav[aria-label="主导航"]').count() == 1
+    assert page.get_by_role("group", name="语言").count() == 1
+    context.close()
+
+
+def test_a_bad_year_is_an_error_page_with_the_layout_and_language_switch(page: Any, stack: Stack,
+                                                                         seeded: dict[str, Any]) -> None:
+    response = page.goto(f"{stack.url('scoring')}/public?year=abc&lang=zh")
+    assert response.status == 422 and "text/html" in response.headers["content-type"]
+    assert "年度须为" in page.locator("main").inner_text()
+    page.get_by_role("group", name="语言").get_by_role("link", name="English").click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert "The year must be four digits" in page.locator("main").inner_text()
+    response = page.goto(f"{stack.url('scoring')}/public?year={'9' * 5000}")
+    assert response.status == 422
+    response = page.goto(f"{stack.url('scoring')}/v1/reports/annual/{seeded['year']}?lang=en")
+    assert response.status == 401
+    page.get_by_role("link", name="Sign in").last.click()
+    page.wait_for_url(re.compile(r".*/dashboard/sign-in$"))
+
+
+def test_a_tracking_code_typed_in_lower_case_is_found(page: Any, stack: Stack, seeded: dict[str, Any]) -> None:
+    page.goto(f"{stack.url('scoring')}/public?lang=en")
+    page.get_by_label("Tracking code").fill(f" {seeded['codes'][0].lower()} ")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Look up").click()
+    assert page.url.endswith(f"/v1/feedback/{seeded['codes'][0]}")
+    assert '"status"' in page.content() and "not_found" not in page.content()
+
+
+CHART_TEXT_OUTSIDE_JS = """
+() => [...document.querySelectorAll('svg.chart')].flatMap(svg => {
+  const vb = svg.viewBox.baseVal;
+  return [...svg.querySelectorAll('text')].map(t => ({text: t.textContent, box: t.getBBox()}))
+    .filter(({box}) => box.x < vb.x - 0.5 || box.x + box.width > vb.x + vb.width + 0.5)
+    .map(({text, box}) => `${text}: ${box.x.toFixed(1)}+${box.width.toFixed(1)} > ${vb.width}`);
+})
+"""
+
+
+def test_weeks_are_spaced_by_date_labels_stay_inside_and_open_figures_stay_open(
+        page: Any, stack: Stack, seeded: dict[str, Any]) -> None:
+    year = seeded["year"]
+    today = datetime.now(UTC).astimezone(stack.city.timezone).date()
+    # Two earlier weeks with ratings, three weeks apart: weeks without data lie between them.
+    earlier = [today - timedelta(days=d) for d in (35, 14) if (today - timedelta(days=d)).year == year]
+    stack.publish(*(events.FeedbackReceived(feedback_id=f"week-{d.isoformat()}-{i}", unit_id=UNIT, channel="window",
+                                            occurred_at=datetime(d.year, d.month, d.day, 4, tzinfo=UTC), year=year,
+                                            level=3 + i % 3) for d in earlier for i in range(2)))
+    stack.settled()
+    sign_in(page, stack, seeded["commission"])
+    for lang in ("zh", "en"):
+        page.goto(f"{stack.url('scoring')}/dashboard/units/{UNIT}?year={year}&lang={lang}")
+        assert page.evaluate(CHART_TEXT_OUTSIDE_JS) == [], lang
+    weekly = page.locator("svg.chart").first
+    xs = [float(v) for v in weekly.evaluate(
+        "s => [...s.querySelectorAll('.series')].flatMap(e => e.tagName === 'circle' ? [e.getAttribute('cx')]"
+        " : e.getAttribute('points').split(' ').map(p => p.split(',')[0]))")]
+    if len(earlier) == 2:  # 35 and 14 days back and this week: three weeks, then about two, apart
+        xs = sorted(set(xs))
+        assert len(xs) == 3 and (xs[1] - xs[0]) > (xs[2] - xs[1]) * 1.2, xs
+    page.goto(f"{stack.url('scoring')}/v1/reports/annual/{year}?lang=zh")
+    assert page.evaluate(CHART_TEXT_OUTSIDE_JS) == []
+
+    # The live refresh swaps <main>: the weekly figures the reader opened stay open.
+    page.goto(f"{stack.url('scoring')}/dashboard/units/{UNIT}?year={year}&lang=en")
+    page.locator("#weekly-figures summary").click()
+    assert page.locator("#weekly-figures").evaluate("d => d.open") is True
+    before = page.locator("table.channels tr", has_text="Service-window kiosks").locator("td").first.inner_text()
+    page.evaluate("window.__notReloaded = true")
+    rate(stack, [5])
+    page.wait_for_function("([sel, old]) => { const r = [...document.querySelectorAll(sel)].find("
+                           "t => t.textContent.includes('Service-window kiosks'));"
+                           " return r && r.querySelector('td').textContent.trim() !== old; }",
+                           arg=["table.channels tr", before], timeout=20000)
+    assert page.evaluate("window.__notReloaded") is True
+    assert page.locator("#weekly-figures").evaluate("d => d.open") is True
+    assert page.locator("#weekly-figures table").is_visible()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from scoring import repository, service
@@ -36,11 +36,13 @@ def observed_day(n: dict[str, Any]) -> date | None:
     return None
 
 
-def notice_row(n: dict[str, Any]) -> dict[str, Any]:
+def notice_row(n: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
     """A notice as the pages show it: no feedback ids, evidence reduced to its numbers.
 
     The plan, its commitment, the deadline of the step now due and the verification's figures come
     from the newest `notice.transitioned` that carried them (older events carry none: `plan_known`).
+    Timestamps stay UTC instants (the JSON report carries them); `issued_on` is the city's calendar
+    day of the issue, which the register compares with the day the problem was seen.
     """
     history = list(n["history"])
     plan = next((h for h in reversed(history) if h.get("actions") or h.get("commitment")), None)
@@ -59,6 +61,7 @@ def notice_row(n: dict[str, Any]) -> dict[str, Any]:
     return {"notice_id": n["notice_id"], "unit_id": n["unit_id"], "year": n["year"], "rule": n["rule"],
             "subject": n["subject"], "severity": n["severity"], "status": n["status"],
             "issued_at": as_utc(n["issued_at"]).isoformat(),
+            "issued_on": as_utc(n["issued_at"]).astimezone(tz).date().isoformat(),
             "observed_on": (observed.isoformat() if (observed := observed_day(n)) else None),
             "verified_at": as_utc(n["verified_at"]).isoformat() if n["verified_at"] else None,
             "evidence": _numbers(n["evidence"]), "overdue": list(n["overdue"]),
@@ -91,7 +94,13 @@ async def ranking(runtime: ServiceRuntime, year: int) -> dict[str, list[dict[str
 async def open_notices(runtime: ServiceRuntime, unit_id: str | None = None) -> list[dict[str, Any]]:
     async with runtime.sessions() as session:
         rows = await repository.notices_of(session, unit_id=unit_id, open_only=True)
-    return [notice_row(n) for n in rows]
+    return [notice_row(n, runtime.city.timezone) for n in rows]
+
+
+async def has_data(runtime: ServiceRuntime, year: int) -> bool:
+    """Whether anything was ever recorded for the year (its row appears with the first input)."""
+    async with runtime.sessions() as session:
+        return await repository.year_row(session, year) is not None
 
 
 async def unit_page(runtime: ServiceRuntime, unit_id: str, year: int) -> dict[str, Any]:
@@ -100,7 +109,7 @@ async def unit_page(runtime: ServiceRuntime, unit_id: str, year: int) -> dict[st
         days = await repository.weekly_satisfaction(session, unit_id=unit_id, year=year)
         cells = await repository.complaint_cells(session, year=year, unit_id=unit_id)
         targets = await repository.target_series(session, unit_id=unit_id, year=year)
-        notices = await repository.notices_of(session, unit_id=unit_id)
+        notices = await repository.notices_of(session, unit_id=unit_id, year=year)
     weeks, by_channel = opinion.weekly_means(days)
     negative: dict[str, int] = defaultdict(int)
     weekly: dict[str, dict[date, int]] = defaultdict(dict)
@@ -114,7 +123,8 @@ async def unit_page(runtime: ServiceRuntime, unit_id: str, year: int) -> dict[st
     categories = [{"category_id": c, "negative": negative[c], "trend": [weekly[c].get(w, 0) for w in all_weeks]}
                   for c in top]
     return {"card": card, "weeks": weeks, "satisfaction": by_channel, "categories": categories,
-            "category_weeks": all_weeks, "targets": targets, "notices": [notice_row(n) for n in notices]}
+            "category_weeks": all_weeks, "targets": targets,
+            "notices": [notice_row(n, runtime.city.timezone) for n in notices]}
 
 
 async def public_results(runtime: ServiceRuntime, year: int | None) -> dict[str, Any]:
@@ -135,7 +145,7 @@ async def public_results(runtime: ServiceRuntime, year: int | None) -> dict[str,
     for r in (results or {}).get("rows", []):
         groups.setdefault(r["group"], []).append(r)
     return {"year": year, "years": [y for y, _s in published], "results": results, "groups": groups,
-            "notices": [notice_row(n) for n in notices]}
+            "notices": [notice_row(n, runtime.city.timezone) for n in notices]}
 
 
 async def public_unit(runtime: ServiceRuntime, unit_id: str, year: int | None) -> dict[str, Any]:
@@ -158,10 +168,11 @@ async def public_unit(runtime: ServiceRuntime, unit_id: str, year: int | None) -
         history.append({"year": y, "final": results["final"], "total": mine["total"], "rank": mine["rank"],
                         "grade": mine["grade"], "S": mine["public"].get("S") if rated else None})
         if y == year:
-            card = mine | {"final": results["final"]}
+            # S is 0 on the scorecard when nobody rated the unit: the page shows "—" then.
+            card = mine | {"final": results["final"], "rated": rated}
     return {"unit_id": unit_id, "year": year, "years": years, "card": card,
             "history": sorted(history, key=lambda h: h["year"]),
-            "notices": [notice_row(n) for n in notices]}
+            "notices": [notice_row(n, runtime.city.timezone) for n in notices]}
 
 
 async def year_status(runtime: ServiceRuntime, year: int) -> str:
@@ -191,17 +202,22 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
     cards = await service.scorecards(runtime, year)
     # Last year's satisfaction, for the year-on-year column: its final scorecards once finalized.
     previous_cards = await service.scorecards(runtime, year - 1)
-    previous_status = str(previous_row["status"]) if previous_row else "live"
+    # None: nothing was recorded for last year, so its column has no state to name.
+    previous_status = str(previous_row["status"]) if previous_row else None
 
     channels: dict[str, list[int]] = {}
     for m, channel, count in months:
         channels.setdefault(channel, [0] * 12)[m - 1] += count
     volume = {"months": list(range(1, 13)), "channels": dict(sorted(channels.items())),
               "by_channel": {c: sum(v) for c, v in sorted(channels.items())},
+              "by_month": [sum(v[m] for v in channels.values()) for m in range(12)],
               "total": sum(sum(v) for v in channels.values())}
 
     satisfaction = []
-    for card in sorted(cards.values(), key=lambda c: (c["group"], c["rank"], c["unit_id"])):
+    # Groups in the city profile's order (departments before districts), as the ranking shows them.
+    group_order = {g.id: i for i, g in enumerate(runtime.city.groups)}
+    for card in sorted(cards.values(), key=lambda c: (group_order.get(c["group"], len(group_order)), c["group"],
+                                                      c["rank"], c["unit_id"])):
         public = card["public"]
         satisfaction.append({"unit_id": card["unit_id"], "group": card["group"], "rank": card["rank"],
                              "grade": card["grade"], "total": card["total"], "S": public.get("S"),
@@ -229,7 +245,7 @@ async def annual_report(runtime: ServiceRuntime, year: int) -> dict[str, Any]:
     for n in sorted(notices, key=lambda n: (as_utc(n["issued_at"]), n["notice_id"])):
         by_status[n["status"]] += 1
         by_rule[n["rule"]] += 1
-        item = notice_row(n)
+        item = notice_row(n, runtime.city.timezone)
         weeks = cell_weeks.get((n["unit_id"], n["subject"]))
         if weeks is not None and n["verified_at"] is not None:
             tz = runtime.city.timezone

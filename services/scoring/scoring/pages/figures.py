@@ -8,14 +8,16 @@ from typing import Any
 from markupsafe import Markup
 
 from scoring.pages import svg
-from scoring.pages.i18n import Lang, category_name, day, month, word
+from scoring.pages.i18n import Lang, category_name, month, short_day, word
 from yardstick.city import CityProfile
 
 
 def unit_charts(page: dict[str, Any], *, year: int, lang: Lang, city: CityProfile) -> dict[str, Any]:
     series = [svg.Series(word(ch, lang), values) for ch, values in page["satisfaction"].items()]
-    weekly = svg.line_chart(word("weekly_satisfaction", lang), [day(w, lang) for w in page["weeks"]], series,
-                            y_min=0.0, y_max=1.0)
+    # Weeks placed by date: a week without ratings leaves its room, and breaks the line there.
+    weekly = svg.line_chart(f'{word("weekly_satisfaction", lang)} {year}', [short_day(w, lang) for w in page["weeks"]],
+                            series, y_min=0.0, y_max=1.0, xs=[float(w.toordinal()) for w in page["weeks"]],
+                            max_gap=7.0)
     sparks = {c["category_id"]: svg.sparkline(f'{category_name(city, c["category_id"], lang)}: '
                                               f'{word("trend", lang)}', c["trend"]) for c in page["categories"]}
     targets: dict[str, Markup] = {}
@@ -50,4 +52,5 @@ def unit_history_chart(page: dict[str, Any], *, lang: Lang) -> Markup | None:
     if len(rated) < 2:
         return None
     series = [svg.Series(word("satisfaction", lang), [float(h["S"]) for h in rated])]
-    return svg.line_chart(word("satisfaction", lang), [str(h["year"]) for h in rated], series, y_min=0.0, y_max=1.0)
+    return svg.line_chart(word("satisfaction", lang), [str(h["year"]) for h in rated], series, y_min=0.0, y_max=1.0,
+                          xs=[float(h["year"]) for h in rated], max_gap=1.0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import unicodedata
+from datetime import date, datetime, tzinfo
 from typing import Literal
 
 from yardstick.city import CityProfile
@@ -19,10 +20,23 @@ WORDS: dict[str, tuple[str, str]] = {
     "sign_in": ("登录", "Sign in"),
     "sign_out": ("退出", "Sign out"),
     "token": ("访问令牌", "Access token"),
-    "token_help": ("请粘贴委员会或单位联络员的令牌。", "Paste a commission or unit coordinator token."),
-    "bad_token": ("令牌无效或已吊销。", "The token is invalid, expired or revoked."),
+    "token_help": ("请粘贴委员会、市领导或单位联络员的令牌。",
+                   "Paste a commission, city leader or unit coordinator token."),
+    "bad_token": ("令牌无效、已过期或已吊销。", "The token is invalid, expired or revoked."),
+    "no_dashboard": ("该令牌有效，但此角色没有绩效看板：看板供委员会、市领导和单位联络员使用。",
+                     "This token is valid, but its role has no dashboard: the dashboard is for the commission, "
+                     "city leaders and unit coordinators."),
+    "role": ("角色", "Role"),
+    "role_citizen": ("市民", "citizen"),
+    "role_staff": ("工作人员", "staff"),
+    "role_kiosk": ("窗口评价器", "kiosk"),
+    "role_assessor": ("评审专家", "assessor"),
+    "role_commission": ("考评委员会", "commission"),
+    "role_leader": ("市领导", "leader"),
+    "role_coordinator": ("单位联络员", "coordinator"),
     "ranking": ("排名", "Ranking"),
     "rank": ("名次", "Rank"),
+    "rank_total": ("名次（按总分）", "Rank (by total score)"),
     "unit": ("单位", "Unit"),
     "total": ("总分", "Total"),
     "public_c": ("公众评价", "Public"),
@@ -33,7 +47,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "grade": ("等次", "Grade"),
     "excellent": ("优秀", "Excellent"),
     "good": ("良好", "Good"),
-    "unsatisfactory": ("不满意", "Unsatisfactory"),
+    "unsatisfactory": ("不合格", "Unsatisfactory"),
     "year": ("年度", "Year"),
     "live": ("实时", "live"),
     "draft": ("公示稿", "draft"),
@@ -75,6 +89,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "no_data": ("无数据", "no data"),
     "notices": ("整改通知", "Improvement notices"),
     "open_notices": ("全市未结整改通知", "Open notices across the city"),
+    "open_notices_of": ("{unit}未结整改通知", "Open notices of {unit}"),
     "notice_register": ("整改通知公示", "Register of notices"),
     "rule": ("规则", "Rule"),
     "subject": ("对象", "Subject"),
@@ -128,6 +143,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "share_last": ("上年占比", "Share last year"),
     "change": ("变化", "Change"),
     "p_value": ("p值", "p-value"),
+    "q_value": ("q值（BH校正）", "q-value (BH-adjusted)"),
     "notices_year": ("整改通知及成效", "Notices, outcomes and effects"),
     "before": ("整改前每周负面件数", "Negative items a week before"),
     "after": ("验收后每周负面件数", "Negative items a week after"),
@@ -144,7 +160,63 @@ WORDS: dict[str, tuple[str, str]] = {
     "print": ("打印 / 存为PDF", "Print / save as PDF"),
     "unit_page": ("单位详情", "Unit page"),
     "group": ("组别", "Group"),
+    "main_nav": ("主导航", "Main"),
+    "show": ("查看", "Show"),
+    "weekly_table": ("每周满意度数值表（%）", "Weekly satisfaction as a table (%)"),
+    "no_data_year": ("{year}年度尚无数据。", "There is no data for {year} yet."),
+    "no_data_status": ("无数据", "no data"),
+    "not_published_year": ("（未公布）", "(not published)"),
+    "pp": ("{value}个百分点", "{value} pp"),
+    "error": ("出错了", "Something went wrong"),
+    "error_400": ("请求有误。", "The request is not valid."),
+    "error_401": ("请先登录。", "Please sign in first."),
+    "error_403": ("您无权查看此页面。", "You may not see this page."),
+    "error_404": ("找不到该页面。", "This page does not exist."),
+    "error_422": ("请求中有无效的值。", "The request has a value that is not valid."),
+    "error_429": ("请求过于频繁，请稍后再试。", "Too many requests: please try again shortly."),
+    "bad_year": ("年度须为1900至9999之间的四位数字。", "The year must be four digits, 1900 to 9999."),
+    "report_not_final": ("该年度报告在结果终定后公开；之前须由委员会或市领导登录查看。",
+                         "This year's report is public once its results are final; until then the commission "
+                         "and city leaders may read it after signing in."),
+    "report_role": ("此角色在年度结果终定前不能查看年度报告。",
+                    "This role may not read the report before the year's results are final."),
+    "unknown_unit": ("城市名录中没有该单位。", "That unit is not in the city profile."),
+    "bad_code": ("查询码为4至64位字母、数字或连字符。", "A tracking code is 4 to 64 letters, digits or hyphens."),
+    "back_to_public": ("返回绩效公开页", "Back to the published results"),
+    "go_sign_in": ("登录", "Sign in"),
 }
+
+# The numbers a detector gives as a notice's evidence (notices.md) and a verification's figures.
+EVIDENCE: dict[str, tuple[str, str]] = {
+    "window_count": ("观察期件数", "items in the window"),
+    "baseline_count": ("基线期件数", "items in the baseline"),
+    "window_days": ("观察期天数", "window days"),
+    "baseline_days": ("基线期天数", "baseline days"),
+    "baseline_rate_per_day": ("基线期日均件数", "baseline items a day"),
+    "expected_count": ("预期件数", "expected items"),
+    "p0": ("零假设比例", "null share"),
+    "p_value": ("p值", "p"),
+    "q_value": ("q值（BH校正）", "q (BH-adjusted)"),
+    "cells_tested": ("检验单元数", "cells tested"),
+    "alpha": ("显著性水平", "significance level"),
+    "min_count": ("最少件数", "minimum items"),
+    "history_days": ("历史天数", "days of history"),
+    "n": ("评价数", "ratings"),
+    "satisfied": ("满意数", "satisfied"),
+    "share": ("满意比例", "share satisfied"),
+    "wilson_low": ("区间下限", "interval low"),
+    "wilson_high": ("区间上限", "interval high"),
+    "previous_n": ("上期评价数", "ratings before"),
+    "previous_satisfied": ("上期满意数", "satisfied before"),
+    "previous_share": ("上期满意比例", "share satisfied before"),
+    "previous_days": ("上期天数", "days before"),
+    "min_ratings": ("最少评价数", "minimum ratings"),
+    "threshold": ("阈值", "threshold"),
+    "drop": ("下降幅度阈值", "drop"),
+    "off_track_in_a_row": ("连续偏离次数", "off-track reports in a row"),
+    "consecutive_reports": ("触发所需连续次数", "reports in a row that fire"),
+}
+PROBABILITIES = frozenset({"p_value", "q_value"})
 
 
 def word(key: str, lang: Lang) -> str:
@@ -182,14 +254,32 @@ def group_name(city: CityProfile, group_id: str, lang: Lang) -> str:
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def day(value: date | datetime | str | None, lang: Lang) -> str:
-    """29 Nov 2026 / 2026年11月29日."""
-    if value is None:
-        return "—"
+def local_date(value: date | datetime | str, tz: tzinfo | None) -> date:
+    """The calendar day of a date or timestamp in the city's time zone (`tz`).
+
+    A timestamp with a zone is converted first: 20:45 UTC on 30 Nov is 1 Dec in Shanghai. A plain
+    date, or a timestamp without a zone, is taken as already local.
+    """
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    d = value.date() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        if tz is not None and value.tzinfo is not None:
+            value = value.astimezone(tz)
+        return value.date()
+    return value
+
+
+def day(value: date | datetime | str | None, lang: Lang, tz: tzinfo | None = None) -> str:
+    """29 Nov 2026 / 2026年11月29日, in the city's time zone when given."""
+    if value is None:
+        return "—"
+    d = local_date(value, tz)
     return f"{d.year}年{d.month}月{d.day}日" if lang == "zh" else f"{d.day} {MONTHS_EN[d.month - 1]} {d.year}"
+
+
+def short_day(value: date, lang: Lang) -> str:
+    """29 Nov / 11月29日: an axis label, the year being in the chart's heading."""
+    return f"{value.month}月{value.day}日" if lang == "zh" else f"{value.day} {MONTHS_EN[value.month - 1]}"
 
 
 def month(m: int, lang: Lang) -> str:
@@ -211,3 +301,43 @@ def percent(value: float | None, lang: Lang, digits: int = 1) -> str:
     if value is None:
         return "—"
     return f"{value * 100:.{digits}f}%"
+
+
+def points(value: float | None, lang: Lang, digits: int = 1) -> str:
+    """A change between two shares, in percentage points (+2.5 pp / +2.5个百分点), never in per cent."""
+    if value is None:
+        return "—"
+    return word("pp", lang).format(value=f"{value * 100:+.{digits}f}")
+
+
+def probability(value: float | None, lang: Lang) -> str:
+    """A p- or q-value: three decimals, and "< 0.001" below that (4e-10 is not 0.000)."""
+    if value is None:
+        return "—"
+    if value < 0.001:
+        return "< 0.001"
+    return f"{value:.3f}"
+
+
+def evidence(key: str, value: float | int, lang: Lang) -> str:
+    """One figure of a notice's evidence, named in the page's language: "观察期件数 7", "p < 0.001"."""
+    pair = EVIDENCE.get(key)
+    name = (pair[0] if lang == "zh" else pair[1]) if pair else key
+    if key in PROBABILITIES:
+        shown = probability(float(value), lang)
+    elif isinstance(value, float) and not value.is_integer():
+        shown = number(value, lang, 3)
+    else:
+        shown = number(int(value), lang)
+    if shown.startswith("<"):
+        return f"{name} {shown}"
+    return f"{name}：{shown}" if lang == "zh" else f"{name}: {shown}"
+
+
+def role(value: str, lang: Lang) -> str:
+    return word(f"role_{value}", lang) if f"role_{value}" in WORDS else value
+
+
+def text_width(text: str, size: float = 11.0) -> float:
+    """A text's width in an SVG at this font size, estimated: wide (CJK) characters a full em, others 0.6."""
+    return sum(size if unicodedata.east_asian_width(ch) in ("W", "F") else size * 0.6 for ch in text)

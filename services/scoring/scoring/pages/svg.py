@@ -8,6 +8,8 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
+from scoring.pages.i18n import text_width
+
 # Okabe-Ito: told apart with the common colour-vision deficiencies, dark enough on white.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 WIDTH, HEIGHT = 640, 240
@@ -38,18 +40,44 @@ def _scale(lo: float, hi: float, top: float, bottom: float) -> tuple[float, floa
     return k, lo
 
 
+def _fit(label: str, width: float, size: float = 11.0) -> str:
+    """The label, or its longest start (at a word's end when it has spaces) that fits with an ellipsis."""
+    if text_width(label, size) <= width:
+        return label
+    room = width - text_width("…", size)
+    cut = ""
+    for ch in label:
+        if text_width(cut + ch, size) > room:
+            break
+        cut += ch
+    if " " in cut.strip():
+        cut = cut.rstrip()
+        # A cut inside a word goes back to the word's start ("Difficulty seeing a…", not "…a doc…").
+        if not label[len(cut):].startswith(" "):
+            cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:-·、，") + "…"
+
+
 def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, y_min: float | None = None,
-               y_max: float | None = None, y_format: str = "{:.0%}") -> Markup:
-    """Lines over shared x labels (weeks, months); gaps where a value is None."""
+               y_max: float | None = None, y_format: str = "{:.0%}", xs: Sequence[float] | None = None,
+               max_gap: float | None = None) -> Markup:
+    """Lines over shared x labels (weeks, months); gaps where a value is None.
+
+    `xs` places the points by value (a week's day number, a year) instead of by index, so a week
+    without data leaves its room on the axis; a step between two points wider than `max_gap`
+    breaks the line there, as a None does.
+    """
     values = [v for s in series for v in s.values if v is not None]
     lo = y_min if y_min is not None else min(values, default=0.0)
     hi = y_max if y_max is not None else max(values, default=1.0)
     k, lo = _scale(lo, hi, TOP, HEIGHT - BOTTOM)
-    n = max(len(labels), 1)
-    step = (WIDTH - LEFT - RIGHT) / max(n - 1, 1)
+    positions = list(xs) if xs is not None else list(range(len(labels)))
+    first = positions[0] if positions else 0.0
+    span = (positions[-1] - first) if len(positions) > 1 else 1.0
+    usable = WIDTH - LEFT - RIGHT
 
     def x(i: int) -> float:
-        return LEFT + i * step
+        return LEFT + (positions[i] - first) / (span or 1.0) * usable
 
     def y(v: float) -> float:
         return HEIGHT - BOTTOM - (v - lo) * k
@@ -59,18 +87,15 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, y
         v = lo + (hi - lo) * j / 4 if hi > lo else lo
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_fmt(y(v))}" y2="{_fmt(y(v))}" stroke="#ddd"/>'
                      f'<text x="{LEFT - 4}" y="{_fmt(y(v) + 4)}" text-anchor="end">{escape(y_format.format(v))}</text>')
-    every = max(1, n // 8)
-    for i, label in enumerate(labels):
-        if i % every == 0:
-            parts.append(f'<text x="{_fmt(x(i))}" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
+    parts.extend(_x_labels(labels, [x(i) for i in range(len(labels))]))
     parts.append("</g>")
     for s_index, s in enumerate(series):
         color = PALETTE[s_index % len(PALETTE)]
         runs: list[list[str]] = [[]]
         for i, value in enumerate(s.values):
-            if value is None:
+            if value is None or (max_gap is not None and i > 0 and positions[i] - positions[i - 1] > max_gap):
                 runs.append([])
-            else:
+            if value is not None:
                 runs[-1].append(f"{_fmt(x(i))},{_fmt(y(value))}")
         for run in runs:
             if len(run) > 1:
@@ -81,6 +106,36 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, y
                 parts.append(f'<circle class="series" cx="{cx}" cy="{cy}" r="3" fill="{color}">'
                              f'<title>{escape(s.name)}</title></circle>')
     return _frame(title, "".join(parts))
+
+
+def _x_labels(labels: Sequence[str], at: Sequence[float], size: float = 11.0, gap: float = 10.0) -> list[str]:
+    """The x-axis labels that fit without overlapping, the last one always among them, none past the edges.
+
+    A label centred on its point that would cross the chart's left or right edge is anchored at its
+    start or end instead.
+    """
+    boxes = []
+    for label, cx in zip(labels, at, strict=True):
+        w = text_width(label, size)
+        left = min(max(cx - w / 2, 0.0), WIDTH - w)
+        boxes.append((left, left + w, label))
+    chosen: list[tuple[float, float, str]] = []
+    if boxes:
+        last = boxes[-1]
+        for box in boxes[:-1]:
+            if (not chosen or box[0] >= chosen[-1][1] + gap) and box[1] + gap <= last[0]:
+                chosen.append(box)
+        chosen.append(last)
+    out = []
+    for left, right, label in chosen:
+        if left <= 0.0:
+            attrs = f'x="{_fmt(left)}" text-anchor="start"'
+        elif right >= WIDTH:
+            attrs = f'x="{_fmt(right)}" text-anchor="end"'
+        else:
+            attrs = f'x="{_fmt((left + right) / 2)}" text-anchor="middle"'
+        out.append(f'<text class="x-label" {attrs} y="{HEIGHT - 8}">{escape(label)}</text>')
+    return out
 
 
 def legend(series: Sequence[Series]) -> Markup:
@@ -153,7 +208,9 @@ def bars(title: str, rows: Sequence[tuple[str, float]], *, x_max: float = 1.0, v
     for i, (label, v) in enumerate(rows):
         y0 = TOP + i * row_h
         w = max(0.0, min(v / x_max if x_max else 0.0, 1.0)) * usable
-        parts.append(f'<text x="{label_w - 6}" y="{y0 + 12}" text-anchor="end">{escape(label[:28])}</text>'
+        # A long label is shortened with an ellipsis (at a word's end); its <title> holds the whole of it.
+        parts.append(f'<text class="bar-label" x="{label_w - 6}" y="{y0 + 12}" text-anchor="end">'
+                     f'<title>{escape(label)}</title>{escape(_fit(label, label_w - 10))}</text>'
                      f'<rect class="bar" x="{label_w}" y="{y0 + 2}" width="{_fmt(w)}" height="{row_h - 6}" '
                      f'fill="{PALETTE[0]}"/><text x="{_fmt(label_w + w + 4)}" y="{y0 + 12}">'
                      f'{escape(value_format.format(v))}</text>')

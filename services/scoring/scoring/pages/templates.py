@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 STYLE = """
 :root{--fg:#1a1a1a;--muted:#555;--line:#ccc;--accent:#0b5394;--bad:#a4000f;--ok:#1b6b2f;--bg:#fff}
@@ -35,13 +36,13 @@ a{color:inherit;text-decoration:none}section{break-inside:avoid}.chart{max-width
 BASE = """<!doctype html>
 <html lang="{{ 'zh-CN' if lang == 'zh' else 'en' }}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} · {{ city_name }}</title><style>{{ style }}</style></head>
+<title>{{ title }} · {{ city_name }}</title><link rel="icon" href="{{ favicon }}"><style>{{ style }}</style></head>
 <body>
 <a class="skip" href="#content">{{ t('skip') }}</a>
 <header>
   <span class="brand">{{ city_name }} · {{ title }}</span>
-  <nav aria-label="{{ title }}">{% for href, label in nav %}<a href="{{ href }}">{{ label }}</a>{% endfor %}</nav>
-  <span class="lang" aria-label="{{ t('language') }}">
+  <nav aria-label="{{ t('main_nav') }}">{% for href, label in nav %}<a href="{{ href }}">{{ label }}</a>{% endfor %}</nav>
+  <span class="lang" role="group" aria-label="{{ t('language') }}">
     <a href="?{{ query('zh') }}" lang="zh-CN" {% if lang == 'zh' %}aria-current="true"{% endif %}>中文</a> |
     <a href="?{{ query('en') }}" lang="en" {% if lang == 'en' %}aria-current="true"{% endif %}>English</a>
   </span>
@@ -54,7 +55,9 @@ async function poll(){if(busy)return;busy=true;try{
  var r=await fetch({{ live|tojson }},{credentials:"same-origin",cache:"no-store"});
  if(r.ok){var s=(await r.json()).stamp;if(s!==stamp){var page=await fetch(location.href,{credentials:"same-origin",
  cache:"no-store"});if(page.ok){var doc=new DOMParser().parseFromString(await page.text(),"text/html");
- var next=doc.getElementById("content");if(next){document.getElementById("content").innerHTML=next.innerHTML;
+ var next=doc.getElementById("content");if(next){var main=document.getElementById("content");
+ var open=Array.prototype.map.call(main.querySelectorAll("details[open][id]"),function(d){return d.id;});
+ main.innerHTML=next.innerHTML;open.forEach(function(id){var d=document.getElementById(id);if(d){d.open=true;}});
  stamp=s;}}}}}catch(e){}finally{busy=false;}}
 setInterval(poll,{{ poll_ms }});})();
 </script>{% endif %}
@@ -80,7 +83,7 @@ RANKING_TABLE = """{% macro ranking_table(group_id, rows, link) %}
 <th scope="col">{{ t('grade') }}</th></tr></thead><tbody>
 {% for r in rows %}<tr data-unit="{{ r.unit_id }}" data-rank="{{ r.rank }}">
 <td class="num">{{ r.rank }}</td>
-<td>{% if link %}<a href="{{ link }}{{ r.unit_id }}{{ year_q }}">{{ unit(r.unit_id) }}</a>{% else %}{{ unit(r.unit_id) }}{% endif %}</td>
+<td>{% if link and (can_open is none or r.unit_id in can_open) %}<a href="{{ link }}{{ r.unit_id }}{{ year_q }}">{{ unit(r.unit_id) }}</a>{% else %}{{ unit(r.unit_id) }}{% endif %}</td>
 <td class="num">{{ num(r.total, 3) }}</td>
 {% for c in components %}<td class="num hide-narrow">{{ num(r.components[c]|float, 3) }}</td>{% endfor %}
 <td class="grade-{{ r.grade }}">{{ t(r.grade) }}</td></tr>{% endfor %}
@@ -95,26 +98,27 @@ NOTICE_TABLE = """{% macro notice_table(items, show_unit=True, register=False) %
 {% for n in items %}<tr data-notice="{{ n.notice_id }}">
 {% if show_unit %}<td>{{ unit(n.unit_id) }}</td>{% endif %}
 <td>{{ t(n.rule) }}{% if n.severity == 'escalated' %} ({{ t('escalated') }}){% endif %}</td>
-<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}{% if n.deadline %} ({{ t('deadline') }} {{ d(n.deadline) }}){% endif %}</span>{% endif %}</td><td>{{ d(n.issued_at) }}{% if n.observed_on and n.observed_on != n.issued_at[:10] %}<br><span class="note">{{ t('observed_on') }} {{ d(n.observed_on) }}</span>{% endif %}</td>
+<td>{{ subject(n.subject) }}</td><td>{{ t(n.status) }}{% if n.next_step and not register %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}{% if n.deadline %} ({{ t('deadline') }} {{ d(n.deadline) }}){% endif %}</span>{% endif %}</td><td>{{ d(n.issued_at) }}{% if n.observed_on and n.observed_on != n.issued_on %}<br><span class="note">{{ t('observed_on') }} {{ d(n.observed_on) }}</span>{% endif %}</td>
 <td>{% for o in n.overdue %}<span class="overdue">{{ t('overdue') }}: {{ t(o.step) }} ({{ t('deadline') }} {{ d(o.deadline) }})</span><br>{% else %}—{% endfor %}</td>
-<td class="hide-narrow">{% for k, v in n.evidence.items() %}{{ k }}={{ num(v, 3) if v is float else v }} {% endfor %}</td>
+<td class="hide-narrow">{% for k, v in n.evidence.items() %}<span class="fact" data-key="{{ k }}">{{ fact(k, v) }}</span>{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
 {% if register %}<td class="plan">{% if n.actions %}<ul>{% for a in n.actions %}<li>{{ a }}</li>{% endfor %}</ul>{% if n.planned_at %}<span class="note">{{ d(n.planned_at) }}</span>{% endif %}{% elif not n.plan_known %}<span class="note">{{ t('old_events') }}</span>{% else %}—{% endif %}</td>
 <td class="commitment">{% if n.commitment %}{{ n.commitment.metric }}: {{ num(n.commitment.target, 2) if n.commitment.target is number else n.commitment.target }}<br><span class="note">{{ t('due') }} {{ d(n.commitment.due) }}</span>{% else %}—{% endif %}</td>
-<td class="outcome" data-outcome="{{ n.outcome }}">{{ t(n.outcome) }}{% if n.verified_at %}<br><span class="note">{{ t('verified_on') }} {{ d(n.verified_at) }}</span>{% endif %}{% for k, v in n.figures.items() %}<br><span class="note">{{ k }}={{ num(v, 3) if v is float else v }}</span>{% endfor %}{% if n.deadline %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}, {{ t('deadline') }} {{ d(n.deadline) }}</span>{% endif %}</td>
+<td class="outcome" data-outcome="{{ n.outcome }}">{{ t(n.outcome) }}{% if n.verified_at %}<br><span class="note">{{ t('verified_on') }} {{ d(n.verified_at) }}</span>{% endif %}{% for k, v in n.figures.items() %}<br><span class="note fact" data-key="{{ k }}">{{ fact(k, v) }}</span>{% endfor %}{% if n.deadline %}<br><span class="note">{{ t('next_step') }}: {{ t(n.next_step) }}, {{ t('deadline') }} {{ d(n.deadline) }}</span>{% endif %}</td>
 <td>{% for h in n.history %}{{ t(h.status) }} {{ d(h.at) }}<br>{% endfor %}</td>{% endif %}
 </tr>{% endfor %}</tbody></table></div>
 {% else %}<p class="note">{{ t('none') }}</p>{% endif %}{% endmacro %}"""
 
 DASHBOARD = """{% extends "base" %}{% from "ranking" import ranking_table with context %}{% from "notice" import notice_table with context %}
 {% block main %}
-<h1>{{ t('ranking') }} {{ year }} <span class="note">({{ t('live') }})</span></h1>
-{% for group_id, rows in groups.items() %}{{ ranking_table(group_id, rows, '/dashboard/units/') }}{% endfor %}
-<h2>{{ t('open_notices') }}</h2>
+<h1>{{ t('ranking') }} {{ year }} <span class="note">({{ t(year_state) }})</span></h1>
+{% if has_data %}{% for group_id, rows in groups.items() %}{{ ranking_table(group_id, rows, '/dashboard/units/') }}{% endfor %}
+{% else %}<p class="note" data-no-data="{{ year }}">{{ no_data }}</p>{% endif %}
+<h2>{{ notices_title }}</h2>
 {{ notice_table(notices) }}
 {% endblock %}"""
 
 NOTICES = """{% extends "base" %}{% from "notice" import notice_table with context %}{% block main %}
-<h1>{{ t('open_notices') }}</h1>{{ notice_table(notices) }}{% endblock %}"""
+<h1>{{ notices_title }}</h1>{{ notice_table(notices) }}{% endblock %}"""
 
 UNIT = """{% extends "base" %}{% from "notice" import notice_table with context %}{% block main %}
 {% set c = page.card %}
@@ -135,7 +139,7 @@ UNIT = """{% extends "base" %}{% from "notice" import notice_table with context 
 </section>
 <section aria-labelledby="h-weekly"><h2 id="h-weekly">{{ t('weekly_satisfaction') }}</h2>
 {% if page.weeks %}{{ charts.weekly }}{{ charts.weekly_legend }}
-<details><summary>{{ t('weekly_satisfaction') }} ({{ t('n') }})</summary><div class="scroll"><table><thead><tr><th scope="col">{{ t('week') }}</th>
+<details id="weekly-figures"><summary>{{ t('weekly_table') }}</summary><div class="scroll"><table><thead><tr><th scope="col">{{ t('week') }}</th>
 {% for ch in page.satisfaction %}<th class="num" scope="col">{{ t(ch) }}</th>{% endfor %}</tr></thead><tbody>
 {% for w in page.weeks %}{% set i = loop.index0 %}<tr><td>{{ d(w) }}</td>{% for ch, vals in page.satisfaction.items() %}<td class="num">{{ pct(vals[i]) }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div></details>{% else %}<p class="note">{{ t('none') }}</p>{% endif %}
@@ -158,13 +162,11 @@ UNIT = """{% extends "base" %}{% from "notice" import notice_table with context 
 {{ notice_table(page.notices, show_unit=False) }}</section>
 {% endblock %}"""
 
-PUBLIC = """{% extends "base" %}{% from "ranking" import ranking_table with context %}{% from "notice" import notice_table with context %}
+PUBLIC = """{% extends "base" %}{% from "ranking" import ranking_table with context %}{% from "notice" import notice_table with context %}{% from "year_form" import year_form with context %}
 {% block main %}
 <h1>{{ t('public') }} {{ year }}</h1>
-{% if years %}<form method="get" class="inline noprint"><label for="year">{{ t('year') }}</label>
-<select id="year" name="year">{% for y in years %}<option value="{{ y }}" {% if y == year %}selected{% endif %}>{{ y }}</option>{% endfor %}</select>
-<button type="submit">OK</button></form>{% endif %}
-{% if results %}<p>{{ t('final') if results.final else t('draft') }} · <a href="/v1/reports/annual/{{ year }}">{{ t('report_link') }}</a></p>
+{% if years %}{{ year_form(years) }}{% endif %}
+{% if results %}<p>{{ t('final') if results.final else t('draft') }}{% if report_open %} · <a href="/v1/reports/annual/{{ year }}">{{ t('report_link') }}</a>{% endif %}</p>
 {% for group_id, rows in groups.items() %}{{ ranking_table(group_id, rows, '/public/units/') }}{% endfor %}
 {% else %}<p class="note">{{ t('not_published') }}</p>{% endif %}
 <h2>{{ t('notice_register') }}</h2>
@@ -184,24 +186,24 @@ REPORT = """{% extends "base" %}{% block main %}
 {% for m in r.volume.months %}<th class="num" scope="col">{{ month(m) }}</th>{% endfor %}<th class="num" scope="col">{{ t('all') }}</th></tr></thead><tbody>
 {% for ch, counts in r.volume.channels.items() %}<tr data-channel="{{ ch }}"><th scope="row">{{ t(ch) }}</th>{% for n in counts %}<td class="num">{{ num(n) }}</td>{% endfor %}
 <td class="num" data-total="{{ r.volume.by_channel[ch] }}">{{ num(r.volume.by_channel[ch]) }}</td></tr>{% endfor %}
-<tr><th scope="row">{{ t('all') }}</th><td colspan="12"></td><td class="num" data-total="{{ r.volume.total }}">{{ num(r.volume.total) }}</td></tr>
+<tr class="all"><th scope="row">{{ t('all') }}</th>{% for n in r.volume.by_month %}<td class="num">{{ num(n) }}</td>{% endfor %}<td class="num" data-total="{{ r.volume.total }}">{{ num(r.volume.total) }}</td></tr>
 </tbody></table></div></section>
 <section aria-labelledby="h-sat"><h2 id="h-sat">{{ t('sat_by_unit') }}</h2>
 <div class="scroll"><table class="satisfaction"><thead><tr><th scope="col">{{ t('unit') }}</th><th scope="col">{{ t('group') }}</th>
 <th class="num" scope="col">{{ t('satisfaction') }}</th><th class="num" scope="col">{{ t('interval') }}</th>
-<th class="num" scope="col">{{ t('sat_last') }} ({{ r.year - 1 }}, {{ t(r.previous_status) }})</th><th class="num" scope="col">{{ t('sat_change') }}</th><th class="num" scope="col">{{ t('rank') }}</th></tr></thead><tbody>
+<th class="num" scope="col">{{ t('sat_last') }} ({{ r.year - 1 }}, {{ t(r.previous_status) if r.previous_status else '—' }})</th><th class="num" scope="col">{{ t('sat_change') }}</th><th class="num" scope="col">{{ t('rank_total') }}</th></tr></thead><tbody>
 {% for s in r.satisfaction %}<tr data-unit="{{ s.unit_id }}" data-s="{{ s.S if s.S is not none else '' }}" data-previous-s="{{ s.previous_S if s.previous_S is not none else '' }}"><td>{{ unit(s.unit_id) }}</td><td>{{ group(s.group) }}</td>
 <td class="num">{{ pct(s.S) if s.rated else '—' }}</td><td class="num">{% if s.interval %}{{ pct(s.interval[0]) }}–{{ pct(s.interval[1]) }}{% else %}—{% endif %}</td>
-<td class="num">{{ pct(s.previous_S) if s.previous_S is not none else '—' }}</td><td class="num">{{ pct(s.change) if s.change is not none else '—' }}</td><td class="num">{{ s.rank }}</td></tr>{% endfor %}
+<td class="num">{{ pct(s.previous_S) if s.previous_S is not none else '—' }}</td><td class="num">{{ pp(s.change) }}</td><td class="num">{{ s.rank }}</td></tr>{% endfor %}
 </tbody></table></div></section>
 <section aria-labelledby="h-cat"><h2 id="h-cat">{{ t('category_shares') }}</h2>
 {{ charts.shares }}
 <div class="scroll"><table class="categories"><thead><tr><th scope="col">{{ t('category') }}</th><th class="num" scope="col">{{ t('negative') }}</th>
 <th class="num" scope="col">{{ t('share_this') }}</th><th class="num" scope="col">{{ t('share_last') }}</th><th class="num" scope="col">{{ t('change') }}</th>
-<th class="num" scope="col">{{ t('p_value') }}</th></tr></thead><tbody>
+<th class="num" scope="col">{{ t('p_value') }}</th><th class="num" scope="col">{{ t('q_value') }}</th></tr></thead><tbody>
 {% for c in r.categories %}<tr data-category="{{ c.category_id }}" data-negative="{{ c.negative }}"><td>{{ category(c.category_id) }}</td><td class="num">{{ num(c.negative) }}</td>
-<td class="num">{{ pct(c.share) }}</td><td class="num">{{ pct(c.previous_share) }}</td><td class="num">{{ pct(c.change) }}</td>
-<td class="num">{{ num(c.q_value, 4) if c.q_value is not none else '—' }}</td></tr>{% endfor %}
+<td class="num">{{ pct(c.share) }}</td><td class="num">{{ pct(c.previous_share) }}</td><td class="num">{{ pp(c.change) }}</td>
+<td class="num" data-p="{{ c.p_value if c.p_value is not none else '' }}">{{ pval(c.p_value) }}</td><td class="num" data-q="{{ c.q_value if c.q_value is not none else '' }}">{{ pval(c.q_value) }}</td></tr>{% endfor %}
 </tbody></table></div></section>
 <section aria-labelledby="h-not"><h2 id="h-not">{{ t('notices_year') }}</h2>
 <p>{{ t('count') }}: <span data-issued="{{ r.notices.issued }}">{{ num(r.notices.issued) }}</span> ·
@@ -212,23 +214,21 @@ REPORT = """{% extends "base" %}{% block main %}
 <td class="num">{{ num(n.effect.before, 2) if n.effect else '—' }}</td><td class="num">{{ num(n.effect.after, 2) if n.effect and n.effect.after is not none else '—' }}</td></tr>{% endfor %}
 </tbody></table></div>{% endif %}</section>
 <section aria-labelledby="h-pri"><h2 id="h-pri">{{ t('priorities') }}</h2>
-{% if r.priorities %}<ol>{% for c in r.priorities %}<li data-priority="{{ c.category_id }}">{{ category(c.category_id) }}: {{ pct(c.previous_share) }} → {{ pct(c.share) }} (q = {{ num(c.q_value, 4) }})</li>{% endfor %}</ol>
+{% if r.priorities %}<ol>{% for c in r.priorities %}<li data-priority="{{ c.category_id }}">{{ category(c.category_id) }}: {{ pct(c.previous_share) }} → {{ pct(c.share) }} ({{ t('q_value') }}: {{ pval(c.q_value) }})</li>{% endfor %}</ol>
 {% else %}<p>{{ t('priorities_none') }}</p>{% endif %}
 <p class="note">{{ t('test_used') }}: {{ r.test }}</p></section>
 {% endblock %}"""
 
-PUBLIC_UNIT = """{% extends "base" %}{% from "notice" import notice_table with context %}{% block main %}
+PUBLIC_UNIT = """{% extends "base" %}{% from "notice" import notice_table with context %}{% from "year_form" import year_form with context %}{% block main %}
 <h1>{{ unit(page.unit_id) }}</h1>
-{% if page.years %}<form method="get" class="inline noprint"><label for="year">{{ t('year') }}</label>
-<select id="year" name="year">{% for y in page.years %}<option value="{{ y }}" {% if y == year %}selected{% endif %}>{{ y }}</option>{% endfor %}</select>
-<button type="submit">OK</button></form>{% endif %}
+{% if page.years %}{{ year_form(page.years) }}{% endif %}
 {% set c = page.card %}
 <section aria-labelledby="h-card"><h2 id="h-card">{{ t('scorecard') }} {{ year }}</h2>
 {% if c %}<p><strong>{{ t('total') }} {{ num(c.total, 3) }}</strong> · {{ t('rank') }} {{ c.rank }} ({{ group(c.group) }})
  · <span class="grade-{{ c.grade }}">{{ t(c.grade) }}</span> · {{ t('final') if c.final else t('draft') }}</p>
 <div class="scroll"><table class="components"><thead><tr>{% for k in components %}<th class="num" scope="col">{{ t(k ~ '_c') }}</th>{% endfor %}</tr></thead>
 <tbody><tr>{% for k in components %}<td class="num" data-component="{{ k }}">{{ num(c.components[k]|float, 3) }}</td>{% endfor %}</tr></tbody></table></div>
-<p>{{ t('satisfaction') }}: <span data-s="{{ c.public.S }}">{{ pct(c.public.S) }}</span>{% if c.public.interval %} ({{ t('interval') }} {{ pct(c.public.interval[0]) }}–{{ pct(c.public.interval[1]) }}){% endif %}</p>
+<p>{{ t('satisfaction') }}: <span data-s="{{ c.public.S if c.rated else '' }}">{{ pct(c.public.S) if c.rated else '—' }}</span>{% if c.rated and c.public.interval %} ({{ t('interval') }} {{ pct(c.public.interval[0]) }}–{{ pct(c.public.interval[1]) }}){% endif %}</p>
 {% else %}<p class="note">{{ t('not_published') }}</p>{% endif %}</section>
 <section aria-labelledby="h-years"><h2 id="h-years">{{ t('final_cards') }}</h2>
 {% if page.history %}{% if trend %}{{ trend }}{% endif %}
@@ -241,9 +241,17 @@ PUBLIC_UNIT = """{% extends "base" %}{% from "notice" import notice_table with c
 {{ notice_table(page.notices, show_unit=False, register=True) }}</section>
 {% endblock %}"""
 
-MESSAGE = """{% extends "base" %}{% block main %}<h1>{{ heading }}</h1><p role="alert">{{ message }}</p>{% endblock %}"""
+MESSAGE = """{% extends "base" %}{% block main %}<h1>{{ heading }}</h1><p role="alert" data-status="{{ status_code }}">{{ message }}</p>
+{% if link %}<p><a href="{{ link[0] }}">{{ link[1] }}</a></p>{% endif %}{% endblock %}"""
 
-TEMPLATES = {"base": BASE, "sign_in": SIGN_IN, "ranking": RANKING_TABLE, "notice": NOTICE_TABLE,
+# The year selector of the public pages. A year asked for that is not published is listed too, and
+# selected, so the selector never names another year than the heading.
+YEAR_FORM = """{% macro year_form(published) %}{% set listed = published if year in published else (published + [year])|sort(reverse=true) %}
+<form method="get" class="inline noprint"><label for="year">{{ t('year') }}</label>
+<select id="year" name="year">{% for y in listed %}<option value="{{ y }}" {% if y == year %}selected{% endif %}>{{ y }}{% if y not in published %} {{ t('not_published_year') }}{% endif %}</option>{% endfor %}</select>
+<button type="submit">{{ t('show') }}</button></form>{% endmacro %}"""
+
+TEMPLATES = {"base": BASE, "year_form": YEAR_FORM, "sign_in": SIGN_IN, "ranking": RANKING_TABLE, "notice": NOTICE_TABLE,
              "dashboard": DASHBOARD, "notices": NOTICES, "unit": UNIT, "public": PUBLIC, "report": REPORT,
              "public_unit": PUBLIC_UNIT, "message": MESSAGE}
 
@@ -252,5 +260,13 @@ environment = Environment(loader=DictLoader(TEMPLATES),
                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
+# An icon drawn inline: browsers then never ask for /favicon.ico (a 404 in the console on every first load).
+FAVICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+           "%3Crect width='16' height='16' rx='3' fill='%230b5394'/%3E"
+           "%3Cpath d='M4 12V8M8 12V4M12 12V6' stroke='%23fff' stroke-width='2'/%3E%3C/svg%3E")
+
+
 def render(name: str, **context: Any) -> str:
-    return environment.get_template(name).render(style=STYLE, **context)
+    # The stylesheet is ours, not input: marked safe, or autoescaping turns its quotes into &#34; and
+    # cuts the font list. Everything else stays autoescaped.
+    return environment.get_template(name).render(style=Markup(STYLE), favicon=FAVICON, **context)

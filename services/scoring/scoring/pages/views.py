@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from scoring import service
 from scoring.pages import content, figures, i18n
@@ -17,7 +20,42 @@ from yardstick.auth import Principal
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime, runtime_of
 
-router = APIRouter(include_in_schema=True)
+
+class PageError(ApiError):
+    """An error a page explains in the reader's language: `key` names its message in i18n.WORDS.
+
+    To a JSON client it is the ApiError it extends, with the English message."""
+
+    def __init__(self, status: int, message: str, *, key: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, message, headers=headers)
+        self.key = key
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser's navigation names text/html; an API client (or one asking for JSON) gets api.md's JSON errors."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+class PageRoute(APIRoute):
+    """A page's errors answer a page to a browser: the same layout, navigation and language switch,
+    with the same status code (a bad `?year=` is a 422 page, not a JSON body)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ApiError, RequestValidationError) as exc:
+                if not _wants_html(request):
+                    raise
+                return _error_page(request, exc)
+
+        return route
+
+
+router = APIRouter(include_in_schema=True, route_class=PageRoute)
 TOKEN_COOKIE = "yardstick_dashboard"
 LANG_COOKIE = "yardstick_lang"
 DASHBOARD_ROLES = ("commission", "leader", "coordinator")
@@ -56,17 +94,22 @@ def _year(request: Request, runtime: ServiceRuntime) -> int:
     raw = request.query_params.get("year")
     if raw is None:
         return service.current_year(runtime)
-    # ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1900 <= int(raw) <= 9999:
-        raise ApiError(422, "year must be a four-digit year")
+    # Four ASCII digits before int(): str.isdigit() also takes "²" and other digits int() refuses, and
+    # int() refuses more than 4,300 digits with a ValueError (a 500).
+    if not (len(raw) == 4 and raw.isascii() and raw.isdigit()) or not 1900 <= int(raw) <= 9999:
+        raise PageError(422, "year must be a four-digit year", key="bad_year")
     return int(raw)
 
 
 def _page(request: Request, template: str, *, title: str, nav: list[tuple[str, str]], status: int = 200,
-          live: bool = False, stamp: str = "", **context: Any) -> HTMLResponse:
+          live: bool = False, stamp: str = "", headers: dict[str, str] | None = None,
+          **context: Any) -> HTMLResponse:
     runtime = runtime_of(request)
     city = runtime.city
     lang = _lang(request)
+    tz = city.timezone
+    context.setdefault("can_open", None)  # the units whose page the reader may open (None: all)
+    context.setdefault("link", None)  # a message page's way on (a 401's sign-in form)
 
     def query(to: str) -> str:
         params = {k: v for k, v in request.query_params.items() if k != "lang"}
@@ -81,27 +124,38 @@ def _page(request: Request, template: str, *, title: str, nav: list[tuple[str, s
 
     html = render(
         template, lang=lang, title=title, nav=nav, city_name=city.city.name_zh if lang == "zh" else city.city.name,
-        t=lambda key: i18n.word(key, lang), d=lambda v: i18n.day(v, lang),
+        t=lambda key: i18n.word(key, lang), d=lambda v: i18n.day(v, lang, tz),
         num=lambda v, digits=1: i18n.number(v, lang, digits), pct=lambda v: i18n.percent(v, lang),
+        pp=lambda v: i18n.points(v, lang), pval=lambda v: i18n.probability(v, lang),
+        fact=lambda k, v: i18n.evidence(k, v, lang), status_code=status,
         month=lambda m: i18n.month(m, lang), unit=lambda u: i18n.unit_name(city, u, lang),
         category=lambda c: i18n.category_name(city, c, lang), group=lambda g: i18n.group_name(city, g, lang),
         subject=subject, query=query, components=COMPONENTS, live="/dashboard/stamp" if live else None,
         stamp=stamp, poll_ms=int(_settings(request).poll_s * 1000), **context)
-    response = HTMLResponse(html, status_code=status)
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if request.query_params.get("lang") in i18n.LANGS:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
     return response
 
 
-def _dashboard_nav(request: Request, year: int) -> list[tuple[str, str]]:
+async def _dashboard_nav(request: Request, year: int, principal: Principal) -> list[tuple[str, str]]:
+    """The dashboard's links, each only for a reader it opens for: a coordinator gets its own unit's
+    page, and the annual report only once the year is final (before, it is the commission's and leaders')."""
     lang = _lang(request)
+    runtime = runtime_of(request)
 
     def t(key: str) -> str:
         return i18n.word(key, lang)
 
-    return [(f"/dashboard?year={year}", t("ranking")), ("/dashboard/notices", t("notices")),
-            (f"/public?year={year}", t("public")), (f"/v1/reports/annual/{year}", t("report_link")),
-            ("/dashboard/sign-out", t("sign_out"))]
+    nav = [(f"/dashboard?year={year}", t("ranking"))]
+    if principal.role == "coordinator" and principal.unit_id in runtime.city.unit_ids:
+        nav.append((f"/dashboard/units/{principal.unit_id}?year={year}",
+                    i18n.unit_name(runtime.city, principal.unit_id, lang)))
+    nav += [("/dashboard/notices", t("notices")), (f"/public?year={year}", t("public"))]
+    if principal.role in REPORT_ROLES or await content.year_status(runtime, year) == "final":
+        nav.append((f"/v1/reports/annual/{year}", t("report_link")))
+    nav.append(("/dashboard/sign-out", t("sign_out")))
+    return nav
 
 
 def _public_nav(request: Request) -> list[tuple[str, str]]:
@@ -118,8 +172,44 @@ def _signed_in(request: Request) -> Principal | Response:
     if principal.role not in DASHBOARD_ROLES:
         lang = _lang(request)
         return _page(request, "message", title=i18n.word("dashboard", lang), nav=_public_nav(request), status=403,
-                     heading="403", message=i18n.word("forbidden", lang))
+                     heading="403", message=_no_dashboard(principal, lang))
     return principal
+
+
+def _no_dashboard(principal: Principal, lang: i18n.Lang) -> str:
+    return f"{i18n.word('role', lang)}: {i18n.role(principal.role, lang)}. {i18n.word('no_dashboard', lang)}"
+
+
+def _scope(principal: Principal) -> str | None:
+    """The one unit a coordinator reads; None for the commission and leaders (every unit)."""
+    return principal.unit_id if principal.role == "coordinator" else None
+
+
+def _notices_title(request: Request, scope: str | None) -> str:
+    lang = _lang(request)
+    if scope is None:
+        return i18n.word("open_notices", lang)
+    return i18n.word("open_notices_of", lang).format(unit=i18n.unit_name(runtime_of(request).city, scope, lang))
+
+
+def _error_page(request: Request, exc: ApiError | RequestValidationError) -> HTMLResponse:
+    """An error as a page in the reader's language; a 401 offers the sign-in form."""
+    lang = _lang(request)
+    status = exc.status if isinstance(exc, ApiError) else 422
+    key = exc.key if isinstance(exc, PageError) else f"error_{status}"
+    message = i18n.word(key, lang) if key in i18n.WORDS else i18n.word("error", lang)
+    headers = exc.headers if isinstance(exc, ApiError) else None
+    link = ("/dashboard/sign-in", i18n.word("go_sign_in", lang)) if status == 401 else None
+    principal = _principal(request)
+    if request.url.path.startswith("/dashboard") and principal is not None and principal.role in DASHBOARD_ROLES:
+        runtime = runtime_of(request)
+        year = service.current_year(runtime)
+        nav = [(f"/dashboard?year={year}", i18n.word("ranking", lang)),
+               ("/dashboard/notices", i18n.word("notices", lang)), ("/dashboard/sign-out", i18n.word("sign_out", lang))]
+    else:
+        nav = _public_nav(request)
+    return _page(request, "message", title=i18n.word("error", lang), nav=nav, status=status, headers=headers,
+                 heading=str(status), message=message, link=link)
 
 
 # --- sign-in ---------------------------------------------------------------------------------
@@ -142,8 +232,9 @@ async def sign_in(request: Request) -> Response:
         return _page(request, "sign_in", title=i18n.word("dashboard", lang), nav=_public_nav(request),
                      status=401, error=i18n.word("bad_token", lang))
     if principal.role not in DASHBOARD_ROLES:
+        # A valid token, of a role that has no dashboard: say so, not that the token is bad.
         return _page(request, "sign_in", title=i18n.word("dashboard", lang), nav=_public_nav(request),
-                     status=403, error=f"{principal.role}: {i18n.word('bad_token', lang)}")
+                     status=403, error=_no_dashboard(principal, lang))
     target = f"/dashboard/units/{principal.unit_id}" if principal.role == "coordinator" else "/dashboard"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/",
@@ -167,11 +258,18 @@ async def dashboard(request: Request) -> Response:
     if isinstance(principal, Response):
         return principal
     runtime = runtime_of(request)
+    lang = _lang(request)
     year = _year(request, runtime)
-    scope = principal.unit_id if principal.role == "coordinator" else None
+    scope = _scope(principal)
     stamp = await content.page_stamp(runtime)
-    return _page(request, "dashboard", title=i18n.word("dashboard", _lang(request)), nav=_dashboard_nav(request, year),
-                 live=True, stamp=stamp, year=year, year_q=f"?year={year}", groups=await content.ranking(runtime, year),
+    # A year nothing was recorded for has every unit at 0 ("unsatisfactory"): say there is no data instead.
+    has_data = await content.has_data(runtime, year)
+    return _page(request, "dashboard", title=i18n.word("dashboard", lang),
+                 nav=await _dashboard_nav(request, year, principal), live=True, stamp=stamp, year=year,
+                 year_q=f"?year={year}", year_state=await content.year_status(runtime, year), has_data=has_data,
+                 no_data=i18n.word("no_data_year", lang).format(year=year),
+                 groups=await content.ranking(runtime, year) if has_data else {},
+                 can_open=None if scope is None else {scope}, notices_title=_notices_title(request, scope),
                  notices=await content.open_notices(runtime, scope))
 
 
@@ -181,11 +279,12 @@ async def dashboard_notices(request: Request) -> Response:
     if isinstance(principal, Response):
         return principal
     runtime = runtime_of(request)
-    scope = principal.unit_id if principal.role == "coordinator" else None
+    scope = _scope(principal)
     stamp = await content.page_stamp(runtime)
-    return _page(request, "notices", title=i18n.word("open_notices", _lang(request)),
-                 nav=_dashboard_nav(request, service.current_year(runtime)), live=True, stamp=stamp,
-                 notices=await content.open_notices(runtime, scope))
+    title = _notices_title(request, scope)
+    return _page(request, "notices", title=title,
+                 nav=await _dashboard_nav(request, service.current_year(runtime), principal), live=True, stamp=stamp,
+                 notices_title=title, notices=await content.open_notices(runtime, scope))
 
 
 @router.get("/dashboard/units/{unit_id}", tags=["pages"], response_model=None)
@@ -196,10 +295,10 @@ async def dashboard_unit(unit_id: str, request: Request) -> Response:
     runtime = runtime_of(request)
     lang = _lang(request)
     year = _year(request, runtime)
-    nav = _dashboard_nav(request, year)
+    nav = await _dashboard_nav(request, year, principal)
     if unit_id not in runtime.city.unit_ids:
         return _page(request, "message", title=i18n.word("unit_page", lang), nav=nav, status=404,
-                     heading="404", message=f"unit {unit_id!r} is not in the city profile")
+                     heading="404", message=f"{i18n.word('unknown_unit', lang)} ({unit_id})")
     if not (principal.covers_unit(unit_id) or principal.role == "leader"):
         return _page(request, "message", title=i18n.word("unit_page", lang), nav=nav, status=403,
                      heading="403", message=i18n.word("forbidden", lang))
@@ -210,8 +309,8 @@ async def dashboard_unit(unit_id: str, request: Request) -> Response:
                  stamp=stamp, year=year, page=page, charts=charts)
 
 
-@router.get("/dashboard/stamp", tags=["pages"])
 async def dashboard_stamp(request: Request) -> JSONResponse:
+    """The live pages' fingerprint; its errors stay JSON (the polling script reads it, not a person)."""
     principal = _principal(request)
     if principal is None:
         raise ApiError(401, "sign in at /dashboard/sign-in")
@@ -221,7 +320,20 @@ async def dashboard_stamp(request: Request) -> JSONResponse:
                         headers={"Cache-Control": "no-store"})
 
 
+router.add_api_route("/dashboard/stamp", dashboard_stamp, methods=["GET"], tags=["pages"],
+                     route_class_override=APIRoute)
+
+
 # --- public pages ----------------------------------------------------------------------------
+
+
+async def favicon() -> Response:
+    """The pages carry their icon inline; a browser asking anyway gets "no content", not a 404."""
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
+router.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False,
+                     route_class_override=APIRoute)
 
 
 @router.get("/public", response_class=HTMLResponse, tags=["pages"])
@@ -229,9 +341,15 @@ async def public(request: Request) -> HTMLResponse:
     runtime = runtime_of(request)
     year = _year(request, runtime) if "year" in request.query_params else None
     results = await content.public_results(runtime, year)
+    # The report is open to all once the year is final (the route's own rule); before, the link is shown
+    # only to a signed-in commission or leader, whom the report lets in.
+    reader = _principal(request)
+    final = bool(results["results"] and results["results"]["final"])
+    report_open = final or (reader is not None and reader.role in REPORT_ROLES)
     return _page(request, "public", title=i18n.word("public", _lang(request)), nav=_public_nav(request),
                  year=results["year"], years=results["years"], results=results["results"],
-                 groups=results["groups"], notices=results["notices"], year_q=f"?year={results['year']}")
+                 groups=results["groups"], notices=results["notices"], year_q=f"?year={results['year']}",
+                 report_open=report_open)
 
 
 @router.get("/public/units/{unit_id}", response_class=HTMLResponse, tags=["pages"])
@@ -241,7 +359,7 @@ async def public_unit(unit_id: str, request: Request) -> HTMLResponse:
     lang = _lang(request)
     if unit_id not in runtime.city.unit_ids:
         return _page(request, "message", title=i18n.word("unit_public", lang), nav=_public_nav(request),
-                     status=404, heading="404", message=f"unit {unit_id!r} is not in the city profile")
+                     status=404, heading="404", message=f"{i18n.word('unknown_unit', lang)} ({unit_id})")
     year = _year(request, runtime) if "year" in request.query_params else None
     page = await content.public_unit(runtime, unit_id, year)
     return _page(request, "public_unit", title=i18n.unit_name(runtime.city, unit_id, lang), nav=_public_nav(request),
@@ -251,13 +369,16 @@ async def public_unit(unit_id: str, request: Request) -> HTMLResponse:
 
 @router.get("/public/track", tags=["pages"], response_model=None)
 async def track(request: Request, code: str = "") -> Response:
-    """The citizen's lookup: the browser goes to intake's public read (no server-side call between services)."""
-    code = code.strip()
+    """The citizen's lookup: the browser goes to intake's public read (no server-side call between services).
+
+    Intake's codes are upper case and its lookup is exact: a code typed in lower case, or with spaces
+    around it, is put right here before the redirect."""
+    code = code.strip().upper()
     if not TRACKING_CODE.match(code):
         lang = _lang(request)
         return _page(request, "message", title=i18n.word("tracking", lang), nav=_public_nav(request), status=422,
-                     heading=i18n.word("tracking", lang),
-                     message="a tracking code is 4 to 64 letters, digits or hyphens")
+                     heading=i18n.word("tracking", lang), message=i18n.word("bad_code", lang),
+                     link=("/public#tracking", i18n.word("back_to_public", lang)))
     base = _settings(request).intake_url.rstrip("/")
     return RedirectResponse(f"{base}/v1/feedback/{quote(code)}", status_code=303)
 
@@ -270,15 +391,16 @@ async def annual_report(year: int, request: Request) -> Response:
     """Open for a finalized year; before that, for the commission and leaders (bearer or dashboard cookie)."""
     runtime = runtime_of(request)
     if not 1900 <= year <= 9999:
-        raise ApiError(422, "year must be a four-digit year")
+        raise PageError(422, "year must be a four-digit year", key="bad_year")
     # Who may read it first: the report is heavy, and anonymous callers may not make us build it.
     if await content.year_status(runtime, year) != "final":
         principal = _principal(request)
         if principal is None:
-            raise ApiError(401, f"the report of {year} is public once the year is finalized; until then sign in",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise PageError(401, f"the report of {year} is public once the year is finalized; until then sign in",
+                            key="report_not_final", headers={"WWW-Authenticate": "Bearer"})
         if principal.role not in REPORT_ROLES:
-            raise ApiError(403, f"role {principal.role} may not read the report of a year not finalized")
+            raise PageError(403, f"role {principal.role} may not read the report of a year not finalized",
+                            key="report_role")
     report = await content.annual_report(runtime, year)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(report)
