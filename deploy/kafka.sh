@@ -4,7 +4,8 @@
 #   deploy/kafka.sh fetch    resolve the broker jars from Maven Central into .cache/kafka/libs (once)
 #   deploy/kafka.sh start    fetch if needed, format storage if new, start, wait until it serves
 #   deploy/kafka.sh stop     TERM, then KILL after 30 s
-#   deploy/kafka.sh status   exit 0 when running, 3 when not
+#   deploy/kafka.sh status   exit 0 when running, 3 when not, 4 when running on another port than a
+#                            KAFKA_PORT given; prints the port the running broker listens on
 #   deploy/kafka.sh tools    resolve Kafka's command-line tools into .cache/kafka/tools (once)
 #   deploy/kafka.sh consumer-groups ARGS...   kafka-consumer-groups (fetches the tools if needed)
 #   deploy/kafka.sh topics ARGS...            kafka-topics (likewise)
@@ -21,6 +22,9 @@
 #   KAFKA_START_TIMEOUT    seconds `start` waits for the broker (default 90)
 #
 # Everything lives in the git-ignored .cache/kafka/ at the repository root. Needs Java 17+ and Maven.
+# One broker per checkout: the pid file, config and log are .cache/kafka's whatever the ports, so
+# `start` with other ports refuses while this checkout's broker runs, and `stop` with a KAFKA_PORT
+# other than the running broker's refuses to stop it.
 # Topics are not created here: the services create their own (auto.create.topics.enable=false).
 set -euo pipefail
 
@@ -133,6 +137,15 @@ running_pid() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# The client port of the running broker: its config is written at its start (write_config), so it is
+# the one it listens on, whatever KAFKA_PORT says now. Empty when the config does not say.
+running_port() {
+    sed -n "s|^advertised.listeners=PLAINTEXT://$HOST:\([0-9]*\)\$|\1|p" "$CONFIG" 2>/dev/null | head -n 1
+}
+
+# A KAFKA_PORT given in the environment that is not the running broker's port $1.
+other_port_asked() { [[ -n "${KAFKA_PORT:-}" && -n "$1" && "$KAFKA_PORT" != "$1" ]]; }
 
 write_config() {
     mkdir -p "$DATA_DIR"
@@ -267,13 +280,15 @@ wait_ready() {
 }
 
 start() {
-    local pid
+    local pid actual
     if pid="$(running_pid)"; then
+        actual="$(running_port)"
         if [[ "${KAFKA_RESET:-0}" == 1 ]]; then
             say "KAFKA_RESET=1: stopping the running broker first"
             stop
-        elif ! grep -qx "advertised.listeners=PLAINTEXT://$HOST:$PORT" "$CONFIG" 2>/dev/null; then
-            die "the running broker (pid $pid) does not listen on $HOST:$PORT; '$0 stop' it first"
+        elif [[ "$actual" != "$PORT" ]]; then
+            die "this checkout's broker (pid $pid) runs on port ${actual:-(unknown)}, not $PORT (one broker" \
+                "per checkout: its state is in $CACHE); use its port, or another checkout"
         else
             wait_ready "$pid"
             say "already running (pid $pid) on $HOST:$PORT"
@@ -318,6 +333,9 @@ stop() {
         rm -f "$PID_FILE"
         return 0
     fi
+    if other_port_asked "$(running_port)"; then
+        die "this checkout's broker (pid $pid) runs on $HOST:$(running_port), not on KAFKA_PORT=$KAFKA_PORT; not stopping it"
+    fi
     say "stopping broker (pid $pid)..."
     kill -TERM "$pid" 2>/dev/null || true
     local waited=0
@@ -336,10 +354,16 @@ stop() {
 }
 
 status() {
-    local pid
+    local pid port
     if pid="$(running_pid)"; then
-        say "running (pid $pid) on $HOST:$PORT"
-        print_env
+        port="$(running_port)"
+        port="${port:-$PORT}"
+        say "running (pid $pid) on $HOST:$port"
+        echo "KAFKA_BOOTSTRAP_SERVERS=$HOST:$port"
+        if other_port_asked "$port"; then
+            say "not on KAFKA_PORT=$KAFKA_PORT: this checkout runs one broker (state in $CACHE)" >&2
+            return 4
+        fi
     else
         say "not running"
         return 3

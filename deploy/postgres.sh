@@ -4,9 +4,11 @@
 #   deploy/postgres.sh start      install PostgreSQL (Debian) if missing, initdb once, start, create the
 #                                 role and databases, print one YARDSTICK_*_DATABASE_URL=... line each
 #   deploy/postgres.sh stop       pg_ctl stop -m fast
-#   deploy/postgres.sh status     exit 0 when running, 3 when not
+#   deploy/postgres.sh status     exit 0 when running, 3 when not, 4 when running on another port than a
+#                                 PG_PORT given; prints the port the running cluster listens on
 #   deploy/postgres.sh url NAME   one URL; NAME is e.g. intake, yardstick_intake or
-#                                 YARDSTICK_INTAKE_DATABASE_URL
+#                                 YARDSTICK_INTAKE_DATABASE_URL. Its port: PG_PORT when given, else the
+#                                 running cluster's, else 15432
 #
 # Environment:
 #   PG_PORT        TCP port on 127.0.0.1 (default 15432); nothing listens on other addresses
@@ -15,13 +17,17 @@
 #   PG_FAST=1      fsync=off, synchronous_commit=off, full_page_writes=off: for throwaway test data
 #                  only (a crash can corrupt the cluster); read at every start
 #   PG_BIN         directory with initdb/pg_ctl (default: newest /usr/lib/postgresql/*/bin)
+#   PG_STATE_DIR   where the cluster lives (default below); a second cluster beside this checkout's needs
+#                  its own, e.g. PG_STATE_DIR=/var/tmp/pg-35432 PG_PORT=35432
 #
 # Where the cluster lives: .cache/postgres/ at the repository root (git-ignored): data/, run/ (the
 # unix socket), postgres.log. PostgreSQL refuses to run as root, so when this script runs as root the
 # server runs as the `postgres` user, which must be able to reach that folder. If the repository path
 # is not traversable by `postgres` (e.g. a home directory with mode 700), the script does not loosen
 # its permissions but uses /var/tmp/yardstick-postgres-<hash of the repository path>/ instead;
-# `deploy/postgres.sh status` shows which folder is in use.
+# `deploy/postgres.sh status` shows which folder is in use. One cluster per folder: `start` with another
+# PG_PORT refuses while that folder's cluster runs, and `stop` with a PG_PORT other than the running
+# cluster's refuses to stop it.
 #
 # Authentication is `trust` for the unix socket and 127.0.0.1: acceptable only because this is a
 # throwaway development cluster that listens on loopback alone. The role still has a password
@@ -129,7 +135,7 @@ env_name() {
     echo "YARDSTICK_${short//[^A-Z0-9]/_}_DATABASE_URL"
 }
 
-db_url() { echo "postgresql+asyncpg://$DB_USER:$DB_PASSWORD@$HOST:$PORT/$1"; }
+db_url() { echo "postgresql+asyncpg://$DB_USER:$DB_PASSWORD@$HOST:${2:-$PORT}/$1"; }
 
 print_urls() {
     local db
@@ -144,6 +150,19 @@ running() {
     [[ -f "$DATA_DIR/PG_VERSION" ]] || return 1
     as_pg "$PG_BIN_DIR/pg_ctl" status -D "$DATA_DIR" >/dev/null 2>&1
 }
+
+# The port of the cluster running in $DATA_DIR, from its postmaster.pid (line 1 the pid, line 4 the
+# port), whatever PG_PORT says now; nothing when no server of that folder is alive.
+running_port() {
+    local pid port
+    pid="$(sed -n 1p "$DATA_DIR/postmaster.pid" 2>/dev/null)" || return 0
+    port="$(sed -n 4p "$DATA_DIR/postmaster.pid" 2>/dev/null)" || return 0
+    [[ "$pid" =~ ^[0-9]+$ && "$port" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$port"
+    return 0
+}
+
+# A PG_PORT given in the environment that is not the running cluster's port $1.
+other_port_asked() { [[ -n "${PG_PORT:-}" && -n "$1" && "$PG_PORT" != "$1" ]]; }
 
 prepare_dirs() {
     mkdir -p "$STATE_DIR" "$SOCKET_DIR" "$DATA_DIR"
@@ -243,9 +262,10 @@ start() {
     fi
     if running; then
         local actual_port
-        actual_port="$(sed -n 4p "$DATA_DIR/postmaster.pid" 2>/dev/null || true)"
+        actual_port="$(running_port)"
         if [[ -n "$actual_port" && "$actual_port" != "$PORT" ]]; then
-            die "the cluster in $DATA_DIR is running on port $actual_port, not $PORT; '$0 stop' it first"
+            die "the cluster in $DATA_DIR is running on port $actual_port, not $PORT (one cluster per" \
+                "folder): use its port, or another PG_STATE_DIR"
         fi
         say "already running ($DATA_DIR)"
         ensure_role_and_databases
@@ -288,6 +308,9 @@ stop() {
         say "not running"
         return 0
     fi
+    if other_port_asked "$(running_port)"; then
+        die "the cluster in $DATA_DIR runs on port $(running_port), not on PG_PORT=$PG_PORT; not stopping it"
+    fi
     say "stopping ($DATA_DIR)..."
     as_pg "$PG_BIN_DIR/pg_ctl" stop -D "$DATA_DIR" -m fast -w -t 60 -s || die "pg_ctl stop failed"
     say "stopped"
@@ -296,7 +319,14 @@ stop() {
 status() {
     PG_BIN_DIR="$(find_pg_bin)" || { say "not installed"; return 3; }
     if running; then
-        say "running on $HOST:$PORT (data $DATA_DIR, socket $SOCKET_DIR)"
+        local port
+        port="$(running_port)"
+        port="${port:-$PORT}"
+        say "running on $HOST:$port (data $DATA_DIR, socket $SOCKET_DIR)"
+        if other_port_asked "$port"; then
+            say "not on PG_PORT=$PG_PORT: $DATA_DIR holds one cluster (another needs PG_STATE_DIR)" >&2
+            return 4
+        fi
         return 0
     fi
     say "not running (data $DATA_DIR)"
@@ -304,11 +334,17 @@ status() {
 }
 
 url() {
-    local want="${1:-}" db
+    local want="${1:-}" db port
     [[ -n "$want" ]] || die "usage: $0 url NAME (e.g. intake)"
+    # PG_PORT when given (a cluster in another PG_STATE_DIR), else the port of the cluster running here.
+    port="$(running_port)"
+    if other_port_asked "$port"; then
+        say "note: the cluster in $DATA_DIR runs on port $port; this URL uses PG_PORT=$PG_PORT" >&2
+    fi
+    [[ -n "${PG_PORT:-}" ]] && port="$PG_PORT"
     while IFS= read -r db; do
         if [[ "$want" == "$db" || "yardstick_${want,,}" == "$db" || "$want" == "$(env_name "$db")" ]]; then
-            db_url "$db"
+            db_url "$db" "$port"
             return 0
         fi
     done < <(all_databases)

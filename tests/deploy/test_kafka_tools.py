@@ -174,3 +174,28 @@ def test_reset_is_refused_while_the_group_has_members(prefix: str) -> None:
     assert "can only be reset if the group" in out.stdout + out.stderr
     assert "inactive" in out.stdout + out.stderr
     assert asyncio.run(committed(group)) == 0
+
+
+def test_a_time_without_zone_is_utc_and_needs_milliseconds(prefix: str) -> None:
+    """docs/operations.md: without a zone the tool reads the time as UTC (not the machine's zone), and a time
+    without milliseconds is refused with an error on its output, yet exit status 0."""
+    topic, group = f"{prefix}feedback.v1", f"{prefix}scoring"
+    keys = [f"unit-{i}" for i in range(12)]
+    asyncio.run(produce(topic, keys[:6]))
+    time.sleep(1.5)
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]  # no zone
+    time.sleep(1.5)
+    asyncio.run(produce(topic, keys[6:]))
+    asyncio.run(consume_all_and_commit(topic, group, expect=12))
+    reset = ["consumer-groups", "--bootstrap-server", bootstrap(), "--group", group, "--topic", topic,
+             "--reset-offsets", "--execute", "--to-datetime"]
+
+    no_millis = kafka_sh(*reset, since[:-4], tz="Asia/Shanghai")
+    assert no_millis.returncode == 0  # sic: the tool does not fail its exit status
+    assert "Unparseable date" in no_millis.stdout + no_millis.stderr
+    assert asyncio.run(committed(group)) == 12  # nothing changed
+
+    # Read in Shanghai's zone it would be 8 hours earlier, before all twelve (committed 0).
+    utc = kafka_sh(*reset, since, tz="Asia/Shanghai")
+    assert utc.returncode == 0, utc.stderr
+    assert asyncio.run(committed(group)) == 6

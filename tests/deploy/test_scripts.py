@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,75 @@ def test_kafka_tools_match_the_broker_version() -> None:
     assert "org.apache.kafka.tools.TopicCommand" in script
     out = run(str(SCRIPTS[0]), "frobnicate")
     assert "consumer-groups" in out.stderr and "topics" in out.stderr
+
+
+@pytest.fixture
+def stand_in() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process whose command line names kafka.Kafka, as deploy/kafka.sh's pid check wants."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def isolated(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PG_"))}
+    return {**env, **extra}
+
+
+def test_kafka_status_and_stop_go_by_the_running_brokers_port(tmp_path: Path,
+                                                               stand_in: subprocess.Popen[bytes]) -> None:
+    """A broker started with KAFKA_PORT=29999: status reports 29999 without KAFKA_PORT, and a KAFKA_PORT of
+    another broker neither reads as this one (exit 4) nor stops it (a scratch checkout: never the real one)."""
+    (tmp_path / "deploy" / "kafka").mkdir(parents=True)
+    shutil.copy(SCRIPTS[0], tmp_path / "deploy" / "kafka.sh")
+    shutil.copy(REPO / "deploy" / "kafka" / "pom.xml", tmp_path / "deploy" / "kafka" / "pom.xml")
+    script, cache = str(tmp_path / "deploy" / "kafka.sh"), tmp_path / ".cache" / "kafka"
+    cache.mkdir(parents=True)
+    assert subprocess.run(["bash", script, "status"], env=isolated(), capture_output=True).returncode == 3
+    (cache / "kafka.pid").write_text(f"{stand_in.pid}\n")
+    (cache / "server.properties").write_text("listeners=PLAINTEXT://127.0.0.1:29999,CONTROLLER://127.0.0.1:29998\n"
+                                             "advertised.listeners=PLAINTEXT://127.0.0.1:29999\n")
+
+    def kafka(action: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", script, action], env=isolated(**env), capture_output=True, text=True,
+                              timeout=60)
+
+    out = kafka("status")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"kafka: running (pid {stand_in.pid}) on 127.0.0.1:29999",
+                                       "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:29999"]
+    assert kafka("status", KAFKA_PORT="29999").returncode == 0
+    other = kafka("status", KAFKA_PORT="19092")
+    assert other.returncode == 4
+    assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:29999" in other.stdout
+    refused = kafka("stop", KAFKA_PORT="19092")
+    assert refused.returncode == 1
+    assert "not stopping it" in refused.stderr
+    assert stand_in.poll() is None
+    started = kafka("start", KAFKA_PORT="19092")
+    assert started.returncode == 1
+    assert "runs on port 29999, not 19092" in started.stderr
+    assert stand_in.poll() is None
+
+
+def test_postgres_url_takes_the_running_clusters_port(tmp_path: Path, stand_in: subprocess.Popen[bytes]) -> None:
+    """A cluster started with PG_PORT=29997: `url` gives its port unless PG_PORT names another."""
+    script = str(SCRIPTS[1])
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def url(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", script, "url", "scoring"], env=isolated(PG_STATE_DIR=str(tmp_path), **env),
+                              capture_output=True, text=True, timeout=60)
+
+    assert url().stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/yardstick_scoring"
+    # postmaster.pid: the pid, the data directory, the start time, the port, ...
+    (data / "postmaster.pid").write_text(f"{stand_in.pid}\n{data}\n1700000000\n29997\n{tmp_path}/run\n127.0.0.1\n")
+    assert url().stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:29997/yardstick_scoring"
+    given = url(PG_PORT="25432")
+    assert given.stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:25432/yardstick_scoring"
+    assert "runs on port 29997" in given.stderr
+    stand_in.kill()
+    stand_in.wait()  # a stale pid file: the server is gone
+    assert url().stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/yardstick_scoring"

@@ -32,16 +32,24 @@ def _runtime(settings: ScoringSettings | None = None) -> ServiceRuntime:
 
 
 def verify(year: int) -> int:
-    """Recompute a final year from its stored inputs; 0 when it matches, 1 (and the differences) otherwise."""
+    """Recompute a final year from its stored inputs: 0 when it matches, 1 (and the differences) when it
+    does not, 2 when the year is not finalized (there is nothing to verify)."""
 
-    async def run() -> list[str]:
+    async def run() -> list[str] | None:
         runtime = _runtime()
         try:
+            async with runtime.sessions() as session:
+                row = await repository.year_row(session, year)
+            if row is None or row["status"] != "final":
+                return None
             return await service.verify(runtime, year)
         finally:
             await runtime.engine.dispose()
 
     problems = asyncio.run(run())
+    if problems is None:
+        print(f"{year}: not finalized, nothing to verify")
+        return 2
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{year}: {'verified' if not problems else f'{len(problems)} difference(s)'}")
