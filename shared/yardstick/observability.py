@@ -19,7 +19,9 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 
 PUBLISHED = Counter("yardstick_events_published_total", "Events the relay published", ["topic"])
-OUTBOX_PENDING = Gauge("yardstick_outbox_pending", "Outbox rows not yet published", ["service"])
+OUTBOX_PENDING = Gauge("yardstick_outbox_pending",
+                       "Events in the outbox not yet published, as of the relay's last round (events, not rows: "
+                       "a row holds up to 100)", ["service"])
 CONSUMED = Counter("yardstick_events_consumed_total", "Events applied by a consumer",
                    ["consumer", "type", "outcome"])
 DEAD_LETTERED = Counter("yardstick_dead_lettered_total", "Messages sent to a dead-letter topic",
