@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from yardstick.bus import Bus, BusUnavailable
 from yardstick.bus.codec import encode_stored
+from yardstick.bus.kafka import PublishRefused, shortened
 from yardstick.db import JsonText, bulk_insert, xact_lock
 from yardstick.events import Envelope, Prepared, ce_time, json_text
 from yardstick.observability import BUS_CONNECTED, OUTBOX_PENDING
@@ -213,6 +214,14 @@ class Relay:
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise
+            except PublishRefused as exc:
+                # The broker answers, and refuses this service's events for good (its rights on a topic, the
+                # topic's settings): waiting changes nothing until an operator does, so say what to fix.
+                log.error("the broker refuses this service's events; they wait in the outbox: grant the "
+                          "service's principal Write on the topics, or fix the topics",
+                          extra={"service": self.service, "error": str(exc)[:300]})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
             except BusUnavailable as exc:
                 BUS_CONNECTED.labels(service=self.service).set(0)
                 log.warning("broker unreachable; events wait in the outbox",
@@ -305,7 +314,12 @@ class Relay:
             return False
         # Wait for the broker's acks before deleting: a crash in between republishes,
         # and consumers skip the duplicates by event id.
-        await self.bus.publish(messages)
+        try:
+            await self.bus.publish(messages)
+        except PublishRefused as exc:
+            if not exc.messages_at_fault:
+                raise
+            await self._dead_letter_refused(exc)  # the round's other messages were acknowledged
         # Published rows are deleted, not marked (decision 0012): the topic is their record, and a
         # delete writes no new row version nor index entries (an update of sent_at wrote both, for
         # every event, and the table only grew).
@@ -332,6 +346,20 @@ class Relay:
         if more:
             OUTBOX_PENDING.labels(service=self.service).set(await self.pending(conn))
         return more
+
+    async def _dead_letter_refused(self, refused: PublishRefused) -> None:
+        """Events the broker refuses whatever happens (too large, invalid: decision 0025) go to their topic's
+        dead-letter topic, shortened, so the events after them are not held for ever; logged as errors,
+        since their consumers never apply them. Raises (the rows stay) when that publish fails."""
+        await self.bus.publish([
+            shortened(message, f"the broker refused it: {error!r}", consumer=f"relay:{self.service}", attempts=1,
+                      refusal=error)
+            for message, error in refused.refused])
+        for message, error in refused.refused:
+            log.error("the broker refused an event for good; dead-lettered instead of published",
+                      extra={"service": self.service, "topic": message.topic,
+                             "event_type": (message.header("ce_type") or b"").decode(),
+                             "reason": f"{(message.header('ce_id') or b'').decode()}: {error!r}"[:300]})
 
     async def pending(self, conn: AsyncConnection | None = None) -> int:
         """Events committed but not yet published; on `conn` (the round's own) or a pooled connection."""

@@ -12,8 +12,10 @@ from aiokafka.errors import KafkaError
 
 from yardstick.bus import BusUnavailable, dlq_topic
 
-# The headers the consumer adds when it gives up on a message (bus/kafka.py).
+# The headers the consumer adds when it gives up on a message (bus/kafka.py), and those of a shortened copy
+# (`kafka.shortened`: the broker refused the whole one).
 REASON_HEADERS = ("x-error", "x-consumer", "x-attempts")
+SHORTENED_HEADERS = ("x-truncated", "x-original-bytes", "x-original-sha256")
 
 
 class NoSuchTopic(Exception):
@@ -32,14 +34,17 @@ class DeadLettered:
 
     def as_json(self) -> dict[str, Any]:
         """What an operator sees: where it is, the reason, the CloudEvents attributes; the size of the
-        payload only, since a payload may carry a citizen's comment or contact details."""
+        payload only, since a payload may carry a citizen's comment or contact details. A shortened copy
+        says so (`truncated`: the broker's refusal) and gives the original payload's size and sha256."""
+        original = self.headers.get("x-original-bytes")
         return {
             "topic": self.topic, "partition": self.partition, "offset": self.offset,
             "timestamp": self.timestamp.isoformat(), "key": self.key,
             "consumer": self.headers.get("x-consumer"), "attempts": self.headers.get("x-attempts"),
             "error": self.headers.get("x-error"),
-            "headers": {k: v for k, v in self.headers.items() if k not in REASON_HEADERS},
-            "payload_bytes": self.payload_bytes,
+            "headers": {k: v for k, v in self.headers.items() if k not in REASON_HEADERS + SHORTENED_HEADERS},
+            "payload_bytes": int(original) if original and original.isdigit() else self.payload_bytes,
+            "truncated": self.headers.get("x-truncated"), "sha256": self.headers.get("x-original-sha256"),
         }
 
 
