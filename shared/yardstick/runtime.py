@@ -42,6 +42,7 @@ def make_bus(settings: ServiceSettings) -> Bus:
 
         return KafkaBus(settings.kafka_bootstrap_servers, client_id=settings.service,
                         partitions=settings.topic_partitions, prefix=settings.topic_prefix,
+                        replication_factor=settings.topic_replication_factor,
                         retry_initial_s=settings.retry_initial_s,
                         retry_max_s=settings.retry_max_s)
     from yardstick.bus.memory import MemoryBus

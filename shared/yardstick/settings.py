@@ -46,6 +46,12 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(
         default=6, validation_alias=AliasChoices("YARDSTICK_TOPIC_PARTITIONS", "topic_partitions")
     )
+    # Replicas of each topic the services create (a production cluster: 3, which also sets
+    # min.insync.replicas=2); 1 for a single broker. Topics that exist are left as they are.
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=32,
+        validation_alias=AliasChoices("YARDSTICK_KAFKA_REPLICATION_FACTOR", "topic_replication_factor"),
+    )
     # Prepended to every topic and consumer group: lets test runs (or tenants) share a broker.
     topic_prefix: str = Field(
         default="", validation_alias=AliasChoices("YARDSTICK_TOPIC_PREFIX", "topic_prefix")

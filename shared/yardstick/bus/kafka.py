@@ -489,10 +489,11 @@ class KafkaBus:
     backend = "kafka"
 
     def __init__(self, bootstrap: str, *, client_id: str, partitions: int = 6, prefix: str = "",
-                 retry_initial_s: float = 0.2, retry_max_s: float = 10.0) -> None:
+                 retry_initial_s: float = 0.2, retry_max_s: float = 10.0, replication_factor: int = 1) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.partitions = partitions
+        self.replication_factor = replication_factor
         self.prefix = prefix
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
@@ -557,6 +558,14 @@ class KafkaBus:
         }
 
     # topics ------------------------------------------------------------------------
+    def _topic_configs(self) -> dict[str, str]:
+        """Kept for ever (the topics are the record a replay rebuilds from); with replicas, acks=all needs
+        two in sync, so one broker down loses no acknowledged event."""
+        configs = {"retention.ms": "-1"}
+        if self.replication_factor >= 3:
+            configs["min.insync.replicas"] = "2"
+        return configs
+
     async def ensure_topics(self) -> None:
         """Create the domain topics (unlimited retention) and their dead-letter topics."""
         if self._topics_ready:
@@ -567,8 +576,8 @@ class KafkaBus:
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name=self.physical(t), num_partitions=self.partitions, replication_factor=1,
-                         topic_configs={"retention.ms": "-1"})
+                NewTopic(name=self.physical(t), num_partitions=self.partitions,
+                         replication_factor=self.replication_factor, topic_configs=self._topic_configs())
                 for topic in DOMAIN_TOPICS for t in (topic, dlq_topic(topic)) if self.physical(t) not in existing
             ]
             if wanted:
