@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pydantic_core import from_json
@@ -263,9 +264,17 @@ class Relay:
         query fails here and the relay lets go instead of publishing beside the new holder.
         """
         if self._lock_conn is not None:
-            return await self._publish_batch(self._lock_conn)
-        async with self.engine.connect() as conn:
-            return await self._publish_batch(conn)
+            lock_conn = self._lock_conn
+
+            @contextlib.asynccontextmanager
+            async def held() -> AsyncIterator[AsyncConnection]:
+                yield lock_conn
+
+            return await self._publish_batch(held)
+        # A pooled connection for the read, and another for the delete: none is held while the bus takes
+        # the messages (the one-process bus waits until they are applied, decision 0027), so a stop that
+        # cancels the wait leaves no connection to be closed in the middle of its use.
+        return await self._publish_batch(self.engine.connect)
 
     @functools.cached_property
     def _next_batch(self) -> Select[Any]:
@@ -288,13 +297,14 @@ class Relay:
                 .join(chosen, chosen.c.id == t.c.id)
                 .where(chosen.c.upto - chosen.c.n < bound).order_by(t.c.id))
 
-    async def _publish_batch(self, conn: AsyncConnection) -> bool:
+    async def _publish_batch(self, connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> bool:
         t = self.table
         limit = self.round
-        rows = (await conn.execute(self._next_batch, {"events": limit})).all()
-        # Hold no snapshot or locks while waiting on the broker (on the lock's connection, in autocommit,
-        # the read was its own transaction and this sends nothing).
-        await conn.commit()
+        async with connect() as conn:
+            rows = (await conn.execute(self._next_batch, {"events": limit})).all()
+            # Hold no snapshot or locks while waiting on the broker (on the lock's connection, in autocommit,
+            # the read was its own transaction and this sends nothing).
+            await conn.commit()
         # Unpacked as tuples: a Row's attribute access cost more than the encoding.
         messages = []
         for _id, event_id, topic, key, event_type, source, at, payload, count in rows:
@@ -323,28 +333,29 @@ class Relay:
         # Published rows are deleted, not marked (decision 0012): the topic is their record, and a
         # delete writes no new row version nor index entries (an update of sent_at wrote both, for
         # every event, and the table only grew).
-        ids = [r[0] for r in rows]
-        if conn.dialect.name == "postgresql":
-            # One array parameter instead of `batch` expanded ones: compiled once, cheap to send.
-            await conn.execute(delete(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
-                               {"ids": ids})
-        else:
-            # By id list, not id range: a row inside the range may have been uncommitted when
-            # we read, and must not be removed before it is published. And only if it still holds
-            # the event we published first: SQLite gives the id of a deleted row to the next one
-            # once the table is empty (INTEGER PRIMARY KEY without AUTOINCREMENT), and with no lock
-            # there another relay of the same outbox (the token registry's: every service's and
-            # `yardstick token`'s) may have published and deleted our rows meanwhile, so an id read
-            # here may now name a new row, not yet published (decision 0026).
-            for i in range(0, len(rows), SQLITE_DELETE_ROWS):
-                part = rows[i:i + SQLITE_DELETE_ROWS]
-                await conn.execute(delete(t).where(t.c.id.in_([r[0] for r in part]),
-                                                   t.c.event_id.in_([r[1] for r in part])))
-        await conn.commit()
+        async with connect() as conn:
+            ids = [r[0] for r in rows]
+            if conn.dialect.name == "postgresql":
+                # One array parameter instead of `batch` expanded ones: compiled once, cheap to send.
+                await conn.execute(delete(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
+                                   {"ids": ids})
+            else:
+                # By id list, not id range: a row inside the range may have been uncommitted when
+                # we read, and must not be removed before it is published. And only if it still holds
+                # the event we published first: SQLite gives the id of a deleted row to the next one
+                # once the table is empty (INTEGER PRIMARY KEY without AUTOINCREMENT), and with no lock
+                # there another relay of the same outbox (the token registry's: every service's and
+                # `yardstick token`'s) may have published and deleted our rows meanwhile, so an id read
+                # here may now name a new row, not yet published (decision 0026).
+                for i in range(0, len(rows), SQLITE_DELETE_ROWS):
+                    part = rows[i:i + SQLITE_DELETE_ROWS]
+                    await conn.execute(delete(t).where(t.c.id.in_([r[0] for r in part]),
+                                                       t.c.event_id.in_([r[1] for r in part])))
+            await conn.commit()
         self.published += len(messages)
         self.round = min(limit * 2, self.max_batch) if more else self.batch
         if more:
-            OUTBOX_PENDING.labels(service=self.service).set(await self.pending(conn))
+            OUTBOX_PENDING.labels(service=self.service).set(await self._pending_on(connect))
         return more
 
     async def _dead_letter_refused(self, refused: PublishRefused) -> None:
@@ -360,6 +371,10 @@ class Relay:
                       extra={"service": self.service, "topic": message.topic,
                              "event_type": (message.header("ce_type") or b"").decode(),
                              "reason": f"{(message.header('ce_id') or b'').decode()}: {error!r}"[:300]})
+
+    async def _pending_on(self, connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> int:
+        async with connect() as conn:
+            return await self.pending(conn)
 
     async def pending(self, conn: AsyncConnection | None = None) -> int:
         """Events committed but not yet published; on `conn` (the round's own) or a pooled connection."""

@@ -70,6 +70,9 @@ async def test_an_event_not_applied_before_a_stop_stays_in_the_outbox_and_is_app
         relay = _relay(database, bus)
         task = asyncio.create_task(relay.publish_once())
         await eventually(lambda: len(bus.logs[events.FEEDBACK]) == 2)
+        # No connection is held while the bus waits: a stop cancelling the wait closes none in its middle
+        # (on SQLite that left an aiosqlite close that never ended, and `yardstick run` waited for it).
+        assert not task.done() and engine.sync_engine.pool.checkedout() == 0
         await stop_task(task)
         await bus.stop()
         assert len(await _rows(database)) == 1  # both events, one shared row: kept, not deleted
