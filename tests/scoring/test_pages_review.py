@@ -249,6 +249,15 @@ async def test_a_bad_year_on_a_page_is_an_error_page_in_the_readers_language(sys
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
 
 
+async def test_a_path_no_page_has_is_a_404_page_to_a_browser_and_json_to_a_client(system: Any) -> None:
+    r = await system.scoring.get("/public/nope?lang=zh", headers=HTML)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "找不到该页面。" in r.text and 'aria-label="主导航"' in r.text
+    for path, headers in (("/public/nope", {}), ("/v1/nope", HTML)):  # a client, or no page's path
+        r = await system.scoring.get(path, headers=headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+
+
 async def test_the_report_of_a_live_year_tells_a_browser_to_sign_in(system: Any, year: int) -> None:
     r = await system.scoring.get(f"/v1/reports/annual/{year}?lang=zh", headers=HTML)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -370,6 +379,12 @@ async def test_the_dashboard_says_when_a_year_has_no_data(system: Any, token: An
     assert 'class="ranking"' not in empty and "Unsatisfactory" not in empty
     full = (await system.scoring.get(f"/dashboard?year={year}&lang=en")).text
     assert 'class="ranking"' in full and "There is no data" not in full
+    # A unit's page for that year says the same, instead of a card of zeros graded unsatisfactory.
+    empty = (await system.scoring.get(f"/dashboard/units/{UNIT}?year=1999&lang=en")).text
+    assert "There is no data for 1999 yet." in empty
+    assert 'class="components"' not in empty and "Unsatisfactory" not in empty
+    full = (await system.scoring.get(f"/dashboard/units/{UNIT}?year={year}&lang=en")).text
+    assert 'class="components"' in full and "There is no data" not in full
 
 
 async def test_a_units_dashboard_page_lists_the_notices_of_its_year(system: Any, token: Any, eventually: Any,

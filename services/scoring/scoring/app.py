@@ -49,6 +49,7 @@ def create_app(settings: ScoringSettings | None = None, *, bus: Bus | None = Non
 
     runtime.add_task("scorecard-updates", emitter)
     app = runtime.create_app(title="Yardstick scoring", routers=[api.router, pages.router])
+    pages.install_page_not_found(app)
     app.state.settings = settings
     app.state.pages_settings = PagesSettings()
     return app

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scoring import service
 from scoring.pages import content, figures, i18n
@@ -56,6 +58,22 @@ class PageRoute(APIRoute):
 
 
 router = APIRouter(include_in_schema=True, route_class=PageRoute)
+PAGE_PREFIXES = ("/public", "/dashboard")
+
+
+def install_page_not_found(app: FastAPI) -> None:
+    """A path no route knows under the pages (a mistyped or stale link) is a 404 page to a browser, like
+    the pages' own errors; the JSON 404 (api.md's error shape) stays for everything else."""
+    json_handler = app.exception_handlers[StarletteHTTPException]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and request.url.path.startswith(PAGE_PREFIXES) and _wants_html(request):
+            return _error_page(request, ApiError(404, "no such page"))
+        answer = json_handler(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(StarletteHTTPException, not_found)
 TOKEN_COOKIE = "yardstick_dashboard"
 LANG_COOKIE = "yardstick_lang"
 DASHBOARD_ROLES = ("commission", "leader", "coordinator")
@@ -302,6 +320,11 @@ async def dashboard_unit(unit_id: str, request: Request) -> Response:
     if not (principal.covers_unit(unit_id) or principal.role == "leader"):
         return _page(request, "message", title=i18n.word("unit_page", lang), nav=nav, status=403,
                      heading="403", message=i18n.word("forbidden", lang))
+    if not await content.has_data(runtime, year):
+        # As the ranking says it: a card of zeros and an "unsatisfactory" grade would read as a verdict.
+        return _page(request, "message", title=i18n.unit_name(runtime.city, unit_id, lang), nav=nav,
+                     heading=f"{i18n.unit_name(runtime.city, unit_id, lang)} · {year}",
+                     message=i18n.word("no_data_year", lang).format(year=year))
     stamp = await content.page_stamp(runtime)
     page = await content.unit_page(runtime, unit_id, year)
     charts = figures.unit_charts(page, year=year, lang=lang, city=runtime.city)
