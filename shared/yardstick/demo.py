@@ -25,6 +25,20 @@ from yardstick.city import CityProfile
 from yardstick.tokens import Registry
 
 PORTS = {"intake": 8001, "targets": 8002, "scoring": 8003, "notices": 8004}
+# The variables that move each service (its settings' `port`, under the service's prefix).
+PORT_VARIABLES = {"intake": "YARDSTICK_INTAKE_PORT", "targets": "YARDSTICK_TARGETS_PORT",
+                  "scoring": "YARDSTICK_SCORING_PORT", "notices": "YARDSTICK_NOTICES_PORT"}
+
+
+def service_ports() -> dict[str, int]:
+    """Where the services listen: their YARDSTICK_*_PORT, as the services read it, else 8001-8004."""
+    ports = {}
+    for name, variable in PORT_VARIABLES.items():
+        value = os.environ.get(variable, "").strip()
+        if value and not (value.isascii() and value.isdigit()):
+            raise SystemExit(f"{variable}={value!r} is not a port number; set it as the services have it")
+        ports[name] = int(value) if value else PORTS[name]
+    return ports
 # The recurring problem the demo plants, and the category whose share it makes rise this year.
 PLANTED = "seeing-a-doctor"
 RISING = "parking"
@@ -124,7 +138,7 @@ class Demo:
         self.seed = seed
         self._rng = random.Random(seed)
         self.sem = asyncio.Semaphore(concurrency)
-        self.ports = ports or PORTS
+        self.ports = ports or service_ports()
         self.want_last_year = last_year
         self.social_secret = social_secret
         self._settle = settle
