@@ -76,7 +76,7 @@ def test_the_report_and_register_follow_the_events(system: System) -> None:
     html = system.get("scoring", f"/v1/reports/annual/{YEAR}?lang=en").text
     assert 'data-negative="5"' in html and "13800000000" not in html
     public = system.get("scoring", f"/public?year={YEAR}&lang=en").text
-    assert "Recurring complaints" in public and "window_count=5" in public and "13800000000" not in public
+    assert "Recurring complaints" in public and "items in the window: 5" in public and "13800000000" not in public
     row = public.split(f'data-notice="{notice_id}"')[1].split("</tr>")[0]
     assert "<li>Evening clinics in every district</li>" in row and "complaints a week: 2" in row
     assert "15 Jul " + str(YEAR) in row  # the commitment's due date, also the deadline of the step now due
