@@ -124,6 +124,7 @@ UNIT = """{% extends "base" %}{% from "notice" import notice_table with context 
 {% set c = page.card %}
 <h1>{{ unit(c.unit_id) }} · {{ year }}</h1>
 <section aria-labelledby="h-card"><h2 id="h-card">{{ t('scorecard') }}</h2>
+{% if not has_data %}<p class="note" data-no-data="{{ year }}">{{ no_data }}</p>{% else %}
 <p><strong>{{ t('total') }} {{ num(c.total, 3) }}</strong> · {{ t('rank') }} {{ c.rank }} ({{ group(c.group) }})
  · <span class="grade-{{ c.grade }}">{{ t(c.grade) }}</span>{% if c.final %} · {{ t('final') }}{% endif %}</p>
 <div class="scroll"><table class="components"><thead><tr>{% for k in components %}<th class="num" scope="col">{{ t(k ~ '_c') }}</th>{% endfor %}</tr></thead>
@@ -136,7 +137,7 @@ UNIT = """{% extends "base" %}{% from "notice" import notice_table with context 
 <td class="num">{{ num(ch.mean, 3) }}</td><td class="num">{{ num(ch.shrunk, 3) }}</td><td class="num">{{ num(ch.weight, 2) }}</td></tr>{% endfor %}
 </tbody></table></div>
 {% if c.warnings %}<h3>{{ t('warnings') }}</h3><ul>{% for w in c.warnings %}<li>{{ w }}</li>{% endfor %}</ul>{% endif %}
-</section>
+{% endif %}</section>
 <section aria-labelledby="h-weekly"><h2 id="h-weekly">{{ t('weekly_satisfaction') }}</h2>
 {% if page.weeks %}{{ charts.weekly }}{{ charts.weekly_legend }}
 <details id="weekly-figures"><summary>{{ t('weekly_table') }}</summary><div class="scroll"><table><thead><tr><th scope="col">{{ t('week') }}</th>

@@ -320,16 +320,14 @@ async def dashboard_unit(unit_id: str, request: Request) -> Response:
     if not (principal.covers_unit(unit_id) or principal.role == "leader"):
         return _page(request, "message", title=i18n.word("unit_page", lang), nav=nav, status=403,
                      heading="403", message=i18n.word("forbidden", lang))
-    if not await content.has_data(runtime, year):
-        # As the ranking says it: a card of zeros and an "unsatisfactory" grade would read as a verdict.
-        return _page(request, "message", title=i18n.unit_name(runtime.city, unit_id, lang), nav=nav,
-                     heading=f"{i18n.unit_name(runtime.city, unit_id, lang)} · {year}",
-                     message=i18n.word("no_data_year", lang).format(year=year))
     stamp = await content.page_stamp(runtime)
     page = await content.unit_page(runtime, unit_id, year)
     charts = figures.unit_charts(page, year=year, lang=lang, city=runtime.city)
+    # A year nothing was recorded for says so, as the ranking does, instead of a card of zeros graded
+    # unsatisfactory (which reads as a verdict); the page's other sections (its notices) stay.
     return _page(request, "unit", title=i18n.unit_name(runtime.city, unit_id, lang), nav=nav, live=True,
-                 stamp=stamp, year=year, page=page, charts=charts)
+                 stamp=stamp, year=year, page=page, charts=charts, has_data=await content.has_data(runtime, year),
+                 no_data=i18n.word("no_data_year", lang).format(year=year))
 
 
 async def dashboard_stamp(request: Request) -> JSONResponse:
