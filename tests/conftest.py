@@ -210,10 +210,11 @@ async def _end_leftover_tasks(limit_s: float = 20.0) -> None:
     # A statement cancelled as a service stops (its relay or consumer loop, under load) has SQLAlchemy
     # close that aiosqlite connection in a task of its own, which ends when aiosqlite's thread answers.
     # Cancelled, it left that thread answering a closed loop ("Event loop is closed", decision 0022):
-    # it is let finish first, and only one that does not finish within seconds is a leftover.
+    # it is let finish first, and only one that does not finish within 15 s is a leftover.
     closing = [t for t in left if _closes_an_aiosqlite_connection(t)]
     if closing:
-        await asyncio.wait(closing, timeout=5.0)
+        # 15 s: under a loaded CI the close waits behind the statements still queued in aiosqlite's thread.
+        await asyncio.wait(closing, timeout=15.0)
         left = [t for t in left if not t.done()]
     if not left:
         return
