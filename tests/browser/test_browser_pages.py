@@ -264,18 +264,25 @@ def test_a_unit_page_draws_its_charts_and_takes_a_new_rating_live(page: Any, sta
     assert page.locator("svg.chart .series").count() >= 2  # a line per channel (a dot for one week)
     page.screenshot(path=str(artifacts / "unit.png"), full_page=True)
 
-    def window_n() -> str:
-        return str(page.locator("table.channels tr", has_text="Service-window kiosks").locator("td").first
-                   .inner_text())
+    before = kiosk_ratings_shown(page)
+    rate_and_wait_for_the_live_refresh(page, stack, before)
+    assert int(kiosk_ratings_shown(page)) == int(before) + 1
 
-    before = window_n()
+
+def kiosk_ratings_shown(page: Any) -> str:
+    """The unit page's count of kiosk ratings, as shown."""
+    return str(page.locator("table.channels tr", has_text="Service-window kiosks").locator("td").first.inner_text())
+
+
+def rate_and_wait_for_the_live_refresh(page: Any, stack: Stack, before: str) -> None:
+    """Post a kiosk rating and wait until the page shows another count than `before`, by its live refresh
+    (swapping <main>), not by a reload."""
     page.evaluate("window.__notReloaded = true")
     rate(stack, [5])
     page.wait_for_function("([sel, old]) => { const r = [...document.querySelectorAll(sel)].find("
                            "t => t.textContent.includes('Service-window kiosks'));"
                            " return r && r.querySelector('td').textContent.trim() !== old; }",
                            arg=["table.channels tr", before], timeout=20000)
-    assert int(window_n()) == int(before) + 1
     assert page.evaluate("window.__notReloaded") is True
 
 
@@ -590,13 +597,6 @@ def test_weeks_are_spaced_by_date_labels_stay_inside_and_open_figures_stay_open(
     page.goto(f"{stack.url('scoring')}/dashboard/units/{UNIT}?year={year}&lang=en")
     page.locator("#weekly-figures summary").click()
     assert page.locator("#weekly-figures").evaluate("d => d.open") is True
-    before = page.locator("table.channels tr", has_text="Service-window kiosks").locator("td").first.inner_text()
-    page.evaluate("window.__notReloaded = true")
-    rate(stack, [5])
-    page.wait_for_function("([sel, old]) => { const r = [...document.querySelectorAll(sel)].find("
-                           "t => t.textContent.includes('Service-window kiosks'));"
-                           " return r && r.querySelector('td').textContent.trim() !== old; }",
-                           arg=["table.channels tr", before], timeout=20000)
-    assert page.evaluate("window.__notReloaded") is True
+    rate_and_wait_for_the_live_refresh(page, stack, kiosk_ratings_shown(page))
     assert page.locator("#weekly-figures").evaluate("d => d.open") is True
     assert page.locator("#weekly-figures table").is_visible()

@@ -77,7 +77,7 @@ def free_ports(n: int) -> list[int]:
 def root(tmp_path: Path) -> Iterator[Path]:
     """A scratch repository: the real scripts/up.sh, stand-ins for the rest."""
     if shutil.which("curl") is None:
-        pytest.skip("scripts/up.sh needs curl")
+        pytest.fail("scripts/up.sh needs curl: apt-get install curl", pytrace=False)
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "up.sh", tmp_path / "scripts" / "up.sh")
     for path, text in (("deploy/kafka.sh", FAKE_KAFKA), ("deploy/postgres.sh", FAKE_POSTGRES),

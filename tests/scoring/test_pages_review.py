@@ -10,25 +10,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from test_pages_views import auth, publish
 
 from scoring.pages import i18n, svg
 from yardstick import events
-from yardstick.bus.codec import encode
-from yardstick.events import Envelope
 
 UNIT = "health-commission"
 OTHER = "public-security"
 CATEGORY = "seeing-a-doctor"
 HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def publish(system: Any, *items: events.Event, key: str = UNIT) -> None:
-    await system.bus.publish([encode(Envelope.of(d, source="test", key=key)) for d in items])
 
 
 async def caught_up(system: Any, eventually: Any) -> None:
