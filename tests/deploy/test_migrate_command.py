@@ -4,6 +4,7 @@ on SQLite and on fresh PostgreSQL databases made through the admin URL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sqlite3
@@ -17,7 +18,8 @@ import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from yardstick import db
 
@@ -223,3 +225,35 @@ async def test_downgrading_below_shared_outbox_rows_waits_until_none_is_left(
 
 def _downgrade(conn: Any, script: str, url: str, revision: str) -> None:
     command.downgrade(db.alembic_config(conn, script, url), revision)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_the_outbox_compresses_a_shared_row_with_lz4_on_postgresql(service: str, scratch_engine: Any) -> None:
+    """Decision 0028: a kiosk batch's hundred events (about 48 kB of JSON in one row) cost PostgreSQL
+    half the CPU with lz4 as with pglz. The migration sets it; its downgrade gives the default back."""
+    from yardstick.events import Prepared
+    from yardstick.outbox import add, outbox_table
+
+    script = str(SERVICES[service][1])
+    revision = next(r for r in ScriptDirectory(script).walk_revisions() if "outbox lz4" in (r.doc or ""))
+    outbox = outbox_table(MetaData())
+    data = json.dumps({"feedback_id": "f", "unit_id": "unit-a", "channel": "window", "level": 3,
+                       "window_id": "w-1", "reasons": [], "device": "kiosk-1", "year": 2026})
+
+    async def stored_with() -> str:
+        events = [Prepared(id=f"e-{secrets.token_hex(8)}", topic="feedback.v1", key="unit-a",
+                           type="feedback.received", source=service, time="2026-01-01T00:00:00Z", payload=data)
+                  for _ in range(100)]
+        async with AsyncSession(engine) as session, session.begin():
+            await add(session, outbox, events)
+        async with engine.connect() as conn:
+            method = (await conn.execute(text(
+                "SELECT pg_column_compression(payload) FROM outbox ORDER BY id DESC LIMIT 1"))).scalar_one()
+        return str(method)
+
+    async with scratch_engine("postgresql", script, "yt_lz4") as engine:
+        assert await stored_with() == "lz4"
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, script, str(engine.url), revision.down_revision)
+        assert await stored_with() == "pglz"  # the server's default (deploy/postgres.sh leaves it)
