@@ -189,6 +189,7 @@ async def test_events_to_notice_lifecycle_and_notifications(
     public = (await client.get("/v1/public/notices")).json()["items"][0]
     assert public["outcome"] == "verified" and public["plan"] == ["evening clinics"]
     assert public["evidence"]["day"] == day.isoformat() and public["issued_on"] == issued_on.isoformat()
+    assert public["evidence"]["decided_by"] in ("test", "min_count")  # how it decided, in words
     assert "feedback_ids" not in public and "actor" not in json.dumps(public)
     # Rules: readable, editable (audited), effective at once.
     r = await client.put("/v1/rules/complaint-recurrence", json={"min_count": 50}, headers=commission)

@@ -419,6 +419,43 @@ async def test_a_chinese_page_names_the_evidence_and_has_no_english_words(system
     assert "is not in the city profile" not in missing.text
 
 
+async def test_a_notices_evidence_in_words_is_shown_beside_its_numbers(system: Any, token: Any,
+                                                                       eventually: Any, year: int) -> None:
+    """Why a detector fired and how it decided are words in its evidence: the register shows them, in
+    the reader's language, and never the sample feedback ids."""
+    await publish(system, *ratings(year - 1, UNIT, [1]))
+    await publish(system, events.NoticeIssued(
+        notice_id="n-words", unit_id=UNIT, rule="satisfaction-drop", subject=UNIT, severity="normal",
+        issued_at=datetime.now(UTC), year=year - 1,
+        evidence={"n": 40, "satisfied": 20, "kind": "unit", "reason": "dropped",
+                  "window": [f"{year - 1}-03-01", f"{year - 1}-03-14"], "sample_feedback_ids": ["fb-secret-1"]}))
+    await publish(system, events.NoticeIssued(
+        notice_id="n-min", unit_id=UNIT, rule="complaint-recurrence", subject=CATEGORY, severity="normal",
+        issued_at=datetime.now(UTC), year=year - 1,
+        evidence={"window_count": 6, "decided_by": "min_count", "future_word": "as-is"}))
+    await caught_up(system, eventually)
+    r = await system.scoring.post(f"/v1/scorecards/{year - 1}:finalize", json={"force": True},
+                                  headers=auth(token("commission", subject="staff")))
+    assert r.status_code == 200, r.text
+    zh = (await system.scoring.get(f"/public?year={year - 1}&lang=zh")).text
+    row = zh.split('data-notice="n-words"')[1].split("</tr>")[0]
+    assert "满意比例较上期明显下降" in row and "依据线上评价" in row
+    assert f"观察期：{year - 1}年3月1日 – {year - 1}年3月14日" in row
+    assert "评价数：40" in row and "fb-secret-1" not in zh
+    en = (await system.scoring.get(f"/public?year={year - 1}&lang=en")).text
+    row = en.split('data-notice="n-min"')[1].split("</tr>")[0]
+    assert "under 35 days of history: decided by the minimum count alone" in row
+    assert "future_word: as-is" in row  # a word no release knows yet is shown, not dropped
+    assert "items in the window: 6" in row
+
+
+def test_evidence_words_are_sentences_in_either_language() -> None:
+    assert i18n.evidence_words("reason", "below_threshold", "en") == \
+        "the satisfied share's upper bound is under the threshold"
+    assert i18n.evidence_words("latest_status", "off_track", "zh") == "最新状态：偏离"
+    assert i18n.evidence_words("window", ["2026-11-01", "2026-11-14"], "en") == "window: 1 Nov 2026 – 14 Nov 2026"
+
+
 # --- 12. an unrated unit --------------------------------------------------------------------------
 
 

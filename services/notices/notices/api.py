@@ -260,7 +260,8 @@ async def subscribe(body: SubscriptionIn, request: Request,
 
 def _public_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
     keep = ("window_count", "baseline_count", "expected_count", "p_value", "q_value", "window", "n", "satisfied",
-            "share", "wilson_high", "previous_share", "latest_status", "off_track_in_a_row", "reason", "day")
+            "share", "wilson_high", "previous_share", "latest_status", "off_track_in_a_row", "reason", "day",
+            "decided_by", "kind")
     return {k: evidence[k] for k in keep if k in evidence}
 
 

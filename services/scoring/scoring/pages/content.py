@@ -21,6 +21,18 @@ def _numbers(values: dict[str, Any]) -> dict[str, int | float]:
     return {k: v for k, v in sorted(values.items()) if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def _words(values: dict[str, Any]) -> dict[str, str | list[str]]:
+    """The evidence given in words (why it fired, how it decided, the span of days), without the sample
+    feedback ids: they stay with the notices service and its coordinators."""
+    out: dict[str, str | list[str]] = {}
+    for k, v in sorted(values.items()):
+        if isinstance(v, str) and k != "sample_feedback_ids":
+            out[k] = v
+        elif isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) and k == "window":
+            out[k] = list(v)
+    return out
+
+
 def observed_day(n: dict[str, Any]) -> date | None:
     """The last day of the window the detector looked at (its evidence's `window`), when it says so.
 
@@ -64,7 +76,7 @@ def notice_row(n: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
             "issued_on": as_utc(n["issued_at"]).astimezone(tz).date().isoformat(),
             "observed_on": (observed.isoformat() if (observed := observed_day(n)) else None),
             "verified_at": as_utc(n["verified_at"]).isoformat() if n["verified_at"] else None,
-            "evidence": _numbers(n["evidence"]), "overdue": list(n["overdue"]),
+            "evidence": _numbers(n["evidence"]), "evidence_words": _words(n["evidence"]), "overdue": list(n["overdue"]),
             "history": [{"status": h["status"], "at": h["at"]} for h in history],
             "next_step": NEXT_STEP.get(n["status"]),
             "linked_notice_id": n["linked_notice_id"],

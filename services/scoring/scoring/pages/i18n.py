@@ -218,6 +218,23 @@ EVIDENCE: dict[str, tuple[str, str]] = {
 }
 PROBABILITIES = frozenset({"p_value", "q_value"})
 
+# The words a detector gives in its evidence beside its numbers (notices/detectors.py): why it fired and
+# how it decided. Shown as sentences; a (key, value) not listed here is shown as it is.
+EVIDENCE_WORDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("decided_by", "test"): ("按显著性检验判定", "decided by the significance test"),
+    ("decided_by", "min_count"): ("历史数据不足35天，按最少件数判定",
+                                  "under 35 days of history: decided by the minimum count alone"),
+    ("reason", "below_threshold"): ("满意比例区间上限低于阈值", "the satisfied share's upper bound is under the threshold"),
+    ("reason", "dropped"): ("满意比例较上期明显下降", "the satisfied share dropped from the period before"),
+    ("reason", "off_track"): ("连续偏离目标", "off track report after report"),
+    ("reason", "no_data"): ("未按时报送进度", "no progress reported"),
+    ("kind", "window"): ("依据窗口评价器评价", "on the kiosk ratings at the window"),
+    ("kind", "unit"): ("依据线上评价", "on the online ratings"),
+}
+EVIDENCE_KEYS: dict[str, tuple[str, str]] = {"latest_status": ("最新状态", "latest status"),
+                                              "window": ("观察期", "window"), "day": ("评估日", "day evaluated"),
+                                              "reports_after": ("核实后报送自", "reports since")}
+
 
 def word(key: str, lang: Lang) -> str:
     pair = WORDS.get(key)
@@ -331,6 +348,21 @@ def evidence(key: str, value: float | int, lang: Lang) -> str:
         shown = number(int(value), lang)
     if shown.startswith("<"):
         return f"{name} {shown}"
+    return f"{name}：{shown}" if lang == "zh" else f"{name}: {shown}"
+
+
+def evidence_words(key: str, value: str | list[str], lang: Lang, tz: tzinfo | None = None) -> str:
+    """One of a notice's evidence given in words: "判定依据…", "window: 1 Nov 2026 – 14 Nov 2026"."""
+    if isinstance(value, list):  # a span of days
+        shown = " – ".join(day(v, lang, tz) for v in value)
+    elif (key, value) in EVIDENCE_WORDS:
+        return EVIDENCE_WORDS[key, value][0 if lang == "zh" else 1]
+    elif key in ("day", "reports_after"):
+        shown = day(value, lang, tz)
+    else:
+        shown = word(value, lang)
+    pair = EVIDENCE_KEYS.get(key)
+    name = (pair[0] if lang == "zh" else pair[1]) if pair else key
     return f"{name}：{shown}" if lang == "zh" else f"{name}: {shown}"
 
 
