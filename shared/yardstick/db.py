@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import JSON, Column, MetaData, Table, TextClause, event, text
+from sqlalchemy import JSON, Column, MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
@@ -195,23 +195,55 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+async def driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under a PostgreSQL session, inside the session's transaction; None on SQLite.
+
+    For the hot paths' statements (`xact_lock`, `bulk_insert`, a kiosk batch's reads): a statement
+    through the session cost 4 times the client CPU of the same statement on the driver (289 against
+    67 us for an advisory lock, in process), which is SQLAlchemy's execution context, result and
+    greenlet switches. They run in the session's transaction, so they commit or roll back with it.
+    SQLAlchemy begins that transaction on the driver only before its first statement: it is begun
+    here when no statement has (`_start_transaction`, the dialect's own step;
+    tests/yardstick/test_db_driver.py fails if a release renames it). The driver's errors are not
+    wrapped by SQLAlchemy: the services' handlers and `consumer.is_transient` take both.
+    """
+    if dialect_name(session) != "postgresql":
+        return None
+    raw = session.info.get(_DRIVER)
+    if raw is not None:
+        return raw
+    fairy = await (await session.connection()).get_raw_connection()
+    adapted: Any = fairy.dbapi_connection
+    if adapted._transaction is None and adapted.isolation_level != "autocommit":
+        await adapted._start_transaction()
+    raw = session.info[_DRIVER] = fairy.driver_connection
+    return raw
+
+
+_DRIVER = "yardstick.driver"
+
+
+@event.listens_for(AsyncSession.sync_session_class, "after_transaction_end")
+def _forget_driver(session: Any, transaction: Any) -> None:
+    """The driver's connection goes back to the pool with the transaction: a later one may get another."""
+    if transaction.parent is None:
+        session.info.pop(_DRIVER, None)
+
+
 async def xact_lock(session: AsyncSession, *names: str) -> None:
     """Wait for the locks of these names, in the order given, each held until the transaction ends
     (PostgreSQL; SQLite has one writer). Several names take one round trip: callers that lock more
     than one pass them sorted, so two transactions never wait on each other in opposite orders."""
     if dialect_name(session) != "postgresql" or not names:
         return
+    raw = await driver(session)
     if len(names) == 1:
-        await session.execute(_XACT_LOCK, {"k": names[0]})
+        await raw.fetch("SELECT pg_advisory_xact_lock(hashtext($1))", names[0])
     else:
-        await session.execute(_XACT_LOCKS, {"ks": list(names)})
-
-
-# Built once: text() parses its SQL for bind names on every call (20-110 us a statement).
-_XACT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
-# A function scan over the array yields its elements in order, and the aggregate takes each lock as
-# its row arrives: the locks are taken in the array's order.
-_XACT_LOCKS = text("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM unnest(CAST(:ks AS text[])) AS k")
+        # A function scan over the array yields its elements in order, and the aggregate takes each lock
+        # as its row arrives: the locks are taken in the array's order.
+        await raw.fetch("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM unnest($1::text[]) AS k",
+                        list(names))
 
 
 async def try_xact_lock(session: AsyncSession, name: str) -> bool:
@@ -258,22 +290,24 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: Sequence[Mappin
             return []
         return [r[0] for r in await session.execute(stmt.returning(returning), plain)]
     key = (table.name, tuple(columns), skip_conflicts, None if returning is None else returning.name)
-    stmt = _BULK_SQL.get(key)
-    if stmt is None:
-        casts = ", ".join(f"CAST(:{c} AS {_pg_type(table.c[c])}[])" for c in columns)
-        sql = (f'INSERT INTO "{table.name}" ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
-               f"SELECT * FROM unnest({casts})"
-               + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
-               + (f' RETURNING "{returning.name}"' if returning is not None else ""))
-        stmt = _BULK_SQL[key] = text(sql)
+    sql = _BULK_SQL.get(key)
+    if sql is None:
+        casts = ", ".join(f"${i}::{_pg_type(table.c[c])}[]" for i, c in enumerate(columns, 1))
+        sql = _BULK_SQL[key] = (
+            f'INSERT INTO "{table.name}" ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
+            f"SELECT * FROM unnest({casts})" + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
+            + (f' RETURNING "{returning.name}"' if returning is not None else ""))
     # Column by column; a plain column's values as they are (a kiosk batch is 900 of them).
-    params = {c: [v if isinstance(v, JsonText) else json.dumps(v) for v in map(itemgetter(c), rows)]
-              if isinstance(table.c[c].type, JSON) else list(map(itemgetter(c), rows)) for c in columns}
-    result = await session.execute(stmt, params)
-    return [r[0] for r in result] if returning is not None else []
+    values = [[v if isinstance(v, JsonText) else json.dumps(v) for v in map(itemgetter(c), rows)]
+              if isinstance(table.c[c].type, JSON) else list(map(itemgetter(c), rows)) for c in columns]
+    raw = await driver(session)
+    if returning is None:
+        await raw.execute(sql, *values)
+        return []
+    return [r[0] for r in await raw.fetch(sql, *values)]
 
 
-_BULK_SQL: dict[tuple[str, tuple[str, ...], bool, str | None], TextClause] = {}
+_BULK_SQL: dict[tuple[str, tuple[str, ...], bool, str | None], str] = {}
 
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]

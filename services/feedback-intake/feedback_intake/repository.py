@@ -11,7 +11,6 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
-    any_,
     bindparam,
     false,
     func,
@@ -22,11 +21,10 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback_intake.models import audit, feedback, ratings, survey_responses, surveys
-from yardstick.db import bulk_insert, dialect_name, insert_for, xact_lock
+from yardstick.db import bulk_insert, dialect_name, driver, insert_for, xact_lock
 
 
 async def lock_device(session: AsyncSession, device: str) -> None:
@@ -41,13 +39,11 @@ async def lock_device(session: AsyncSession, device: str) -> None:
 
 
 @functools.cache
-def _stored_and_presses(postgresql: bool, with_presses: bool) -> Any:
-    """stored_and_presses' statement, built once per shape: building one and its cache key cost
-    about 0.35 ms, more than running it. One array parameter on PostgreSQL: an IN list of 100 is a
-    new statement for every length."""
-    is_stored = (ratings.c.id == any_(bindparam("ids", type_=ARRAY(String))) if postgresql
-                 else ratings.c.id.in_(bindparam("ids", expanding=True)))
-    stmt: Any = select(ratings.c.id, null().cast(ratings.c.rated_at.type).label("rated_at")).where(is_stored)
+def _stored_and_presses(with_presses: bool) -> Any:
+    """stored_and_presses' statement on SQLite, built once per shape: building one and its cache key
+    cost about 0.35 ms, more than running it."""
+    stmt: Any = select(ratings.c.id, null().cast(ratings.c.rated_at.type).label("rated_at")).where(
+        ratings.c.id.in_(bindparam("ids", expanding=True)))
     if with_presses:
         at = ratings.c.rated_at
         stmt = union_all(stmt, select(null().cast(String).label("id"), at).where(
@@ -56,16 +52,28 @@ def _stored_and_presses(postgresql: bool, with_presses: bool) -> Any:
     return stmt
 
 
+# On PostgreSQL, on the driver (db.driver): one array parameter, where an IN list of 100 would be a new
+# statement for every length.
+_STORED_SQL = "SELECT id, NULL::timestamptz AS rated_at FROM ratings WHERE id = ANY($1::varchar[])"
+_PRESSES_SQL = (" UNION ALL SELECT NULL::varchar AS id, rated_at FROM ratings"
+                " WHERE device = $2 AND rated_at >= $3 AND rated_at <= $4")
+
+
 async def stored_and_presses(session: AsyncSession, ids: Sequence[str], device: str,
                              span: tuple[datetime, datetime] | None) -> tuple[set[str], list[datetime]]:
     """The ids among these already stored, and the kiosk's presses within span (inclusive): one round trip."""
-    stmt = _stored_and_presses(dialect_name(session) == "postgresql", span is not None)
-    params: dict[str, Any] = {"ids": list(ids)}
-    if span is not None:
-        params.update(device=device, start=span[0], end=span[1])
+    raw = await driver(session)
+    if raw is not None:
+        sql = _STORED_SQL if span is None else _STORED_SQL + _PRESSES_SQL
+        rows: Any = await raw.fetch(sql, *([list(ids)] if span is None else [list(ids), device, *span]))
+    else:
+        params: dict[str, Any] = {"ids": list(ids)}
+        if span is not None:
+            params.update(device=device, start=span[0], end=span[1])
+        rows = await session.execute(_stored_and_presses(span is not None), params)
     stored: set[str] = set()
     presses: list[datetime] = []
-    for rating_id, rated_at in await session.execute(stmt, params):
+    for rating_id, rated_at in rows:
         if rating_id is not None:
             stored.add(rating_id)
         else:
