@@ -31,7 +31,11 @@ infra_up() {
       bash deploy/kafka.sh start
       infra_started+=(kafka)
     fi
-    export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-19092}"
+    # The address the running broker listens on, as status reads it from the broker's own config
+    # (as scripts/up.sh does), not rebuilt here from KAFKA_PORT's default.
+    KAFKA_BOOTSTRAP_SERVERS="$(bash deploy/kafka.sh status | sed -n 's/^KAFKA_BOOTSTRAP_SERVERS=//p')"
+    [[ -n "$KAFKA_BOOTSTRAP_SERVERS" ]] || { echo "$infra_who: deploy/kafka.sh status names no broker address; see .cache/kafka/kafka.log" >&2; exit 1; }
+    export KAFKA_BOOTSTRAP_SERVERS
     infra_local_kafka=1
   fi
   if [[ -z "${YARDSTICK_TEST_PG_ADMIN_URL:-}" ]]; then

@@ -172,3 +172,20 @@ def test_postgres_url_takes_the_running_clusters_port(tmp_path: Path, stand_in: 
     stand_in.kill()
     stand_in.wait()  # a stale pid file: the server is gone
     assert url().stdout.strip() == "postgresql+asyncpg://yardstick:yardstick@127.0.0.1:15432/yardstick_scoring"
+
+
+@pytest.mark.integration
+def test_infra_up_takes_the_address_the_running_broker_names() -> None:
+    """test.sh and bench.sh (through infra.sh) use the broker deploy/kafka.sh runs, at the address its
+    status reads from the broker's own config, as scripts/up.sh does."""
+    expected = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not expected:
+        pytest.fail("this test needs the test broker: run it through `make test`", pytrace=False)
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    port = expected.rsplit(":", 1)[1]
+    out = subprocess.run(["bash", "-c", 'set -euo pipefail; source scripts/infra.sh; infra_up probe; '
+                          'echo "kafka at $KAFKA_BOOTSTRAP_SERVERS"'],
+                         capture_output=True, text=True, timeout=120, cwd=REPO, env=env | {"KAFKA_PORT": port})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == f"kafka at {expected}"
+    assert "starting a local Kafka broker" not in out.stdout  # the running one, not a second
