@@ -8,7 +8,7 @@ from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from scoring import repository, service
-from scoring.pages import opinion
+from scoring.pages import i18n, opinion
 from yardstick.db import as_utc
 from yardstick.errors import ApiError
 from yardstick.runtime import ServiceRuntime
@@ -22,15 +22,27 @@ def _numbers(values: dict[str, Any]) -> dict[str, int | float]:
 
 
 def _words(values: dict[str, Any]) -> dict[str, str | list[str]]:
-    """The evidence given in words (why it fired, how it decided, the span of days), without the sample
-    feedback ids: they stay with the notices service and its coordinators."""
+    """The evidence given in words that the pages can name: why it fired, how it decided, the days it
+    looked at. Only the detectors' own vocabulary (i18n.EVIDENCE_WORDS, a target's statuses) and
+    calendar days pass: any other text in an event's evidence could say anything, personal data
+    included, and is never shown (nor are the sample feedback ids)."""
     out: dict[str, str | list[str]] = {}
     for k, v in sorted(values.items()):
-        if isinstance(v, str) and k != "sample_feedback_ids":
+        if isinstance(v, str) and ((k, v) in i18n.EVIDENCE_WORDS
+                                   or (k == "latest_status" and v in i18n.TARGET_STATUSES)
+                                   or (k in ("day", "reports_after") and _is_day(v))):
             out[k] = v
-        elif isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) and k == "window":
+        elif k == "window" and isinstance(v, list) and len(v) == 2 and all(_is_day(x) for x in v):
             out[k] = list(v)
     return out
+
+
+def _is_day(value: Any) -> bool:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def observed_day(n: dict[str, Any]) -> date | None:

@@ -219,7 +219,7 @@ EVIDENCE: dict[str, tuple[str, str]] = {
 PROBABILITIES = frozenset({"p_value", "q_value"})
 
 # The words a detector gives in its evidence beside its numbers (notices/detectors.py): why it fired and
-# how it decided. Shown as sentences; a (key, value) not listed here is shown as it is.
+# how it decided, shown as sentences. Words not listed here are not shown (content._words).
 EVIDENCE_WORDS: dict[tuple[str, str], tuple[str, str]] = {
     ("decided_by", "test"): ("按显著性检验判定", "decided by the significance test"),
     ("decided_by", "min_count"): ("历史数据不足35天，按最少件数判定",
@@ -232,6 +232,7 @@ EVIDENCE_WORDS: dict[tuple[str, str], tuple[str, str]] = {
     ("kind", "window"): ("依据窗口评价器评价", "on the kiosk ratings at the window"),
     ("kind", "unit"): ("依据线上评价", "on the online ratings"),
 }
+TARGET_STATUSES = frozenset({"on_track", "at_risk", "off_track", "no_data"})
 EVIDENCE_KEYS: dict[str, tuple[str, str]] = {"latest_status": ("最新状态", "latest status"),
                                               "window": ("观察期", "window"), "day": ("评估日", "day evaluated"),
                                               "reports_after": ("核实后报送自", "reports since")}
