@@ -227,7 +227,7 @@ async def _settled(bus: MemoryBus, groups: tuple[str, ...] = (), quiet_s: float 
     quiet_since: float | None = None
     seen = -1
     while True:
-        published = sum(len(bus.logs[t]) for t in topics)
+        published = sum(bus.published(t) for t in topics)
         idle = all(bus.lag(g) == 0 for g in names) and published == seen
         seen = published
         if not idle:

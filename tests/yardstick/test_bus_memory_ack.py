@@ -69,7 +69,7 @@ async def test_an_event_not_applied_before_a_stop_stays_in_the_outbox_and_is_app
         await bus.start()
         relay = _relay(database, bus)
         task = asyncio.create_task(relay.publish_once())
-        await eventually(lambda: len(bus.logs[events.FEEDBACK]) == 2)
+        await eventually(lambda: bus.published(events.FEEDBACK) == 2)
         # No connection is held while the bus waits: a stop cancelling the wait closes none in its middle
         # (on SQLite that left an aiosqlite close that never ended, and `yardstick run` waited for it).
         assert not task.done() and engine.sync_engine.pool.checkedout() == 0
@@ -93,3 +93,43 @@ async def test_an_event_not_applied_before_a_stop_stays_in_the_outbox_and_is_app
     finally:
         await engine.dispose()
 
+
+
+async def test_the_log_lets_go_of_what_every_group_applied_and_keeps_offsets_and_order() -> None:
+    """A quick start left running must not hold every message it carried: what every group reading a topic
+    applied is let go (by the thousand, or all once all is applied), a slow group holds it back, offsets
+    stay those of the whole log, a topic no group reads keeps nothing and dead letters stay."""
+    bus = MemoryBus(retry_s=0.01, ack_when_applied=True)
+    gate = asyncio.Event()
+    quick_seen: list[int] = []
+    slow_seen: list[int] = []
+
+    async def quick(message: Message) -> None:
+        quick_seen.append(message.offset)
+
+    async def slow(message: Message) -> None:
+        if message.offset >= 2100:
+            await gate.wait()
+        slow_seen.append(message.offset)
+
+    bus.subscribe(Subscription(group="quick", topics=["a"], handler=quick))
+    bus.subscribe(Subscription(group="slow", topics=["a"], handler=slow))
+    await bus.start()
+    try:
+        await bus.publish([_msg(n) for n in range(1000)])
+        assert bus.logs["a"] == [] and bus.published("a") == 1000  # all applied by both: nothing kept
+        publish = asyncio.create_task(bus.publish([_msg(n) for n in range(1000, 2500)]))
+        await asyncio.sleep(0.2)
+        # The slow group is at 2100: let go by the thousand, up to 2000 (when it got there); the rest kept.
+        assert not publish.done()
+        assert len(bus.logs["a"]) == 500 and bus.logs["a"][0].offset == 2000 and bus.lag("slow") == 400
+        gate.set()
+        await asyncio.wait_for(publish, 5)
+        assert quick_seen == slow_seen == list(range(2500))  # each in order, once
+        assert bus.logs["a"] == [] and bus.published("a") == 2500 and bus.lag("slow") == bus.lag("quick") == 0
+        await bus.publish([Message(topic="nobody-reads", key=None, value=b"x")] * 3)
+        assert bus.logs["nobody-reads"] == [] and bus.published("nobody-reads") == 3
+        await bus.publish([Message(topic="a.dlq", key=None, value=b"dead")])
+        assert len(bus.logs["a.dlq"]) == 1  # kept for whoever looks into it
+    finally:
+        await bus.stop()

@@ -15,6 +15,9 @@ from yardstick.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
+DLQ_SUFFIX = dlq_topic("")
+TRIM_EVERY = 1000
+
 
 class MemoryBus:
     """Keeps every message, so a late subscriber (or a rebuild) reads from the beginning.
@@ -27,13 +30,17 @@ class MemoryBus:
     a publish returns once every group that reads the topic has applied its messages, so a relay
     deletes its outbox rows only then: a stop or crash before that leaves them in the outbox, the
     next start publishes them again, and the consumers skip what they had applied by event id
-    (decision 0027). Unit tests keep the default: a publish returns once the messages are logged.
+    (decision 0027). In that mode the log also lets go of what every group reading a topic has
+    applied (a topic no group reads, at once; dead letters stay): a quick start left running under
+    load would otherwise hold every message it ever carried. Offsets stay those of the whole log.
+    Unit tests keep the default: every message is kept, and a publish returns once they are logged.
     """
 
     backend = "memory"
 
     def __init__(self, retry_s: float = 0.2, batch: int = 500, *, ack_when_applied: bool = False) -> None:
         self.logs: dict[str, list[Message]] = defaultdict(list)
+        self._trimmed: dict[str, int] = defaultdict(int)  # messages let go from each log's start
         self._offsets: dict[tuple[str, str], int] = defaultdict(int)
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,13 +68,15 @@ class MemoryBus:
             ends: dict[str, int] = {}
             for m in messages:
                 log_ = self.logs[m.topic]
-                log_.append(replace(m, partition=0, offset=len(log_)))
-                ends[m.topic] = len(log_)
+                end = self._trimmed[m.topic] + len(log_)
+                log_.append(replace(m, partition=0, offset=end))
+                ends[m.topic] = end + 1
                 PUBLISHED.labels(topic=m.topic).inc()
             self._changed.notify_all()
             if self._ack_when_applied:
                 # The condition's lock is let go while waiting; consumers notify as they move on.
                 await self._changed.wait_for(lambda: self._applied(ends))
+                self._trim()
 
     def _applied(self, ends: dict[str, int]) -> bool:
         """Every group reading one of these topics is past its end offset there."""
@@ -76,8 +85,24 @@ class MemoryBus:
 
     async def _moved_on(self) -> None:
         if self._ack_when_applied:
+            self._trim()
             async with self._changed:
                 self._changed.notify_all()
+
+    def published(self, topic: str) -> int:
+        """How many messages the topic has had: the offset its next one gets."""
+        return self._trimmed[topic] + len(self.logs[topic])
+
+    def _trim(self) -> None:
+        for topic, log_ in self.logs.items():
+            if topic.endswith(DLQ_SUFFIX) or not log_:
+                continue
+            readers = [self._offsets[(sub.group, topic)] for sub in self._subs if topic in sub.topics]
+            drop = (min(readers) if readers else self.published(topic)) - self._trimmed[topic]
+            # By the thousand (a slice's delete moves what stays), or all of it when everything is applied.
+            if drop >= TRIM_EVERY or (drop > 0 and drop == len(log_)):
+                del log_[:drop]
+                self._trimmed[topic] += drop
 
     def subscribe(self, subscription: Subscription) -> None:
         self._subs.append(subscription)
@@ -89,26 +114,27 @@ class MemoryBus:
 
     def lag(self, group: str) -> int:
         return sum(
-            len(self.logs[topic]) - self._offsets[(group, topic)]
+            self.published(topic) - self._offsets[(group, topic)]
             for sub in self._subs if sub.group == group for topic in sub.topics
         )
 
     async def _consume(self, sub: Subscription) -> None:
         while True:
             pending = [
-                (topic, self.logs[topic][self._offsets[(sub.group, topic)]])
+                (topic, self.logs[topic][self._at(sub, topic)])
                 for topic in sub.topics
-                if self._offsets[(sub.group, topic)] < len(self.logs[topic])
+                if self._offsets[(sub.group, topic)] < self.published(topic)
             ]
             if not pending:
                 async with self._changed:
                     await self._changed.wait_for(lambda: any(
-                        self._offsets[(sub.group, t)] < len(self.logs[t]) for t in sub.topics))
+                        self._offsets[(sub.group, t)] < self.published(t) for t in sub.topics))
                 continue
             if sub.batch_handler is not None:
                 for topic in sub.topics:
                     offset = self._offsets[(sub.group, topic)]
-                    chunk = self.logs[topic][offset:offset + (sub.poll_size or self.batch)]
+                    start = self._at(sub, topic)
+                    chunk = self.logs[topic][start:start + (sub.poll_size or self.batch)]
                     if chunk:
                         await self._deliver_batch(sub, chunk)
                         self._offsets[(sub.group, topic)] = offset + len(chunk)
@@ -118,6 +144,13 @@ class MemoryBus:
                 await self._deliver(sub, message)
                 self._offsets[(sub.group, topic)] += 1
                 await self._moved_on()
+
+    def _at(self, sub: Subscription, topic: str) -> int:
+        """The group's next message's place in the kept log. A group that subscribed after its start
+        was let go reads from what is kept, as a Kafka consumer past a topic's retention does."""
+        key = (sub.group, topic)
+        self._offsets[key] = max(self._offsets[key], self._trimmed[topic])
+        return self._offsets[key] - self._trimmed[topic]
 
     async def _deliver_batch(self, sub: Subscription, messages: list[Message]) -> None:
         assert sub.batch_handler is not None
