@@ -133,3 +133,23 @@ async def test_the_log_lets_go_of_what_every_group_applied_and_keeps_offsets_and
         assert len(bus.logs["a.dlq"]) == 1  # kept for whoever looks into it
     finally:
         await bus.stop()
+
+
+async def test_a_group_that_subscribes_after_its_topic_was_let_go_reads_what_comes_next() -> None:
+    """A review's find: a late group's first read indexed an emptied log and its task died, so every later
+    publish to the topic waited for it for ever."""
+    bus = MemoryBus(retry_s=0.01, ack_when_applied=True)
+    seen: list[int] = []
+
+    async def late(message: Message) -> None:
+        seen.append(message.offset)
+
+    await bus.start()
+    try:
+        await bus.publish([_msg(n) for n in range(3)])  # nobody reads "a" yet: let go at once
+        bus.subscribe(Subscription(group="late", topics=["a"], handler=late))
+        assert bus.lag("late") == 0
+        await asyncio.wait_for(bus.publish([_msg(3)]), 2)
+        assert seen == [3] and bus.lag("late") == 0
+    finally:
+        await bus.stop()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from yardstick import db
@@ -15,6 +16,8 @@ from yardstick.consumer import is_transient
 
 metadata = MetaData()
 things = Table("things", metadata, Column("id", String(64), primary_key=True), Column("n", Integer, nullable=False))
+notes = Table("notes", metadata, Column("who", String(20), nullable=True), Column("n", Integer, nullable=True),
+              Column("doc", JSON, nullable=True))
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +81,160 @@ async def test_a_driver_error_rolls_the_session_back_and_is_judged_like_sqlalche
         await db.bulk_insert(session, things, [{"id": "z", "n": 3}])
     async with engine.connect() as conn:
         assert [r[0] for r in await conn.execute(select(things.c.id).order_by(things.c.id))] == ["x", "z"]
+
+
+@pytest.mark.parametrize("rows", [
+    pytest.param([{"who": "a", "n": 1, "doc": []}, {"who": "a", "n": 2, "doc": []}, {"who": "b", "n": 2, "doc": []}],
+                 id="some-columns-alike"),
+    pytest.param([{"who": "a", "n": 1, "doc": {"k": 1}}] * 3, id="identical-rows-stay-three"),
+    pytest.param([{"who": None, "n": None, "doc": None}] * 2, id="all-null"),
+    pytest.param([{"who": "solo", "n": 7, "doc": [1, 2]}], id="one-row"),
+])
+async def test_bulk_insert_stores_every_row_whichever_columns_are_alike(engine: AsyncEngine,
+                                                                          rows: list[dict[str, Any]]) -> None:
+    """A column alike in every row travels as one value (the driver checks each element of an array): the
+    rows stored are the rows given, as many as given."""
+    sessions = db.session_factory(engine)
+    async with db.transaction(sessions) as session:
+        await db.bulk_insert(session, notes, rows)
+    async with engine.connect() as conn:
+        stored = [dict(r._mapping) for r in await conn.execute(select(notes))]
+    key = repr
+    assert sorted(stored, key=key) == sorted(rows, key=key)
+
+
+async def test_a_savepoint_begun_after_the_driver_is_in_use_rolls_back_its_own_rows(engine: AsyncEngine) -> None:
+    """A review's find: the cached connection skipped SQLAlchemy's pending SAVEPOINT, so a failed nested
+    block's rows were committed with the outer transaction."""
+    sessions = db.session_factory(engine)
+    async with db.transaction(sessions) as session:
+        await db.xact_lock(session, "kiosk:a")  # the driver in use before the savepoint
+        with pytest.raises(ValueError):
+            async with session.begin_nested():
+                await db.bulk_insert(session, things, [{"id": "in-savepoint", "n": 1}])
+                raise ValueError("the nested block fails")
+        await db.bulk_insert(session, things, [{"id": "kept", "n": 2}])
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with session.begin_nested():
+                await db.bulk_insert(session, things, [{"id": "kept", "n": 3}])
+        await db.bulk_insert(session, things, [{"id": "after", "n": 4}])  # the transaction is still usable
+    async with engine.connect() as conn:
+        assert [r[0] for r in await conn.execute(select(things.c.id).order_by(things.c.id))] == ["after", "kept"]
+
+
+class _Proxy:
+    """A TCP proxy to the test cluster that can hold the server's answers back or drop the connection."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.hold = asyncio.Event()
+        self.drop = asyncio.Event()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self.target)
+
+        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter, from_client: bool) -> None:
+            try:
+                while data := await r.read(65536):
+                    if from_client and self.drop.is_set():
+                        self.drop.clear()
+                        client_w.transport.abort()
+                        server_w.transport.abort()
+                        return
+                    if not from_client and self.hold.is_set():
+                        await asyncio.sleep(0.5)
+                    w.write(data)
+                    await w.drain()
+            except OSError:
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pump(client_r, server_w, True), pump(server_r, client_w, False))
+
+
+def _through(url: str, port: int) -> str:
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    return url.replace(f"@{host_port}/", f"@127.0.0.1:{port}/")
+
+
+def _target(url: str) -> tuple[str, int]:
+    host, port = url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)
+
+
+async def test_a_unit_of_work_cancelled_during_its_begin_leaves_no_transaction_open(engine: AsyncEngine) -> None:
+    """A review's find: a task cancelled while the driver's BEGIN was under way left the server's
+    transaction unknown to SQLAlchemy; the pool's connection then nested every later unit of work in
+    it as a savepoint, and their commits committed nothing. The connection is dropped now."""
+    url = engine.url.render_as_string(hide_password=False)
+    proxy = _Proxy(_target(url))
+    async with proxy as port:
+        proxied = db.make_engine(_through(url, port), pool_size=1, max_overflow=0)
+        sessions = db.session_factory(proxied)
+        try:
+            async with db.transaction(sessions) as session:  # the pool's one connection, opened
+                await session.execute(text("SELECT 1"))
+
+            async def unit_of_work() -> None:
+                async with db.transaction(sessions) as session:
+                    await db.xact_lock(session, "kiosk:a")
+
+            proxy.hold.set()
+            task = asyncio.create_task(unit_of_work())
+            await asyncio.sleep(0.2)  # BEGIN sent, its answer held back
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.6)
+            proxy.hold.clear()
+            for i in range(2):
+                async with db.transaction(sessions) as session:
+                    await db.xact_lock(session, "kiosk:b")
+                    await db.bulk_insert(session, things, [{"id": f"later-{i}", "n": i}])
+        finally:
+            await proxied.dispose()
+    async with engine.connect() as conn:
+        assert [r[0] for r in await conn.execute(select(things.c.id).order_by(things.c.id))] == ["later-0", "later-1"]
+    assert await _lock_is_free(engine, "kiosk:b")
+
+
+async def test_a_connection_lost_at_the_drivers_begin_answers_503(engine: AsyncEngine) -> None:
+    """A review's find: the adapter's stand-in error for a failed BEGIN was neither SQLAlchemy's nor the
+    driver's, and a request answered a bare 500. It is the driver's own now: 503 with Retry-After."""
+    import httpx
+    from fastapi import FastAPI
+
+    from yardstick import runtime
+
+    url = engine.url.render_as_string(hide_password=False)
+    proxy = _Proxy(_target(url))
+    async with proxy as port:
+        proxied = db.make_engine(_through(url, port), pool_size=1, max_overflow=0)
+        sessions = db.session_factory(proxied)
+        app = FastAPI()
+        runtime.install_unavailable(app, "test")
+
+        @app.post("/lock")
+        async def lock() -> dict[str, bool]:
+            async with db.transaction(sessions) as session:
+                await db.xact_lock(session, "kiosk:a")
+            return {"ok": True}
+
+        try:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.post("/lock")).status_code == 200
+                proxy.drop.set()
+                r = await client.post("/lock")
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+                assert (await client.post("/lock")).status_code == 200  # a new connection
+        finally:
+            await proxied.dispose()

@@ -114,17 +114,17 @@ class MemoryBus:
 
     def lag(self, group: str) -> int:
         return sum(
-            self.published(topic) - self._offsets[(group, topic)]
+            self.published(topic) - max(self._offsets[(group, topic)], self._trimmed[topic])
             for sub in self._subs if sub.group == group for topic in sub.topics
         )
 
     async def _consume(self, sub: Subscription) -> None:
         while True:
-            pending = [
-                (topic, self.logs[topic][self._at(sub, topic)])
-                for topic in sub.topics
-                if self._offsets[(sub.group, topic)] < self.published(topic)
-            ]
+            pending = []
+            for topic in sub.topics:
+                at = self._at(sub, topic)  # first: a group that subscribed late starts at what is kept
+                if at < len(self.logs[topic]):
+                    pending.append((topic, self.logs[topic][at]))
             if not pending:
                 async with self._changed:
                     await self._changed.wait_for(lambda: any(
