@@ -176,8 +176,9 @@ def test_postgres_url_takes_the_running_clusters_port(tmp_path: Path, stand_in: 
 
 @pytest.mark.integration
 def test_infra_up_takes_the_address_the_running_broker_names() -> None:
-    """test.sh and bench.sh (through infra.sh) use the broker deploy/kafka.sh runs, at the address its
-    status reads from the broker's own config, as scripts/up.sh does."""
+    """test.sh and bench.sh (through infra.sh) find the broker deploy/kafka.sh runs, start no second one,
+    and export the address its status reads from the broker's own config (as scripts/up.sh does; with
+    status refusing a KAFKA_PORT other than the running broker's, that is the address KAFKA_PORT names)."""
     expected = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not expected:
         pytest.fail("this test needs the test broker: run it through `make test`", pytrace=False)

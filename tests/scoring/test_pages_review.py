@@ -27,6 +27,17 @@ async def caught_up(system: Any, eventually: Any) -> None:
     await eventually(system.scorecards_current)
 
 
+async def finalized_with_notices(system: Any, token: Any, eventually: Any, year: int,
+                                 *notices: events.NoticeIssued) -> None:
+    """Last year rated, these notices issued in it, all applied, and the year finalized (published)."""
+    await publish(system, *ratings(year - 1, UNIT, [1]))
+    await publish(system, *notices)
+    await caught_up(system, eventually)
+    r = await system.scoring.post(f"/v1/scorecards/{year - 1}:finalize", json={"force": True},
+                                  headers=auth(token("commission", subject="staff")))
+    assert r.status_code == 200, r.text
+
+
 @pytest.fixture
 def year(city: Any) -> int:
     return datetime.now(UTC).astimezone(city.timezone).year
@@ -398,15 +409,10 @@ async def test_a_units_dashboard_page_lists_the_notices_of_its_year(system: Any,
 
 async def test_a_chinese_page_names_the_evidence_and_has_no_english_words(system: Any, token: Any,
                                                                           eventually: Any, year: int) -> None:
-    await publish(system, *ratings(year - 1, UNIT, [1]))
-    await publish(system, events.NoticeIssued(
+    await finalized_with_notices(system, token, eventually, year, events.NoticeIssued(
         notice_id="n-zh", unit_id=UNIT, rule="complaint-recurrence", subject=CATEGORY, severity="normal",
         issued_at=datetime.now(UTC), year=year - 1,
         evidence={"window_count": 9, "baseline_count": 1, "alpha": 0.01, "p_value": 4e-10, "decided_by": "test"}))
-    await caught_up(system, eventually)
-    r = await system.scoring.post(f"/v1/scorecards/{year - 1}:finalize", json={"force": True},
-                                  headers=auth(token("commission", subject="staff")))
-    assert r.status_code == 200, r.text
     html = (await system.scoring.get(f"/public?year={year - 1}&lang=zh")).text
     row = html.split('data-notice="n-zh"')[1].split("</tr>")[0]
     assert "观察期件数：9" in row and "显著性水平：0.010" in row and "p值 &lt; 0.001" in row
@@ -423,21 +429,16 @@ async def test_a_notices_evidence_in_words_is_shown_beside_its_numbers(system: A
                                                                        eventually: Any, year: int) -> None:
     """Why a detector fired and how it decided are words in its evidence: the register shows them, in
     the reader's language, and never the sample feedback ids nor any text it cannot name."""
-    await publish(system, *ratings(year - 1, UNIT, [1]))
-    await publish(system, events.NoticeIssued(
+    await finalized_with_notices(system, token, eventually, year, events.NoticeIssued(
         notice_id="n-words", unit_id=UNIT, rule="satisfaction-drop", subject=UNIT, severity="normal",
         issued_at=datetime.now(UTC), year=year - 1,
         evidence={"n": 40, "satisfied": 20, "kind": "unit", "reason": "dropped",
-                  "window": [f"{year - 1}-03-01", f"{year - 1}-03-14"], "sample_feedback_ids": ["fb-secret-1"]}))
-    await publish(system, events.NoticeIssued(
+                  "window": [f"{year - 1}-03-01", f"{year - 1}-03-14"], "sample_feedback_ids": ["fb-secret-1"]}),
+        events.NoticeIssued(
         notice_id="n-min", unit_id=UNIT, rule="complaint-recurrence", subject=CATEGORY, severity="normal",
         issued_at=datetime.now(UTC), year=year - 1,
         evidence={"window_count": 6, "decided_by": "min_count", "note": "call 13800000000",
                   "reason": "a word no release knows", "day": "not a day"}))
-    await caught_up(system, eventually)
-    r = await system.scoring.post(f"/v1/scorecards/{year - 1}:finalize", json={"force": True},
-                                  headers=auth(token("commission", subject="staff")))
-    assert r.status_code == 200, r.text
     zh = (await system.scoring.get(f"/public?year={year - 1}&lang=zh")).text
     row = zh.split('data-notice="n-words"')[1].split("</tr>")[0]
     assert "满意比例较上期明显下降" in row and "依据线上评价" in row

@@ -72,18 +72,9 @@ def _validate(items: list[dict[str, Any]], outcome: RatingOutcome, *, city: City
     except ValidationError:
         parsed = [None] * len(items)
     for i, raw in enumerate(items):
-        item = parsed[i]
+        item = parsed[i] if parsed[i] is not None else _one_item(raw, i, outcome)
         if item is None:
-            if not isinstance(raw, dict):
-                _reject(outcome, i, "invalid", "an item must be an object")
-                continue
-            try:
-                item = RatingItem.model_validate(raw)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-                _reject(outcome, i, "invalid", problems)
-                continue
+            continue
         if item.window_id not in windows:
             _reject(outcome, i, "unknown_window", f"window {item.window_id!r} is not in the city profile")
         elif item.rated_at > future:
@@ -95,6 +86,20 @@ def _validate(items: list[dict[str, Any]], outcome: RatingOutcome, *, city: City
         else:
             valid.append((i, item))
     return valid
+
+
+def _one_item(raw: Any, i: int, outcome: RatingOutcome) -> RatingItem | None:
+    """An item of a batch that failed as a whole, validated alone: the item, or None once rejected."""
+    if not isinstance(raw, dict):
+        _reject(outcome, i, "invalid", "an item must be an object")
+        return None
+    try:
+        return RatingItem.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        _reject(outcome, i, "invalid", problems)
+        return None
 
 
 async def post_ratings(*, runtime: ServiceRuntime, settings: IntakeSettings, principal: Principal,

@@ -132,8 +132,8 @@ class MemoryBus:
                 continue
             if sub.batch_handler is not None:
                 for topic in sub.topics:
-                    offset = self._offsets[(sub.group, topic)]
                     start = self._at(sub, topic)
+                    offset = self._offsets[(sub.group, topic)]  # read after _at, which may move it on
                     chunk = self.logs[topic][start:start + (sub.poll_size or self.batch)]
                     if chunk:
                         await self._deliver_batch(sub, chunk)

@@ -30,7 +30,7 @@ def _words(values: dict[str, Any]) -> dict[str, str | list[str]]:
     for k, v in sorted(values.items()):
         if isinstance(v, str) and ((k, v) in i18n.EVIDENCE_WORDS
                                    or (k == "latest_status" and v in i18n.TARGET_STATUSES)
-                                   or (k in ("day", "reports_after") and _is_day(v))):
+                                   or (k in i18n.DAY_KEYS and _is_day(v))):
             out[k] = v
         elif k == "window" and isinstance(v, list) and len(v) == 2 and all(_is_day(x) for x in v):
             out[k] = list(v)

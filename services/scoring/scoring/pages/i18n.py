@@ -233,6 +233,7 @@ EVIDENCE_WORDS: dict[tuple[str, str], tuple[str, str]] = {
     ("kind", "unit"): ("依据线上评价", "on the online ratings"),
 }
 TARGET_STATUSES = frozenset({"on_track", "at_risk", "off_track", "no_data"})
+DAY_KEYS = ("day", "reports_after")  # evidence that is a calendar day
 EVIDENCE_KEYS: dict[str, tuple[str, str]] = {"latest_status": ("最新状态", "latest status"),
                                               "window": ("观察期", "window"), "day": ("评估日", "day evaluated"),
                                               "reports_after": ("核实后报送自", "reports since")}
@@ -359,12 +360,11 @@ def evidence_words(key: str, value: str | list[str], lang: Lang, tz: tzinfo | No
         shown = " – ".join(day(v, lang, tz) for v in value)
     elif (key, value) in EVIDENCE_WORDS:
         return EVIDENCE_WORDS[key, value][0 if lang == "zh" else 1]
-    elif key in ("day", "reports_after"):
+    elif key in DAY_KEYS:
         shown = day(value, lang, tz)
-    else:
+    else:  # a target's status
         shown = word(value, lang)
-    pair = EVIDENCE_KEYS.get(key)
-    name = (pair[0] if lang == "zh" else pair[1]) if pair else key
+    name = EVIDENCE_KEYS[key][0 if lang == "zh" else 1]  # content._words passes no other key
     return f"{name}：{shown}" if lang == "zh" else f"{name}: {shown}"
 
 
