@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from pydantic_core import to_json
 from sqlalchemy import JSON, Column, MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -313,8 +314,9 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: Sequence[Mappin
             await session.execute(stmt, plain)
             return []
         return [r[0] for r in await session.execute(stmt.returning(returning), plain)]
-    # Column by column; a plain column's values as they are (a kiosk batch is 900 of them).
-    values = [[v if isinstance(v, JsonText) else json.dumps(v) for v in map(itemgetter(c), rows)]
+    # Column by column; a plain column's values as they are (a kiosk batch is 900 of them), a JSON
+    # column's as text by pydantic's serialiser (a fifth of json.dumps's cost: a kiosk batch's reasons).
+    values = [[v if isinstance(v, JsonText) else to_json(v).decode() for v in map(itemgetter(c), rows)]
               if isinstance(table.c[c].type, JSON) else list(map(itemgetter(c), rows)) for c in columns]
     # A column whose rows all hold one value (a kiosk batch's device, window, unit, year and status)
     # travels as that one value: the driver checks every element of an array it encodes, about a fifth

@@ -69,6 +69,9 @@ def outbox_table(metadata: MetaData) -> Table:
 # 32,766 a statement.
 SQLITE_DELETE_ROWS = 8_000
 
+# How often the relay counts a backlog for the pending gauge, at most (seconds).
+PENDING_COUNT_EVERY_S = 1.0
+
 # The most events one row holds: a kiosk's batch of 500 is five rows, and a row stays a few
 # tens of kilobytes (the relay reads a thousand events a round).
 ROW_EVENTS = 100
@@ -77,7 +80,7 @@ ROW_EVENTS = 100
 def _fields(e: Envelope | Prepared) -> tuple[str, str, str, str, str, str, str]:
     """event id, topic, key, type, source, time and data (JSON text): what a message is made of."""
     if isinstance(e, Prepared):
-        return e.id, e.topic, e.key, e.type, e.source, e.time, e.payload
+        return e  # those fields in that order
     return e.id, e.topic, e.key, e.type, e.source, ce_time(e.time), e.data.model_dump_json()
 
 
@@ -171,6 +174,7 @@ class Relay:
         self._lock_conn: AsyncConnection | None = None
         self.published = 0
         self.holds_lock = False
+        self._count_after = 0.0  # the event loop's time before which a backlog is not counted again
 
     def wake(self) -> None:
         self._wake.set()
@@ -374,7 +378,10 @@ class Relay:
             await conn.commit()
         self.published += len(messages)
         self.round = min(limit * 2, self.max_batch) if more else self.batch
-        if more:
+        if more and (now := asyncio.get_running_loop().time()) >= self._count_after:
+            # A backlog's exact size takes a pass over the table: once a second is enough for a gauge
+            # scraped every few (a round's own cost behind a saturated intake, every round before).
+            self._count_after = now + PENDING_COUNT_EVERY_S
             OUTBOX_PENDING.labels(service=self.service).set(await self._pending_on(connect))
         return more
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -11,6 +10,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import MetaData, select
@@ -87,6 +87,17 @@ def test_a_utc_time_is_written_with_z_and_an_offset_is_kept() -> None:
     assert json.loads(cst.payload)["occurred_at"] == "2026-03-04T17:30:15.250000+08:00"
 
 
+def test_a_prepared_event_writes_the_models_fields_in_its_order_and_refuses_a_name_it_lacks() -> None:
+    at = datetime(2026, 3, 4, 9, 30, tzinfo=UTC)
+    # The call names fields in another order than the model declares them, and leaves some to their default.
+    fields = {"device": "kiosk-7", "reasons": ["wait"], "level": 4, "year": 2026, "occurred_at": at,
+              "channel": "window", "unit_id": "u", "feedback_id": "f", "window_id": "w"}
+    prepared = events.prepare(events.FeedbackReceived, source="s", key="k", time="t", **fields)
+    assert prepared.payload == events.FeedbackReceived(**fields).model_dump_json()  # the same text, key by key
+    with pytest.raises(TypeError, match="FeedbackReceived has no field levle"):  # not dropped without a word
+        events.prepare(events.FeedbackReceived, source="s", key="k", time="t", levle=4, **fields)
+
+
 def test_event_ids_are_time_ordered_version_7_uuids_and_distinct() -> None:
     before = time.time_ns() // 1_000_000
     ids = [events.new_event_id() for _ in range(2500)]  # several refills of the pool
@@ -138,7 +149,7 @@ async def test_the_outbox_stores_a_prepared_event_as_it_stores_the_envelope() ->
     async with AsyncSession(engine) as session, session.begin():
         await add(session, table, [envelope])
         await add(session, table, [prepared])
-        await add(session, table, [envelope.model_copy(update={"id": "e-3"}), dataclasses.replace(prepared, id="e-4")])
+        await add(session, table, [envelope.model_copy(update={"id": "e-3"}), prepared._replace(id="e-4")])
     async with engine.connect() as conn:
         rows = [dict(r._mapping) for r in await conn.execute(select(table).order_by(table.c.id))]
     await engine.dispose()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
@@ -21,7 +22,7 @@ from yardstick.bus import BusUnavailable, DeadLetter, Message, Subscription
 from yardstick.bus.codec import decode, encode
 from yardstick.bus.memory import MemoryBus
 from yardstick.consumer import IdempotentConsumer, NotFound, processed_table
-from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
+from yardstick.outbox import PENDING_COUNT_EVERY_S, ROW_EVENTS, Relay, add, outbox_table
 from yardstick.runtime import ServiceRuntime
 from yardstick.settings import ServiceSettings
 from yardstick.tasks import stop_task
@@ -210,6 +211,30 @@ async def test_a_requests_events_share_rows_and_go_out_in_order(backend_database
     assert relay.published == 253
     assert await _rows(backend_database) == []
     assert await relay.pending() == 0
+
+
+async def test_a_backlog_is_counted_for_its_gauge_once_a_second(backend_database: Db) -> None:
+    """The pending gauge: a round that leaves a backlog counts it (a pass over the table), at most once a
+    second; a round that takes the whole backlog knows its size without counting."""
+    for n in range(10):  # ten requests of 100 events, a row each
+        async with db.transaction(backend_database.sessions) as session:
+            await add(session, outbox, [_event(100 * n + k) for k in range(100)])
+    relay = _relay(backend_database, MemoryBus(), batch=100)
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("yardstick_outbox_pending", {"service": "test"})
+
+    assert await relay.publish_once() is True  # 100 out, a backlog left: counted
+    assert gauge() == 900
+    assert await relay.publish_once() is True  # 200 more within the second: not counted again
+    assert gauge() == 900
+    await asyncio.sleep(PENDING_COUNT_EVERY_S)
+    assert await relay.publish_once() is True  # 400 more a second later: counted
+    assert gauge() == 300
+    assert await relay.publish_once() is False  # the rest fits in the round (800): its size, no count
+    assert gauge() == 300 and relay.published == 1000
+    assert await relay.publish_once() is False
+    assert gauge() == 0
 
 
 @pytest.mark.parametrize("spelling", ["as written", "the standard library's default", "spaced, ASCII escapes"])
