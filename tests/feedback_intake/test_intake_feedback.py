@@ -19,7 +19,7 @@ from feedback_intake.models import feedback
 from feedback_intake.service import NewFeedback
 from yardstick.city import UNCATEGORISED
 from yardstick.errors import ApiError
-from yardstick.events import NoticeIssued
+from yardstick.events import FeedbackReceived, NoticeIssued
 
 INTAKE = "feedback-intake"
 
@@ -55,6 +55,8 @@ async def test_web_feedback_is_classified_routed_and_announced_without_personal_
     assert len(mine) == 1
     assert mine[0]["channel"] == "web" and mine[0]["has_text"] is True and mine[0]["level"] == 1
     assert mine[0]["category_id"] == "seeing-a-doctor"
+    # Written without the model (events.prepare): every field, each as the model writes it.
+    assert FeedbackReceived.model_validate(mine[0]).model_dump(mode="json") == mine[0]
     flat = json.dumps(payloads, ensure_ascii=False)
     assert "13800000000" not in flat and "example.org" not in flat and "挂号排了" not in flat
 

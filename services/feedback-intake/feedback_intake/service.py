@@ -297,15 +297,14 @@ def _check_references(city: CityProfile, item: NewFeedback) -> str | None:
     return unit_id
 
 
-def _received_event(runtime: ServiceRuntime, row: dict[str, Any]) -> events.Envelope:
+def _received_event(runtime: ServiceRuntime, row: dict[str, Any], time: str) -> events.Prepared:
+    """A stored item's feedback.received, from the row's own (validated) values: no model built."""
     category = row["category_id"] if row["category_id"] != UNCATEGORISED else None
-    return events.Envelope.of(
-        events.FeedbackReceived(
-            feedback_id=row["id"], unit_id=row["unit_id"], channel=row["channel"],
-            occurred_at=as_utc(row["submitted_at"]),
-            year=row["year"], level=row["level"], window_id=row["window_id"], category_id=category,
-            district_id=row["district_id"], has_text=bool(row["text"])),
-        source=runtime.service, key=row["unit_id"])
+    return events.prepare(
+        events.FeedbackReceived, source=runtime.service, key=row["unit_id"], time=time,
+        feedback_id=row["id"], unit_id=row["unit_id"], channel=row["channel"],
+        occurred_at=as_utc(row["submitted_at"]), year=row["year"], level=row["level"], window_id=row["window_id"],
+        category_id=category, district_id=row["district_id"], has_text=bool(row["text"]))
 
 
 def due_date(intake: Intake, now: datetime) -> date:
@@ -447,7 +446,8 @@ class FeedbackWriter:
     async def _store(self, rows: list[dict[str, Any]]) -> set[str]:
         async with self.runtime.transaction() as session:
             inserted = await repository.insert_feedback(session, rows)
-            await self.runtime.emit(session, [_received_event(self.runtime, row) for row in rows
+            time = events.ce_time(datetime.now(UTC))
+            await self.runtime.emit(session, [_received_event(self.runtime, row, time) for row in rows
                                               if row["id"] in inserted and row["unit_id"] is not None])
         return inserted
 
@@ -621,7 +621,8 @@ async def reassign(intake: Intake, principal: Principal, unit_id: str | None, fe
                                    detail={"from": unit_id, "to": to_unit, "reason": reason})
         moved = await repository.feedback_where(session, f.id == row.id)
         if unit_id is None:
-            envelope = _received_event(intake.runtime, moved._asdict())
+            envelope: events.Envelope | events.Prepared = _received_event(intake.runtime, moved._asdict(),
+                                                                           events.ce_time(now))
         else:
             category = row.category_id if row.category_id != UNCATEGORISED else None
             revision, received_by = await repository.moves(session, row.id)
