@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_outbox import Db, _consumer, _event, _relay, _rows, _tally, metadata
 from test_outbox import outbox as outbox_rows
 
 from yardstick import db, events, outbox
-from yardstick.bus import Message, Subscription
+from yardstick.bus import Message, Subscription, memory
 from yardstick.bus.memory import MemoryBus
 from yardstick.tasks import stop_task
 
@@ -151,5 +152,36 @@ async def test_a_group_that_subscribes_after_its_topic_was_let_go_reads_what_com
         assert bus.lag("late") == 0
         await asyncio.wait_for(bus.publish([_msg(3)]), 2)
         assert seen == [3] and bus.lag("late") == 0
+    finally:
+        await bus.stop()
+
+
+async def test_dead_letters_no_group_reads_keep_the_newest(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A consumer dead-lettering every message must not fill a quick start's memory: each dead letter was
+    logged as an error when it came, and of those no group reads the newest DEAD_LETTERS_KEPT stay."""
+    monkeypatch.setattr(memory, "DEAD_LETTERS_KEPT", 3)
+    monkeypatch.setattr(memory, "TRIM_EVERY", 2)
+    bus = MemoryBus(retry_s=0.01, ack_when_applied=True)
+    read: list[int] = []
+
+    async def reader(message: Message) -> None:
+        read.append(message.offset)
+
+    bus.subscribe(Subscription(group="inspector", topics=["b.dlq"], handler=reader))
+    await bus.start()
+    try:
+        dead = [Message(topic="a.dlq", key=None, value=f"dead {n}".encode()) for n in range(6)]
+        await bus.publish(dead[:4])
+        assert [m.value for m in bus.logs["a.dlq"]] == [m.value for m in dead[:4]]  # under 3 + 2: all kept
+        await bus.publish(dead[4:5])
+        assert [m.value for m in bus.logs["a.dlq"]] == [m.value for m in dead[2:5]]  # the newest 3
+        assert [m.offset for m in bus.logs["a.dlq"]] == [2, 3, 4] and bus.published("a.dlq") == 5
+        assert any(r.getMessage() == "the oldest dead letters let go" and r.count == 2 for r in caplog.records)
+        await bus.publish(dead[5:])
+        assert [m.offset for m in bus.logs["a.dlq"]] == [2, 3, 4, 5]
+        # A dead-letter topic a group reads is let go as any other: once read, not before.
+        await bus.publish([Message(topic="b.dlq", key=None, value=b"x")] * 6)
+        assert read == list(range(6)) and bus.logs["b.dlq"] == []
     finally:
         await bus.stop()

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = dlq_topic("")
 TRIM_EVERY = 1000
+# Dead letters a topic keeps in the one-process mode when no group reads them (the newest).
+DEAD_LETTERS_KEPT = 10_000
 
 
 class MemoryBus:
@@ -31,7 +33,7 @@ class MemoryBus:
     deletes its outbox rows only then: a stop or crash before that leaves them in the outbox, the
     next start publishes them again, and the consumers skip what they had applied by event id
     (decision 0027). In that mode the log also lets go of what every group reading a topic has
-    applied (a topic no group reads, at once; dead letters stay): a quick start left running under
+    applied (a topic no group reads, at once; of dead letters, the newest 10,000 stay): a quick start left running under
     load would otherwise hold every message it ever carried. Offsets stay those of the whole log.
     Unit tests keep the default: every message is kept, and a publish returns once they are logged.
     """
@@ -95,9 +97,18 @@ class MemoryBus:
 
     def _trim(self) -> None:
         for topic, log_ in self.logs.items():
-            if topic.endswith(DLQ_SUFFIX) or not log_:
+            if not log_:
                 continue
             readers = [self._offsets[(sub.group, topic)] for sub in self._subs if topic in sub.topics]
+            if topic.endswith(DLQ_SUFFIX) and not readers:
+                # Each was logged as an error when it came, and no one reads them in one process: the
+                # newest DEAD_LETTERS_KEPT stay (a consumer dead-lettering everything must not fill memory).
+                if len(log_) >= DEAD_LETTERS_KEPT + TRIM_EVERY:
+                    drop = len(log_) - DEAD_LETTERS_KEPT
+                    del log_[:drop]
+                    self._trimmed[topic] += drop
+                    log.warning("the oldest dead letters let go", extra={"topic": topic, "count": drop})
+                continue
             drop = (min(readers) if readers else self.published(topic)) - self._trimmed[topic]
             # By the thousand (a slice's delete moves what stays), or all of it when everything is applied.
             if drop >= TRIM_EVERY or (drop > 0 and drop == len(log_)):
