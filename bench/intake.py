@@ -283,9 +283,14 @@ async def measure(secret: str, seconds: float, concurrency: int, households: int
         return {"content": body, "headers": {"Authorization": f"Bearer {tokens[k]}",
                                              "Content-Type": "application/json"}}
 
-    # Start-up's own work (the consumers joining, the topics listed) goes on for a few seconds after
-    # the service answers: measured once it has settled, the idle figure is its background loops'.
-    await asyncio.sleep(5)
+    # Start-up's own work (the classifier's training, the consumers joining, the topics listed) goes on
+    # for 10-15 s after the service answers: waited out (a second under a tenth of a core a process, 30 s
+    # at most), so that it weighs on no phase and the idle figure is the background loops' alone.
+    for _ in range(30):
+        probe = MachineCpu(service_pids)
+        await asyncio.sleep(1)
+        if probe.spent()[0]["service"] < 0.1 * len(service_pids):
+            break
     idle = MachineCpu(service_pids)
     await asyncio.sleep(3)
     print(f"service idle: {idle.spent()[0]['service'] / 3:.0%} of a core (background loops)")
