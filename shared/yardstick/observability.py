@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -42,13 +43,24 @@ _ALLOWED_EXTRA = {
 }
 
 
+# PostgreSQL's DETAIL line of an error names a row's values ("Key (client_id)=(...)", "Failing row
+# contains (...)": a complaint's text, a respondent's id), and the driver's message, which SQLAlchemy's
+# repeats, carries it. Withheld from every line logged; the message and the constraint stay.
+_DETAIL = re.compile(r"^DETAIL:.*$", re.MULTILINE)
+DETAIL_WITHHELD = "DETAIL:  (withheld from the logs: it may name a row's values)"
+
+
+def withhold_details(text: str) -> str:
+    return _DETAIL.sub(DETAIL_WITHHELD, text) if "DETAIL:" in text else text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": withhold_details(record.getMessage()),
         }
         rid, eid = request_id.get(), event_id.get()
         if rid:
@@ -57,9 +69,10 @@ class JsonFormatter(logging.Formatter):
             out["event_id"] = eid
         for key in _ALLOWED_EXTRA:
             if key in record.__dict__:
-                out[key] = record.__dict__[key]
+                value = record.__dict__[key]
+                out[key] = withhold_details(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = withhold_details(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 

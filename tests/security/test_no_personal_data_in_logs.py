@@ -6,12 +6,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import traceback
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import Column, MetaData, String, Table, Text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from yardstick import db
 from yardstick.observability import JsonFormatter, configure_logging
 
 PHONE, EMAIL = "13912345678", "li.wei.private@example.cn"
@@ -82,3 +88,38 @@ async def test_contact_data_never_reaches_the_logs(json_logs: io.StringIO, syste
     assert any(r.get("logger", "").startswith("notices") for r in records)
     leaks = [line for line in written for value in PERSONAL if value in line]
     assert not leaks, f"personal data in the logs at {logging.getLogger().level}:\n" + "\n".join(leaks[:10])
+
+
+async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.StringIO,
+                                                                 scratch_engine: Any) -> None:
+    """PostgreSQL names a row's values in an error's DETAIL ("Failing row contains (...)", "Key (...)=(...)"),
+    and the driver's error carries it (the cause of SQLAlchemy's): a 500's traceback, or an error logged as
+    a field, must not write a complaint's text or a contact to the logs."""
+    metadata = MetaData()
+    complaints = Table("complaints", metadata, Column("id", String(64), primary_key=True),
+                       Column("text", Text, nullable=False), Column("unit_id", String(100), nullable=False))
+    log = logging.getLogger("yardstick.test")
+    async with scratch_engine("postgresql", metadata, "pii_logs") as engine:
+        async with engine.begin() as conn:
+            await conn.execute(complaints.insert().values(id=PHONE, text=f"call {EMAIL}", unit_id=UNIT))
+        failures: list[Exception] = []
+        for values in ({"id": PHONE, "text": "again", "unit_id": UNIT},  # Key (id)=(13912345678) already exists
+                       {"id": "c-2", "text": f"call me on {STAFF_PHONE}", "unit_id": None}):  # Failing row contains
+            with pytest.raises(IntegrityError) as caught:
+                async with engine.begin() as conn:
+                    await conn.execute(complaints.insert().values(**values))
+            failures.append(caught.value)
+        async with AsyncSession(engine) as session, session.begin():
+            with pytest.raises(asyncpg.UniqueViolationError) as raw:  # the driver's own (db.driver's path)
+                await (await db.driver(session)).execute("INSERT INTO complaints VALUES ($1, 'x', 'u')", PHONE)
+            failures.append(raw.value)
+    # What would be written otherwise: the driver's error, SQLAlchemy's cause or the raw one, names the values.
+    tracebacks = ["".join(traceback.format_exception(exc)) for exc in failures]
+    assert all("DETAIL:" in t and (PHONE in t or STAFF_PHONE in t) for t in tracebacks)
+    for exc in failures:
+        log.error("request failed", exc_info=exc, extra={"error": str(exc)})
+        log.error("relay failed: %s", exc)
+    written = json_logs.getvalue()
+    assert written.count("violates not-null constraint") >= 3 and written.count('complaints_pkey') >= 6
+    assert written.count("(withheld from the logs: it may name a row's values)") >= 5
+    assert PHONE not in written and STAFF_PHONE not in written and EMAIL not in written
