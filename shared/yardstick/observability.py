@@ -46,7 +46,10 @@ _ALLOWED_EXTRA = {
 # PostgreSQL's DETAIL line of an error names a row's values ("Key (client_id)=(...)", "Failing row
 # contains (...)": a complaint's text, a respondent's id), and the driver's message, which SQLAlchemy's
 # repeats, carries it. Withheld from every line logged; the message and the constraint stay.
-_DETAIL = re.compile(r"^DETAIL:.*$", re.MULTILINE)
+# A value may span lines (a complaint's text): withheld up to what follows a DETAIL in the driver's
+# message (its HINT) or in a traceback (the next exception), or to the end.
+_DETAIL = re.compile(r"^DETAIL:.*?(?=\nHINT:|\n\[SQL:|\n\nThe above exception|\n\nDuring handling|\Z)",
+                     re.MULTILINE | re.DOTALL)
 DETAIL_WITHHELD = "DETAIL:  (withheld from the logs: it may name a row's values)"
 
 

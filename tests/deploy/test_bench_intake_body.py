@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,12 +13,17 @@ from pydantic import TypeAdapter
 
 from feedback_intake.schemas import RatingItem
 
-# Loaded by path: bench/ is not a package, and on sys.path its scoring.py would hide the service's.
+# Loaded by path, and sys.path put back after: bench/ is not a package, and the module adds its folder
+# to sys.path, where its scoring.py would hide the service's from every later import.
 _SPEC = importlib.util.spec_from_file_location("bench_intake",
                                                Path(__file__).resolve().parents[2] / "bench" / "intake.py")
 assert _SPEC is not None and _SPEC.loader is not None
 bench_intake = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench_intake)
+_PATH = list(sys.path)
+try:
+    _SPEC.loader.exec_module(bench_intake)
+finally:
+    sys.path[:] = _PATH
 
 
 def test_the_bench_kiosk_body_is_a_batch_of_100_distinct_random_ratings_10_s_apart() -> None:

@@ -103,8 +103,9 @@ async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.S
         async with engine.begin() as conn:
             await conn.execute(complaints.insert().values(id=PHONE, text=f"call {EMAIL}", unit_id=UNIT))
         failures: list[Exception] = []
-        for values in ({"id": PHONE, "text": "again", "unit_id": UNIT},  # Key (id)=(13912345678) already exists
-                       {"id": "c-2", "text": f"call me on {STAFF_PHONE}", "unit_id": None}):  # Failing row contains
+        # "Key (id)=(13912345678) already exists"; "Failing row contains (c-2, call me\non ...)": a value over lines.
+        for values in ({"id": PHONE, "text": "again", "unit_id": UNIT},
+                       {"id": "c-2", "text": f"call me\non {STAFF_PHONE}\nplease", "unit_id": None}):
             with pytest.raises(IntegrityError) as caught:
                 async with engine.begin() as conn:
                     await conn.execute(complaints.insert().values(**values))
@@ -123,3 +124,4 @@ async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.S
     assert written.count("violates not-null constraint") >= 3 and written.count('complaints_pkey') >= 6
     assert written.count("(withheld from the logs: it may name a row's values)") >= 5
     assert PHONE not in written and STAFF_PHONE not in written and EMAIL not in written
+    assert "please" not in written  # the value's last line too
