@@ -44,17 +44,25 @@ _ALLOWED_EXTRA = {
 
 
 # PostgreSQL's DETAIL line of an error names a row's values ("Key (client_id)=(...)", "Failing row
-# contains (...)": a complaint's text, a respondent's id), and the driver's message, which SQLAlchemy's
-# repeats, carries it. Withheld from every line logged; the message and the constraint stay.
-# A value may span lines (a complaint's text): withheld up to what follows a DETAIL in the driver's
-# message (its HINT) or in a traceback (the next exception), or to the end.
-_DETAIL = re.compile(r"^DETAIL:.*?(?=\nHINT:|\n\[SQL:|\n\nThe above exception|\n\nDuring handling|\Z)",
-                     re.MULTILINE | re.DOTALL)
-DETAIL_WITHHELD = "DETAIL:  (withheld from the logs: it may name a row's values)"
+# contains (...)": a complaint's text, a respondent's id), and the driver's message carries it: as the
+# error's str, the cause in SQLAlchemy's traceback, or escaped in its repr. Withheld wherever it is
+# logged; the message and the constraint before it stay.
+# - As text (str, a traceback, an exception group's lines behind "| "): a value may span lines, so up to
+#   the next exception of the traceback or the end. Not up to a HINT or a [SQL: line: a value's own
+#   lines may read so.
+_DETAIL = re.compile(
+    r"^(?P<lead>[ |]*)DETAIL:.*?(?=\n[ |]*\n[ |]*(?:The above exception|During handling)|\n[ |]*\+[-+]|\Z)",
+    re.MULTILINE | re.DOTALL)
+# - Escaped in a repr (a line break written as backslash-n): up to the end of that line.
+_ESCAPED_DETAIL = re.compile(r"\\nDETAIL:[^\n]*")
+WITHHELD = "(withheld from the logs: it may name a row's values)"
 
 
 def withhold_details(text: str) -> str:
-    return _DETAIL.sub(DETAIL_WITHHELD, text) if "DETAIL:" in text else text
+    if "DETAIL:" not in text:
+        return text
+    text = _ESCAPED_DETAIL.sub(lambda _: f"\\nDETAIL:  {WITHHELD}", text)
+    return _DETAIL.sub(lambda m: f"{m['lead']}DETAIL:  {WITHHELD}", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,6 +81,8 @@ class JsonFormatter(logging.Formatter):
         for key in _ALLOWED_EXTRA:
             if key in record.__dict__:
                 value = record.__dict__[key]
+                if isinstance(value, BaseException):  # written as its str otherwise (json's default=str)
+                    value = str(value)
                 out[key] = withhold_details(value) if isinstance(value, str) else value
         if record.exc_info:
             out["exception"] = withhold_details(self.formatException(record.exc_info))

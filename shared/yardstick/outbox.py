@@ -155,7 +155,7 @@ class Relay:
 
     def __init__(self, *, engine: AsyncEngine, table: Table, bus: Bus, service: str,
                  interval_s: float = 0.5, batch: int = 1000, max_batch: int = 16_000,
-                 retry_max_s: float = 10.0) -> None:
+                 retry_max_s: float = 10.0, count_every_s: float = PENDING_COUNT_EVERY_S) -> None:
         self.engine = engine
         self.table = table
         self.bus = bus
@@ -174,6 +174,7 @@ class Relay:
         self._lock_conn: AsyncConnection | None = None
         self.published = 0
         self.holds_lock = False
+        self.count_every_s = count_every_s
         self._count_after = 0.0  # the event loop's time before which a backlog is not counted again
 
     def wake(self) -> None:
@@ -381,7 +382,7 @@ class Relay:
         if more and (now := asyncio.get_running_loop().time()) >= self._count_after:
             # A backlog's exact size takes a pass over the table: once a second is enough for a gauge
             # scraped every few (a round's own cost behind a saturated intake, every round before).
-            self._count_after = now + PENDING_COUNT_EVERY_S
+            self._count_after = now + self.count_every_s
             OUTBOX_PENDING.labels(service=self.service).set(await self._pending_on(connect))
         return more
 

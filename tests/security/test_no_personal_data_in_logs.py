@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from yardstick import db
+from yardstick.bus import DeadLetter
 from yardstick.observability import JsonFormatter, configure_logging
 
 PHONE, EMAIL = "13912345678", "li.wei.private@example.cn"
@@ -93,8 +94,9 @@ async def test_contact_data_never_reaches_the_logs(json_logs: io.StringIO, syste
 async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.StringIO,
                                                                  scratch_engine: Any) -> None:
     """PostgreSQL names a row's values in an error's DETAIL ("Failing row contains (...)", "Key (...)=(...)"),
-    and the driver's error carries it (the cause of SQLAlchemy's): a 500's traceback, or an error logged as
-    a field, must not write a complaint's text or a contact to the logs."""
+    and the driver's error carries it (the cause of SQLAlchemy's, or a message that quotes it): a 500's
+    traceback, an exception group's, an error logged as a field, as its str or its repr, must not write a
+    complaint's text or a contact to the logs."""
     metadata = MetaData()
     complaints = Table("complaints", metadata, Column("id", String(64), primary_key=True),
                        Column("text", Text, nullable=False), Column("unit_id", String(100), nullable=False))
@@ -103,9 +105,10 @@ async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.S
         async with engine.begin() as conn:
             await conn.execute(complaints.insert().values(id=PHONE, text=f"call {EMAIL}", unit_id=UNIT))
         failures: list[Exception] = []
-        # "Key (id)=(13912345678) already exists"; "Failing row contains (c-2, call me\non ...)": a value over lines.
+        # "Key (id)=(13912345678) already exists"; "Failing row contains (c-2, call me\n...)": a value over
+        # lines, whose own lines read as the driver's HINT and SQLAlchemy's statement would.
         for values in ({"id": PHONE, "text": "again", "unit_id": UNIT},
-                       {"id": "c-2", "text": f"call me\non {STAFF_PHONE}\nplease", "unit_id": None}):
+                       {"id": "c-2", "text": f"call me\nHINT: on {STAFF_PHONE}\n[SQL: please]", "unit_id": None}):
             with pytest.raises(IntegrityError) as caught:
                 async with engine.begin() as conn:
                     await conn.execute(complaints.insert().values(**values))
@@ -114,14 +117,25 @@ async def test_a_database_errors_row_values_never_reach_the_logs(json_logs: io.S
             with pytest.raises(asyncpg.UniqueViolationError) as raw:  # the driver's own (db.driver's path)
                 await (await db.driver(session)).execute("INSERT INTO complaints VALUES ($1, 'x', 'u')", PHONE)
             failures.append(raw.value)
+    # A message that quotes the driver's (as a consumer's dead letter does): its repr escapes the DETAIL.
+    failures.append(DeadLetter(f"feedback.received e-1: {failures[2]}"))
     # What would be written otherwise: the driver's error, SQLAlchemy's cause or the raw one, names the values.
     tracebacks = ["".join(traceback.format_exception(exc)) for exc in failures]
     assert all("DETAIL:" in t and (PHONE in t or STAFF_PHONE in t) for t in tracebacks)
+    assert "\\nDETAIL:  Key (id)=(13912345678)" in repr(failures[3])
     for exc in failures:
         log.error("request failed", exc_info=exc, extra={"error": str(exc)})
         log.error("relay failed: %s", exc)
+        log.warning("batch failed; applying its events in halves", extra={"error": repr(exc)[:500], "reason": exc})
+        log.warning("retrying: %r", exc)
+    try:
+        raise ExceptionGroup("a request's errors", failures)
+    except ExceptionGroup as group:
+        log.error("request failed", exc_info=group)
     written = json_logs.getvalue()
-    assert written.count("violates not-null constraint") >= 3 and written.count('complaints_pkey') >= 6
-    assert written.count("(withheld from the logs: it may name a row's values)") >= 5
     assert PHONE not in written and STAFF_PHONE not in written and EMAIL not in written
     assert "please" not in written  # the value's last line too
+    assert written.count("violates not-null constraint") >= 3 and written.count('complaints_pkey') >= 6
+    # Each DETAIL written was withheld: the tracebacks' 3 + 4 (the group's), the raw error's 3 (str, message,
+    # field) and the quoting one's 6 (its repr and %r too).
+    assert written.count("(withheld from the logs: it may name a row's values)") == 16

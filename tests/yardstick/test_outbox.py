@@ -213,28 +213,42 @@ async def test_a_requests_events_share_rows_and_go_out_in_order(backend_database
     assert await relay.pending() == 0
 
 
-async def test_a_backlog_is_counted_for_its_gauge_once_a_second(backend_database: Db) -> None:
-    """The pending gauge: a round that leaves a backlog counts it (a pass over the table), at most once a
-    second; a round that takes the whole backlog knows its size without counting."""
-    for n in range(10):  # ten requests of 100 events, a row each
-        async with db.transaction(backend_database.sessions) as session:
-            await add(session, outbox, [_event(100 * n + k) for k in range(100)])
-    relay = _relay(backend_database, MemoryBus(), batch=100)
+async def test_a_backlog_is_counted_for_its_gauge_at_most_once_in_its_interval(backend_database: Db) -> None:
+    """The pending gauge: a round that leaves a backlog counts it (a pass over the table), at most once in
+    `count_every_s` (a second by default); a round that takes the whole backlog knows its size without counting."""
+
+    async def backlog() -> None:  # ten requests of 100 events, a row each
+        for n in range(10):
+            async with db.transaction(backend_database.sessions) as session:
+                await add(session, outbox, [_event(100 * n + k) for k in range(100)])
 
     def gauge() -> float | None:
         return REGISTRY.get_sample_value("yardstick_outbox_pending", {"service": "test"})
 
+    assert PENDING_COUNT_EVERY_S == 1.0
+    await backlog()
+    relay = Relay(engine=backend_database.engine, table=outbox, bus=MemoryBus(), service="test", batch=100,
+                  count_every_s=3600)
     assert await relay.publish_once() is True  # 100 out, a backlog left: counted
     assert gauge() == 900
-    assert await relay.publish_once() is True  # 200 more within the second: not counted again
+    assert await relay.publish_once() is True  # 200 more within the interval: not counted again
     assert gauge() == 900
-    await asyncio.sleep(PENDING_COUNT_EVERY_S)
-    assert await relay.publish_once() is True  # 400 more a second later: counted
-    assert gauge() == 300
+    assert await relay.publish_once() is True  # 400 more: still not
+    assert gauge() == 900
     assert await relay.publish_once() is False  # the rest fits in the round (800): its size, no count
     assert gauge() == 300 and relay.published == 1000
     assert await relay.publish_once() is False
     assert gauge() == 0
+    # Once the interval has passed, a round counts again: with none, every round that leaves a backlog.
+    await backlog()
+    every = Relay(engine=backend_database.engine, table=outbox, bus=MemoryBus(), service="test", batch=100,
+                  count_every_s=0)
+    assert await every.publish_once() is True
+    assert gauge() == 900
+    assert await every.publish_once() is True
+    assert gauge() == 700
+    assert await every.publish_once() is True
+    assert gauge() == 300
 
 
 @pytest.mark.parametrize("spelling", ["as written", "the standard library's default", "spaced, ASCII escapes"])
