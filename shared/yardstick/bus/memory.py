@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = dlq_topic("")
 TRIM_EVERY = 1000
-# Dead letters a topic keeps in the one-process mode when no group reads them (the newest).
+# Dead letters a topic keeps in the one-process mode when no group reads them (the newest; up to
+# TRIM_EVERY more gather between two trims).
 DEAD_LETTERS_KEPT = 10_000
 
 
