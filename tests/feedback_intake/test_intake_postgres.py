@@ -90,6 +90,10 @@ async def _interleaved(app: Any, feedback_id: str, change: dict[str, Any],
         await other.execute(update(feedback).where(feedback.c.id == feedback_id).values(**change))
         pending = asyncio.ensure_future(request())
         async with engine.connect() as watcher:
+            # Each poll its own transaction: PostgreSQL reads pg_stat_activity once a transaction, so in one
+            # the first poll's answer (taken before the request reached the lock, on a loaded machine)
+            # would come back for ever.
+            await watcher.execution_options(isolation_level="AUTOCOMMIT")
             # Waiting on a row lock: for the other transaction's id, or a tuple behind it.
             waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                            "AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')")
