@@ -415,13 +415,6 @@ class Prepared(NamedTuple):
     payload: str
 
 
-@functools.cache
-def _fields(model: type[_Event]) -> tuple[tuple[str, Any], ...]:
-    """The model's fields in order with their defaults (None where required): its JSON's shape."""
-    return tuple((name, field.get_default(call_default_factory=True) if not field.is_required() else None)
-                 for name, field in model.model_fields.items())
-
-
 def json_text(value: Any) -> str:
     """Compact JSON text by pydantic's own serialiser: what `model_dump_json` writes for the values an
     event holds (str, int, float, bool, None, date, datetime, lists and dicts of them).
@@ -438,8 +431,10 @@ def json_text(value: Any) -> str:
 
 @functools.cache
 def _defaults(model: type[_Event]) -> dict[str, Any]:
-    """The model's fields in order with their defaults: a copy updated with a call's values keeps that order."""
-    return dict(_fields(model))
+    """The model's fields in order with their defaults (None where required): its JSON's shape. A copy
+    updated with a call's values keeps that order. Never changed: a default list is shared."""
+    return {name: field.get_default(call_default_factory=True) if not field.is_required() else None
+            for name, field in model.model_fields.items()}
 
 
 def prepare(model: type[_Event], *, source: str, key: str, time: str, event_id: str | None = None,

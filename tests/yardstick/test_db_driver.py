@@ -99,8 +99,7 @@ async def test_bulk_insert_stores_every_row_whichever_columns_are_alike(engine: 
         await db.bulk_insert(session, notes, rows)
     async with engine.connect() as conn:
         stored = [dict(r._mapping) for r in await conn.execute(select(notes))]
-    key = repr
-    assert sorted(stored, key=key) == sorted(rows, key=key)
+    assert sorted(stored, key=repr) == sorted(rows, key=repr)
 
 
 async def test_a_savepoint_begun_after_the_driver_is_in_use_rolls_back_its_own_rows(engine: AsyncEngine) -> None:
@@ -160,24 +159,18 @@ class _Proxy:
         await asyncio.gather(pump(client_r, server_w, True), pump(server_r, client_w, False))
 
 
-def _through(url: str, port: int) -> str:
-    host_port = url.split("@", 1)[1].split("/", 1)[0]
-    return url.replace(f"@{host_port}/", f"@127.0.0.1:{port}/")
-
-
-def _target(url: str) -> tuple[str, int]:
-    host, port = url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    return host, int(port)
+def _through(engine: AsyncEngine, port: int) -> str:
+    """The engine's database URL by way of the proxy listening on `port`."""
+    return engine.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
 
 
 async def test_a_unit_of_work_cancelled_during_its_begin_leaves_no_transaction_open(engine: AsyncEngine) -> None:
     """A review's find: a task cancelled while the driver's BEGIN was under way left the server's
     transaction unknown to SQLAlchemy; the pool's connection then nested every later unit of work in
     it as a savepoint, and their commits committed nothing. The connection is dropped now."""
-    url = engine.url.render_as_string(hide_password=False)
-    proxy = _Proxy(_target(url))
+    proxy = _Proxy((str(engine.url.host), int(engine.url.port or 5432)))
     async with proxy as port:
-        proxied = db.make_engine(_through(url, port), pool_size=1, max_overflow=0)
+        proxied = db.make_engine(_through(engine, port), pool_size=1, max_overflow=0)
         sessions = db.session_factory(proxied)
         try:
             async with db.transaction(sessions) as session:  # the pool's one connection, opened
@@ -214,10 +207,9 @@ async def test_a_connection_lost_at_the_drivers_begin_answers_503(engine: AsyncE
 
     from yardstick import runtime
 
-    url = engine.url.render_as_string(hide_password=False)
-    proxy = _Proxy(_target(url))
+    proxy = _Proxy((str(engine.url.host), int(engine.url.port or 5432)))
     async with proxy as port:
-        proxied = db.make_engine(_through(url, port), pool_size=1, max_overflow=0)
+        proxied = db.make_engine(_through(engine, port), pool_size=1, max_overflow=0)
         sessions = db.session_factory(proxied)
         app = FastAPI()
         runtime.install_unavailable(app, "test")

@@ -101,20 +101,19 @@ class MemoryBus:
             if not log_:
                 continue
             readers = [self._offsets[(sub.group, topic)] for sub in self._subs if topic in sub.topics]
-            if topic.endswith(DLQ_SUFFIX) and not readers:
+            dead_letters = topic.endswith(DLQ_SUFFIX) and not readers
+            if dead_letters:
                 # Each was logged as an error when it came, and no one reads them in one process: the
                 # newest DEAD_LETTERS_KEPT stay (a consumer dead-lettering everything must not fill memory).
-                if len(log_) >= DEAD_LETTERS_KEPT + TRIM_EVERY:
-                    drop = len(log_) - DEAD_LETTERS_KEPT
-                    del log_[:drop]
-                    self._trimmed[topic] += drop
-                    log.warning("the oldest dead letters let go", extra={"topic": topic, "count": drop})
-                continue
-            drop = (min(readers) if readers else self.published(topic)) - self._trimmed[topic]
+                drop = len(log_) - DEAD_LETTERS_KEPT
+            else:
+                drop = (min(readers) if readers else self.published(topic)) - self._trimmed[topic]
             # By the thousand (a slice's delete moves what stays), or all of it when everything is applied.
             if drop >= TRIM_EVERY or (drop > 0 and drop == len(log_)):
                 del log_[:drop]
                 self._trimmed[topic] += drop
+                if dead_letters:
+                    log.warning("the oldest dead letters let go", extra={"topic": topic, "count": drop})
 
     def subscribe(self, subscription: Subscription) -> None:
         self._subs.append(subscription)
