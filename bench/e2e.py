@@ -46,6 +46,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from yardstick import auth, events
 from yardstick.bus.codec import encode
+from yardstick.bus.kafka import delete_topics_with_prefix
 from yardstick.city import default_city_path, load_city
 
 REPO = Path(__file__).resolve().parents[1]
@@ -431,17 +432,15 @@ async def databases(admin: str, statements: list[str]) -> None:
 
 
 async def topics(bootstrap: str, *, create: tuple[str, ...] = (), delete_prefix: str = "") -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if create:
+    if create:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
             await admin.create_topics([NewTopic(t, num_partitions=6, replication_factor=1) for t in create])
-        if delete_prefix:
-            ours = [t for t in await admin.list_topics() if t.startswith(delete_prefix)]
-            if ours:
-                await admin.delete_topics(ours)
-    finally:
-        await admin.close()
+        finally:
+            await admin.close()
+    if delete_prefix:
+        await delete_topics_with_prefix(bootstrap, delete_prefix)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from yardstick.db import scratch_database_sync
 # bench/ is not on the path: `make bench` runs each script with -P (bench/scoring.py would hide the
 # scoring package). The end-to-end bench's bare endpoint and profiler are taken from beside this file.
 sys.path.append(str(Path(__file__).resolve().parent))
-from e2e import BARE_APP, MachineCpu, percentile, profile_report, profile_start
+from e2e import BARE_APP, MachineCpu, percentile, profile_report, profile_start, topics
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -212,9 +212,9 @@ def serve_and_measure(url: str, seconds: float, concurrency: int, households: in
                       instances: int, rates: list[float]) -> None:
     """Processes are started and stopped here, outside the event loop that drives the load."""
     secret = secrets.token_urlsafe(32)
+    prefix, bootstrap = f"bench{secrets.token_hex(3)}.", os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     env = {k: v for k, v in os.environ.items() if not k.startswith("YARDSTICK_")} | {
-        "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
-        "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+        "YARDSTICK_BUS": "kafka", "YARDSTICK_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "YARDSTICK_AUTH_SECRET": secret, "YARDSTICK_LOG_LEVEL": "WARNING",
         "YARDSTICK_INTAKE_DATABASE_URL": url,
         "YARDSTICK_INTAKE_PORT": str(SERVICE_PORT), "YARDSTICK_AUTH_DATABASE_URL": "sqlite+aiosqlite:///:memory:",
@@ -249,6 +249,8 @@ def serve_and_measure(url: str, seconds: float, concurrency: int, households: in
             proc.terminate()
             proc.wait(timeout=30)
         bare_file.unlink(missing_ok=True)
+        # The run's topics (72 partitions): left behind, every run would add to what the broker holds.
+        asyncio.run(topics(bootstrap, delete_prefix=prefix))
 
 
 async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from yardstick import events
 from yardstick.bus.codec import encode
-from yardstick.bus.kafka import KafkaBus
+from yardstick.bus.kafka import KafkaBus, delete_topics_with_prefix
 from yardstick.city import default_city_path, load_city
 from yardstick.db import scratch_database_sync
 
@@ -151,6 +151,7 @@ def _run_one(url: str, service: str, instances: int, n: int, logs: Path) -> floa
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        asyncio.run(delete_topics_with_prefix(bootstrap(), prefix))  # else each run adds 72 partitions
 
 
 def main() -> None:

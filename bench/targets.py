@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from target_tracker import forecast  # noqa: E402
 from yardstick import auth  # noqa: E402
+from yardstick.bus.kafka import delete_topics_with_prefix  # noqa: E402
 from yardstick.city import default_city_path, load_city  # noqa: E402
 from yardstick.db import scratch_database_sync  # noqa: E402
 from yardstick.runner import tune_gc  # noqa: E402
@@ -275,7 +277,7 @@ def bench(name: str, args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         if name == "postgres":
             env.update({"YARDSTICK_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-                        "YARDSTICK_TOPIC_PREFIX": f"bench{secrets.token_hex(3)}.",
+                        "YARDSTICK_TOPIC_PREFIX": stack.enter_context(run_topics(f"bench{secrets.token_hex(3)}.")),
                         "YARDSTICK_TARGETS_DATABASE_URL": stack.enter_context(
                             scratch_database_sync(ADMIN, "bench_targets"))})
         else:
@@ -289,6 +291,15 @@ def bench(name: str, args: argparse.Namespace) -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def run_topics(prefix: str) -> Iterator[str]:
+    """The run's topic prefix; its topics are deleted at the end (else each run adds 72 partitions)."""
+    try:
+        yield prefix
+    finally:
+        asyncio.run(delete_topics_with_prefix(KAFKA, prefix))
 
 
 async def profile(n: int) -> None:

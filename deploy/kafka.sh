@@ -18,7 +18,8 @@
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default 19093)
 #   KAFKA_DATA_DIR         log.dirs (default .cache/kafka/data)
 #   KAFKA_RESET=1          stop if running and wipe the data before `start`
-#   KAFKA_HEAP             JVM heap flags (default "-Xms256m -Xmx768m")
+#   KAFKA_HEAP             JVM heap flags (default "-Xms1g -Xmx1g", as Kafka's own start script and image;
+#                          see docs/decisions/0030-kafka-heap.md before making it smaller)
 #   KAFKA_START_TIMEOUT    seconds `start` waits for the broker (default 90)
 #
 # Everything lives in the git-ignored .cache/kafka/ at the repository root. Needs Java 17+ and Maven.
@@ -50,7 +51,10 @@ PORT="${KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 HOST=127.0.0.1
 TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
-read -r -a HEAP <<<"${KAFKA_HEAP:--Xms256m -Xmx768m}"
+# The broker holds about 150 MB live from its start (KRaft and its request buffers). A heap that starts
+# near that (it was -Xms256m) keeps G1 in back-to-back concurrent cycles: under kiosk load two thirds
+# of the broker's CPU went to its collector (decision 0030). Initial = maximum, as Kafka recommends.
+read -r -a HEAP <<<"${KAFKA_HEAP:--Xms1g -Xmx1g}"
 VENV_PYTHON="$REPO_ROOT/.venv/bin/python"
 
 say() { printf 'kafka: %s\n' "$*"; }

@@ -91,6 +91,25 @@ class PublishRefused(BusUnavailable):
         return all(isinstance(error, _MESSAGE_REFUSALS) for _, error in self.refused)
 
 
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a benchmark's or a test's run); the names deleted.
+
+    A topic left behind costs the broker for as long as it lives: its partitions' logs, indexes and
+    metadata stay open, and each run would add its own.
+    """
+    if not prefix:
+        raise ValueError("an empty prefix would name every topic")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()
+
+
 def _refusal(exc: BaseException) -> bool:
     return isinstance(exc, _MESSAGE_REFUSALS + _SETUP_REFUSALS)
 
