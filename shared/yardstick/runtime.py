@@ -278,9 +278,12 @@ class ServiceRuntime:
 
 
 # What a request meets when the database is away: SQLAlchemy's wrapped driver errors, and the driver's
-# own errors and socket errors, which SQLAlchemy lets through unwrapped when a new connection fails.
+# own errors and socket errors, which SQLAlchemy lets through unwrapped when a new connection fails and
+# `db.driver`'s statements raise as they are. InternalClientError derives from none of them: a pooled
+# connection whose server went away (its FATAL read, the close not yet) refuses the next query with it,
+# "cannot switch to state 15; another operation (2) is in progress" (seen as a 500 in a restart test).
 _DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                                                 OSError, TimeoutError, PoolTimeout)
+                                                 asyncpg.InternalClientError, OSError, TimeoutError, PoolTimeout)
 
 
 def install_unavailable(app: FastAPI, service: str) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from yardstick import db
 from yardstick.bus.memory import MemoryBus
+from yardstick.consumer import _TRANSIENT_DRIVER_ERRORS
 from yardstick.runtime import ServiceRuntime, runtime_of
 from yardstick.settings import ServiceSettings
 
@@ -49,6 +52,24 @@ async def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] == "1"
     assert r.json()["error"]["code"] == "unavailable"
+
+
+@pytest.mark.parametrize("name", sorted(_TRANSIENT_DRIVER_ERRORS))
+async def test_every_driver_error_the_consumers_retry_is_a_503_for_a_request(name: str, tmp_path: Any) -> None:
+    """The consumers' list of the driver's transient errors and the requests' 503 handlers agree: a
+    restart test met InternalClientError (which derives from none of the handled types) as a 500."""
+    kind = getattr(asyncpg, name, None) or getattr(asyncpg.exceptions, name)
+    app = _app(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
+
+    @app.get("/raises")
+    async def raises() -> None:
+        raise kind("cannot switch to state 15; another operation (2) is in progress")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/raises")
+    assert r.status_code == 503, (name, r.text)
+    assert r.headers["retry-after"] == "1"
 
 
 async def test_a_database_error_that_is_not_transient_stays_a_500_in_the_json_shape(tmp_path: Any) -> None:
