@@ -148,6 +148,13 @@ class System:
     def runtime(self, service: str) -> Any:
         return self.apps[service].state.runtime
 
+    async def published(self, *services: str) -> bool:
+        """The services' relays published every event they committed (their outboxes are empty).
+
+        Check this before a consumer's lag: a request's events reach the bus after it returned, so
+        a lag of 0 read before the relay's round is no sign they were applied."""
+        return all([await _published_all(self.runtime(s)) for s in services or tuple(self.apps)])
+
     async def emitted(self, service: str, event_type: str) -> list[dict[str, Any]]:
         """The data of every event of this type the service committed, in commit order, as the bus
         carries it: read once its outbox is empty (the relay deletes a row once it is published)."""
