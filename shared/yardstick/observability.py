@@ -39,7 +39,7 @@ _ALLOWED_EXTRA = {
     "service", "consumer", "topic", "partition", "offset", "reason", "error", "attempt", "count",
     "partitions", "path", "method", "status", "duration_ms", "event_type", "unit_id", "window_id",
     "token_id", "role", "notice_id", "target_id", "feedback_id", "url", "pending", "year",
-    "attempts", "delivery", "channel", "checked", "changed", "events", "messages",
+    "attempts", "delivery", "channel", "checked", "changed", "events", "messages", "repeated",
 }
 
 
@@ -89,9 +89,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+class RepeatLimiter(logging.Filter):
+    """At most one line per `every_s` of a client library's repeated message; our own lines all pass.
+
+    With the broker down, aiokafka's fetcher can ask for metadata in a loop without a pause (when a
+    partition's leader is unknown, each failed update wakes it again: aio-libs/aiokafka#1155 is the
+    same kind of loop), writing two lines per try: 82,000 lines in 15 s from one process in a CI
+    run. A message is its logger, level and template (its arguments vary from try to try); the
+    line shown after a quiet spell says how many were held back (`repeated`).
+    """
+
+    MAX_KEYS = 1000  # a library that formats its messages itself would make each one a new key
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka", "kafka"), every_s: float = 5.0,
+                 clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.prefixes, self.every_s, self.clock = prefixes, every_s, clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [shown at, held back since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.every_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.repeated = int(seen[1])
+        if len(self._seen) >= self.MAX_KEYS:
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
