@@ -51,9 +51,10 @@ PORT="${KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 HOST=127.0.0.1
 TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
-# The broker holds about 150 MB live from its start (KRaft and its request buffers). A heap that starts
-# near that (it was -Xms256m) keeps G1 in back-to-back concurrent cycles: under kiosk load two thirds
-# of the broker's CPU went to its collector (decision 0030). Initial = maximum, as Kafka recommends.
+# The broker holds about 150 MB live from its start (128 MiB of it the log cleaner's dedupe buffer). A
+# heap that starts near that (it was -Xms256m) keeps G1 in back-to-back concurrent cycles: under kiosk
+# load two thirds of the broker's CPU went to its collector (decision 0030). Initial = maximum, as
+# Kafka's own start script has it.
 read -r -a HEAP <<<"${KAFKA_HEAP:--Xms1g -Xmx1g}"
 VENV_PYTHON="$REPO_ROOT/.venv/bin/python"
 
