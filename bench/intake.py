@@ -34,13 +34,14 @@ from typing import Any
 import httpx
 
 from yardstick import auth
+from yardstick.bus.kafka import delete_topics_with_prefix
 from yardstick.city import default_city_path, load_city
 from yardstick.db import scratch_database_sync
 
 # bench/ is not on the path: `make bench` runs each script with -P (bench/scoring.py would hide the
 # scoring package). The end-to-end bench's bare endpoint and profiler are taken from beside this file.
 sys.path.append(str(Path(__file__).resolve().parent))
-from e2e import BARE_APP, MachineCpu, percentile, profile_report, profile_start, topics
+from e2e import BARE_APP, MachineCpu, percentile, profile_report, profile_start
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -250,7 +251,7 @@ def serve_and_measure(url: str, seconds: float, concurrency: int, households: in
             proc.wait(timeout=30)
         bare_file.unlink(missing_ok=True)
         # The run's topics (72 partitions): left behind, every run would add to what the broker holds.
-        asyncio.run(topics(bootstrap, delete_prefix=prefix))
+        asyncio.run(delete_topics_with_prefix(bootstrap, prefix))
 
 
 async def measure(secret: str, seconds: float, concurrency: int, households: int, only: set[str],

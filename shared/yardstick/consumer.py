@@ -104,7 +104,7 @@ _MESSAGE_SQLSTATE_CLASSES = {"22", "23"}
 # lock_not_available. Retried without a word of ours (the bus logs the retry): nothing to fix.
 _BUSY_SQLSTATE_CLASSES = {"08", "40", "53", "57", "58"}
 _BUSY_SQLSTATES = {"55P03"}
-_TRANSIENT_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
+TRANSIENT_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
                             "ConnectionFailureError", "PostgresConnectionError", "InternalClientError"}
 # SQLite's refusals of a schema it does not (yet) have: a migration running beside the consumer.
 _SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
@@ -191,7 +191,7 @@ def _transient_driver_error(exc: BaseException) -> bool:
     """The database unreachable or busy (see _BUSY_SQLSTATE_CLASSES), by the driver's error."""
     if isinstance(exc, ConnectionError | OSError | TimeoutError):
         return True
-    if type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS:
+    if type(exc).__name__ in TRANSIENT_DRIVER_ERRORS:
         return True
     code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return isinstance(code, str) and (code[:2] in _BUSY_SQLSTATE_CLASSES or code in _BUSY_SQLSTATES)

@@ -23,7 +23,15 @@ from yardstick import db, errors, observability
 from yardstick.auth import Authenticator, Revocations, revoked_table
 from yardstick.bus import Bus, Message, Subscription
 from yardstick.city import CityProfile, default_city_path, load_city
-from yardstick.consumer import DecodedT, EventHandler, IdempotentConsumer, PreparedBatch, is_transient, processed_table
+from yardstick.consumer import (
+    TRANSIENT_DRIVER_ERRORS,
+    DecodedT,
+    EventHandler,
+    IdempotentConsumer,
+    PreparedBatch,
+    is_transient,
+    processed_table,
+)
 from yardstick.events import Envelope, Prepared
 from yardstick.outbox import ROW_EVENTS, Relay, add, outbox_table
 from yardstick.settings import ServiceSettings
@@ -279,11 +287,13 @@ class ServiceRuntime:
 
 # What a request meets when the database is away: SQLAlchemy's wrapped driver errors, and the driver's
 # own errors and socket errors, which SQLAlchemy lets through unwrapped when a new connection fails and
-# `db.driver`'s statements raise as they are. InternalClientError derives from none of them: a pooled
-# connection whose server went away (its FATAL read, the close not yet) refuses the next query with it,
-# "cannot switch to state 15; another operation (2) is in progress" (seen as a 500 in a restart test).
-_DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                                                 asyncpg.InternalClientError, OSError, TimeoutError, PoolTimeout)
+# `db.driver`'s statements raise as they are; and every driver error the consumers retry, from their
+# list, so the two cannot drift apart. (They had: InternalClientError, which derives from none of the
+# others, "cannot switch to state 15; another operation (2) is in progress" from a pooled connection
+# whose server went away, was retried by consumers and a 500 for a request in a restart test.)
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, PoolTimeout,
+    *(getattr(asyncpg, name) for name in sorted(TRANSIENT_DRIVER_ERRORS)))
 
 
 def install_unavailable(app: FastAPI, service: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from yardstick import db
 from yardstick.bus.memory import MemoryBus
-from yardstick.consumer import _TRANSIENT_DRIVER_ERRORS
+from yardstick.consumer import TRANSIENT_DRIVER_ERRORS
 from yardstick.runtime import ServiceRuntime, runtime_of
 from yardstick.settings import ServiceSettings
 
@@ -54,7 +54,7 @@ async def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
     assert r.json()["error"]["code"] == "unavailable"
 
 
-@pytest.mark.parametrize("name", sorted(_TRANSIENT_DRIVER_ERRORS))
+@pytest.mark.parametrize("name", sorted(TRANSIENT_DRIVER_ERRORS))
 async def test_every_driver_error_the_consumers_retry_is_a_503_for_a_request(name: str, tmp_path: Any) -> None:
     """The consumers' list of the driver's transient errors and the requests' 503 handlers agree: a
     restart test met InternalClientError (which derives from none of the handled types) as a 500."""
